@@ -1,0 +1,64 @@
+"""What a trial costs, on paper: images it processes and the FLOPs that takes.
+
+Used to schedule the longest trials first and by `grid plan`. Estimates, not
+measurements: forward GFLOPs per image at 224 px are torchvision's published
+figures, scaled by pixel count; a training step counts forward + backward as
+3x forward (2x where the backbone is frozen and needs no input gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import catalog
+
+GFLOPS_224 = {"alexnet": 0.71, "vgg16": 15.47, "resnet18": 1.81, "resnet50": 4.09}  # forward, per image
+CUSTOM_GFLOPS_224 = 1.0  # a guess for custom archs
+# Training images per second on one GPU at 224 px, for GPU-hour estimates (an
+# A10G/T4-class card with bf16; stated in `grid plan`'s output).
+GPU_IMAGES_PER_S = {"alexnet": 2500.0, "vgg16": 250.0, "resnet18": 1400.0, "resnet50": 450.0}
+
+# Images in each dataset's pools: (train pool, test pool), by the catalogue.
+POOLS = {"cifar10": (50_000, 10_000), "oxford_pets": (3_680, 3_669), "celeba_hq": (30_000, 0), "celeba30k": (202_599, 0)}
+
+
+def images(config: dict[str, Any]) -> dict[str, float]:
+    """Images per split for one trial (approximate where imbalance drops some)."""
+    data = config["dataset"]
+    if data["source"] == "synthetic" or data["name"] in ("synthetic", "imagefolder"):
+        pool, test = data["n_train"], data["n_test"]
+    else:
+        pool, test = POOLS[data["name"]]
+    if data["limit"]:
+        pool = min(pool, data["limit"])
+    if not catalog.DATASETS[data["name"]].has_test_split:
+        train_share, val_share, test_share = data["split"]
+        test, val, train = pool * test_share, pool * val_share, pool * train_share
+    else:
+        val = pool * data["val_fraction"]
+        train = pool - val
+    train *= data["train_fraction"]
+    if data["imbalance"]:
+        train *= 0.5 + 0.5 * data["imbalance"]["keep"]  # about half the classes lose images
+    return {"train": train, "val": val, "test": test}
+
+
+def gflops_per_image(config: dict[str, Any]) -> float:
+    arch = config["model"]["arch"]
+    base = GFLOPS_224.get(arch, CUSTOM_GFLOPS_224)
+    return base * (config["image_size"] / 224) ** 2
+
+
+def trial_cost(config: dict[str, Any]) -> dict[str, float]:
+    """{images: processed in all, tflops: their estimated cost, gpu_hours: at GPU_IMAGES_PER_S}."""
+    n = images(config)
+    train = config["train"]
+    step_factor = 2.0 if train["freeze"] == "head" else 3.0
+    train_images = n["train"] * config["epochs"]
+    if train["protocol"] == "lr_probe":
+        train_images = (n["train"] + n["val"]) * config["epochs"] + len(train["probe_lrs"]) * train["probe_steps"] * train["batch_size"]
+    eval_images = n["val"] * config["epochs"] + n["test"]
+    per_image = gflops_per_image(config)
+    tflops = (train_images * step_factor + eval_images) * per_image / 1e3
+    rate = GPU_IMAGES_PER_S.get(config["model"]["arch"], 1000.0) * (224 / config["image_size"]) ** 2
+    return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}

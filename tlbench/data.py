@@ -1,0 +1,245 @@
+"""A trial's data: pools decoded once to uint8 tensors, then split by its seed.
+
+    load(dataset config, image size, data root, seed) -> Splits(train, val, test)
+
+Images are decoded and resized once per (pool, size, resize mode) into a
+memory-mapped .npy under `<data>/.tlbench-cache/`, shared by every trial and
+rerun on the machine; a trial then only indexes tensors. Splits are stratified
+and seeded by the trial's seed:
+- val: `val_fraction` of the train pool, every class in proportion;
+- train: `train_fraction` of what is left, every class in proportion;
+- imbalance: of the minority group's classes, train keeps only `keep`;
+- datasets without a test split are first cut by `split` (train/val/test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import catalog, sources
+from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (re-exported for callers)
+from .synthetic import exact_counts, synthetic_pool
+
+CACHE_DIR = ".tlbench-cache"
+
+
+@dataclass
+class ImageSet:
+    """Some images of one decoded pool: the pool's tensor stays shared (memory-mapped)."""
+
+    pool: torch.Tensor  # uint8 [P, 3, S, S], every image of the pool
+    index: torch.Tensor  # int64 [N], which of them are in this set
+    labels: torch.Tensor  # int64 [N]
+    names: list[str]
+
+    @classmethod
+    def whole(cls, pool: torch.Tensor, labels: torch.Tensor, names: list[str]) -> ImageSet:
+        return cls(pool, torch.arange(len(labels)), labels, names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def images(self, positions: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """uint8 images at these positions of the set (all when None)."""
+        index = self.index if positions is None else self.index[positions]
+        return self.pool[index]
+
+    def subset(self, positions: np.ndarray) -> ImageSet:
+        pos = torch.from_numpy(np.asarray(positions, dtype=np.int64))
+        return ImageSet(self.pool, self.index[pos], self.labels[pos], [self.names[i] for i in positions])
+
+    @staticmethod
+    def concat(a: ImageSet, b: ImageSet) -> ImageSet:
+        if a.pool is not b.pool:
+            raise ValueError("only sets of one pool can be joined")
+        return ImageSet(a.pool, torch.cat([a.index, b.index]), torch.cat([a.labels, b.labels]), a.names + b.names)
+
+
+@dataclass
+class Splits:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+    classes: list[str]
+    groups: list[str]  # group of each class (pets breed -> species); the class itself otherwise
+
+
+def target_of(cfg: dict[str, Any]) -> str:
+    return cfg["target"] if cfg["target"] is not None else catalog.DATASETS[cfg["name"]].default_target
+
+
+def load(cfg: dict[str, Any], image_size: int, root: str | Path, seed: int) -> Splits:
+    """The train/val/test splits of a trial's `dataset` config."""
+    root = Path(root)
+    target = target_of(cfg)
+    info = catalog.DATASETS[cfg["name"]]
+    train_pool, test_pool, classes = _pools(cfg, target, image_size, root)
+    rng = np.random.default_rng(seed)
+    labels = train_pool.labels.numpy()
+    if test_pool is None:  # one pool: cut the test split off first
+        _, val_share, test_share = cfg["split"]
+        all_idx = np.arange(len(labels))
+        test_idx, rest = stratified_take(labels, all_idx, round(test_share * len(all_idx)), rng)
+        val_idx, train_idx = stratified_take(labels, rest, round(val_share * len(all_idx)), rng)
+        test_set = train_pool.subset(np.sort(test_idx))
+    else:
+        all_idx = np.arange(len(labels))
+        val_idx, train_idx = stratified_take(labels, all_idx, round(cfg["val_fraction"] * len(all_idx)), rng)
+        test_set = test_pool
+    if cfg["train_fraction"] < 1:
+        train_idx, _ = stratified_take(labels, train_idx, round(cfg["train_fraction"] * len(train_idx)), rng)
+    groups = list(info.groups.get(target) or classes)
+    if cfg["imbalance"] is not None:
+        train_idx = _drop_minority(labels, train_idx, groups, cfg["imbalance"], rng)
+    return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups)
+
+
+def stratified_take(labels: np.ndarray, idx: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw n of idx with every class in proportion (largest remainder): (taken, rest)."""
+    idx = np.asarray(idx)
+    classes, counts = np.unique(labels[idx], return_counts=True)
+    quota = exact_counts(n, counts.astype(float)) if len(idx) else counts * 0
+    taken, rest = [], []
+    for cls, k in zip(classes, quota):
+        members = rng.permutation(idx[labels[idx] == cls])
+        taken.append(members[:k])
+        rest.append(members[k:])
+    return np.concatenate(taken or [idx[:0]]), np.concatenate(rest or [idx[:0]])
+
+
+def _drop_minority(labels: np.ndarray, idx: np.ndarray, groups: list[str], imbalance: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    keep_parts = []
+    for cls in np.unique(labels[idx]):
+        members = rng.permutation(idx[labels[idx] == cls])
+        if groups[cls] == imbalance["minority"]:
+            members = members[: round(imbalance["keep"] * len(members))]
+        keep_parts.append(members)
+    return np.concatenate(keep_parts)
+
+
+def _pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    """(train pool, test pool or None, class names), decoded at `size`."""
+    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
+    if cfg["source"] == "synthetic" or name == "synthetic":
+        return _synthetic_pools(cfg, target, size)
+    resize = cfg["resize"]
+    if name == "cifar10":
+        pools: list[Pool | None] = [sources.cifar10(root, True), sources.cifar10(root, False)]
+    elif name == "oxford_pets":
+        pools = [sources.oxford_pets(root, True, target), sources.oxford_pets(root, False, target)]
+    elif name == "celeba30k":
+        pools = [sources.celeba30k(root, target, cfg["limit"]), None]
+    elif name == "celeba_hq":
+        pools = [sources.celeba_hq(root, cfg["path"], cfg["limit"]), None]
+    elif name == "imagefolder":
+        train, classes = sources.imagefolder(root, cfg["path"], True)
+        test, test_classes = sources.imagefolder(root, cfg["path"], False)
+        if test_classes != classes:
+            raise DataError(f"imagefolder {root / cfg['path']}: train classes {classes} differ from test classes {test_classes}")
+        return decode(train, size, resize, root), decode(test, size, resize, root), classes
+    else:  # catalog and this function must agree; a test checks it
+        raise KeyError(f"no loader for dataset {name!r}")
+    if cfg["limit"] and pools[1] is not None:
+        raise DataError(f"dataset.limit applies to datasets without a test split, not {name}")
+    n_classes = info.targets[target]
+    classes = sources.class_names(name, target, n_classes)
+    train_set = decode(pools[0], size, resize, root)
+    test_set = decode(pools[1], size, resize, root) if pools[1] is not None else None
+    return train_set, test_set, classes
+
+
+def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
+    n_classes = cfg["n_classes"] if name == "synthetic" else info.targets[target]
+    if name == "synthetic":
+        priors = cfg["priors"] or [1 / n_classes] * n_classes
+    else:
+        priors = list(info.priors.get(target) or [1 / n_classes] * n_classes)
+        n_classes = n_classes or 10  # imagefolder's twin: classes are only known from the folders
+    priors = priors if len(priors) == n_classes else [1 / n_classes] * n_classes
+    identity = f"{name}/{target}/{n_classes}"
+    classes = sources.class_names(name, target, n_classes) if name != "synthetic" else [f"class{i}" for i in range(n_classes)]
+    if len(classes) != n_classes:
+        classes = [f"class{i}" for i in range(n_classes)]
+    n_train, n_test = cfg["n_train"], cfg["n_test"]
+    if not info.has_test_split:  # one pool, cut by `split` like the real one
+        images, labels = synthetic_pool(n_train + n_test, priors, size, identity, 0)
+        return ImageSet.whole(images, torch.from_numpy(labels), _names(len(labels), "all")), None, classes
+    train_images, train_labels = synthetic_pool(n_train, priors, size, identity, 0)
+    test_images, test_labels = synthetic_pool(n_test, priors, size, identity, 1)
+    return (
+        ImageSet.whole(train_images, torch.from_numpy(train_labels), _names(n_train, "train")),
+        ImageSet.whole(test_images, torch.from_numpy(test_labels), _names(n_test, "test")),
+        classes,
+    )
+
+
+def _names(n: int, split: str) -> list[str]:
+    return [f"synthetic/{split}/{i}" for i in range(n)]
+
+
+# -- decoding, once ---------------------------------------------------------------
+
+
+def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
+    """All images of a pool at `size`, uint8, from the cache when an earlier trial decoded them."""
+    key = hashlib.sha256(f"{pool.identity}|{len(pool)}|{size}|{resize}".encode()).hexdigest()[:20]
+    cache = root / CACHE_DIR / f"{key}.npy"
+    if not cache.exists():
+        _write_cache(pool, size, resize, cache)
+    # Copy-on-write: lazy like a read-only map, but torch.from_numpy accepts it.
+    images = np.load(cache, mmap_mode="c")
+    if images.shape != (len(pool), 3, size, size):
+        raise DataError(f"decode cache {cache} has shape {images.shape}, expected {(len(pool), 3, size, size)}: delete it")
+    labels = torch.from_numpy(pool.labels.astype(np.int64))
+    return ImageSet.whole(torch.from_numpy(images), labels, list(pool.names) or _names(len(pool), "pool"))
+
+
+def _write_cache(pool: Pool, size: int, resize: str, cache: Path) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.stem, suffix=".tmp")
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(pool), 3, size, size))
+        bad: list[str] = []
+        for i in range(len(pool)):
+            try:
+                out[i] = resize_image(pool.read(i), size, resize)
+            except (OSError, ValueError, SyntaxError) as exc:  # what PIL raises on truncated or foreign files
+                bad.append(f"{pool.describe(i)} ({type(exc).__name__})")
+        if bad:
+            raise DataError(f"{len(bad)} unreadable image(s) in {pool.identity}: {'; '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
+        out.flush()
+        del out
+        os.replace(tmp, cache)  # atomic: a concurrent trial sees the whole cache or none
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def resize_image(image: Any, size: int, mode: str) -> np.ndarray:
+    """A PIL image or HWC uint8 array -> CHW uint8 at size x size."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    image = image.convert("RGB")
+    if mode == "squash":
+        image = image.resize((size, size), Image.BILINEAR)
+    else:  # "crop": torchvision's weights transforms, Resize(256) + CenterCrop(224), scaled to size
+        short = round(size * 256 / 224)
+        w, h = image.size
+        scale = short / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)

@@ -1,0 +1,49 @@
+"""One trial as the grid runs it: `run_trial`, with its failures turned into a row.
+
+`execute(spec) -> (row, epochs)` never raises for a trial's own failure: an
+exception becomes status `error` with the message and the traceback's tail, so
+the rest of the grid goes on. Ctrl-C still stops it. No Ray here.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .spec import TrialSpec
+from .store import flatten_config
+
+TRACEBACK_LINES = 12  # of the failing trial's traceback, kept in its row
+
+
+def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The result row: who the trial is, what it was, what it gave, where it ran."""
+    import torch
+    import torchvision
+
+    return {
+        "trial_id": spec.trial_id, "experiment": spec.experiment, "experiments": list(spec.experiments),
+        "report": spec.report, "variant": spec.axes.get("variant"), "axes": spec.axes, "status": status,
+        **summary, **flatten_config(spec.config),
+        "profile": context.get("profile"), "grid_sha256": context.get("grid_sha256"), "node_id": context.get("node_id"),
+        "hostname": socket.gethostname(), "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }  # fmt: skip
+
+
+def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from .train import run_trial
+
+    started = time.perf_counter()
+    try:
+        outcome = run_trial(spec.config, data_root)
+    except Exception as exc:
+        tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
+        summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}
+        return trial_row(spec, "error", summary, context), []
+    epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]
+    return trial_row(spec, outcome.status, outcome.summary, context), epochs

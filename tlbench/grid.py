@@ -1,0 +1,173 @@
+"""`python -m tlbench.grid {run,list,plan}`: the grid file's trials, run, listed or costed.
+
+Exit codes: 0 every trial ended ok (or diverged); 1 a trial errored; 2 bad input
+(the grid file, a profile, --set, --only); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .cost import GPU_IMAGES_PER_S, trial_cost
+from .spec import Grid, GridError, TrialSpec
+from .store import DONE, Store
+
+DEFAULT_GRID = "grid/reports.yaml"
+DEFAULT_PROFILE = "full"
+
+
+def _selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", default=DEFAULT_GRID, help="grid file (default %(default)s)")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE, help="override set from the grid's profiles (default %(default)s)")
+    parser.add_argument("--only", action="append", metavar="GLOB", help="experiments whose name matches (repeatable)")
+    parser.add_argument("--results", default="results", help="results directory (default %(default)s)")
+    parser.add_argument("--data", default="data", help="dataset root (default %(default)s)")
+    parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override a config key by dotted path, e.g. --set train.lr=0.01 epochs=2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tlbench.grid", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run every pending trial through Ray Tune")
+    _selection(run)
+    run.add_argument("--address", help="Ray cluster address (or RAY_ADDRESS; 'auto' on a cluster node); default: a local Ray")
+    run.add_argument("--gpus-per-trial", type=float, help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
+    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial; torch uses as many threads (default %(default)s)")
+    run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")
+    run.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died (default %(default)s)")
+    run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    listing = commands.add_parser("list", help="one line per trial with its status")
+    _selection(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment")
+    _selection(plan)
+    return parser
+
+
+def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
+    grid = Grid.load(args.grid)
+    overrides = [item for group in args.overrides for item in group]
+    return grid, grid.expand(profile=args.profile, only=args.only, overrides=overrides)
+
+
+def preflight(trials: list[TrialSpec]) -> None:
+    """Checks that need torch, still before anything runs: module paths that the arch has."""
+    from . import catalog
+    from .models import module_names
+
+    for spec in trials:
+        freeze, arch = spec.config["train"]["freeze"], spec.config["model"]["arch"]
+        if not isinstance(freeze, dict) or catalog.is_custom_arch(arch):
+            continue
+        (kind, arg), = freeze.items()
+        paths = arg if kind in ("trainable", "frozen") else arg.get("blocks", []) if kind == "gradual" else []
+        known = module_names(arch)
+        for path in paths:
+            if path not in known:
+                top = sorted({n.split(".")[0] for n in known})
+                raise GridError(f"experiment {spec.experiment!r}: train.freeze.{kind}: {arch} has no module {path!r} "
+                                f"(top-level modules: {', '.join(top)})", file="grid")
+
+
+def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:
+    status = statuses.get(spec.trial_id)
+    return "pending" if status is None else "done" if status in DONE else "failed"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _, trials = load_trials(args)
+    statuses, bad = Store(Path(args.results)).statuses()
+    for path, problem in bad:
+        print(f"warning: unreadable result {path}: {problem} (its trial counts as pending)", file=sys.stderr)
+    for spec in trials:
+        status = status_of(spec, statuses)
+        if args.json:
+            print(json.dumps({"trial_id": spec.trial_id, "experiment": spec.experiment, "experiments": list(spec.experiments),
+                              "report": spec.report, "seed": spec.seed, "axes": spec.axes, "status": status}))
+        else:
+            axes = " ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in spec.axes.items())
+            print(f"{spec.trial_id}  {status:7s}  {spec.experiment}  seed={spec.seed}  {axes}")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    _, trials = load_trials(args)
+    per: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for spec in trials:
+        cost = trial_cost(spec.config)
+        row = per[spec.experiment]
+        row["trials"] += 1
+        for key, value in cost.items():
+            row[key] += value
+    print(f"profile {args.profile}: {len(trials)} trials")
+    print(f"{'experiment':34s} {'trials':>6s} {'images':>12s} {'TFLOPs':>10s} {'GPU-h':>8s}")
+    total: dict[str, float] = defaultdict(float)
+    for name, row in per.items():
+        print(f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f}")
+        for key, value in row.items():
+            total[key] += value
+    print(f"{'total':34s} {int(total['trials']):6d} {total['images']:12,.0f} {total['tflops']:10,.1f} {total['gpu_hours']:8.2f}")
+    rates = ", ".join(f"{arch} {rate:,.0f}" for arch, rate in GPU_IMAGES_PER_S.items())
+    print(f"GPU-hours assume one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    grid, trials = load_trials(args)
+    preflight(trials)
+    store = Store(Path(args.results))
+    statuses, bad = store.statuses()
+    if bad and not args.dry_run:
+        for moved, (path, problem) in zip(store.quarantine(bad), bad):
+            print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
+    pending = [t for t in trials if status_of(t, statuses) != "done"]
+    print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)
+    if args.dry_run:
+        for spec in pending:
+            print(f"would run {spec.trial_id} {spec.experiment} seed={spec.seed}")
+        return 0
+    if not pending:
+        return 0
+    from .scheduler import RunOptions, run
+
+    options = RunOptions(
+        results=Path(args.results), data=Path(args.data), address=args.address, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
+        context={"profile": args.profile, "grid_sha256": grid.sha256},
+    )  # fmt: skip
+    counts = run(pending, options)
+    finished = sum(counts.values())
+    print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + f" of {len(pending)} run")
+    statuses, _ = store.statuses()
+    failed = [t for t in pending if statuses.get(t.trial_id) == "error"]
+    for spec in failed:
+        print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (see its row's `error` and `traceback`)")
+    if finished < len(pending):
+        print(f"{len(pending) - finished} trial(s) did not finish; a rerun runs them", file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "plan": cmd_plan}[args.command](args)
+    except GridError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: every finished trial is saved; a rerun runs the rest", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__: list[Any] = ["main"]

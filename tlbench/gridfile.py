@@ -1,0 +1,100 @@
+"""Reading a grid file: YAML with the line of every key, and errors that point there.
+
+Every refusal of a grid file is a `GridError` naming the file, the line where
+it can, the key path and what was expected, so `python -m tlbench.grid` can
+print it and exit 2 before any trial starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+KeyPath = tuple  # of str (mapping keys) and int (list indices)
+
+
+class GridError(Exception):
+    """A grid file (or a --set / --profile) that cannot be run."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, path: KeyPath = ()):
+        self.message, self.file, self.line, self.path = message, file, line, path
+        where = file or "<grid>"
+        if line is not None:
+            where += f":{line}"
+        key = format_path(path)
+        super().__init__(f"{where}: {key + ': ' if key else ''}{message}")
+
+
+def format_path(path: Iterable) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def suggest(word: str, valid: Iterable[str]) -> str:
+    """'; did you mean X?' when one valid name is close to a misspelt one."""
+    close = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def expected_one_of(word: Any, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    return f"got {word!r}, expected one of {', '.join(map(str, valid))}{suggest(word, valid)}"
+
+
+class YamlDoc:
+    """A parsed YAML file, plus the line of every key and list item in it."""
+
+    def __init__(self, path: str | Path):
+        self.file = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise GridError(f"cannot read the grid file ({exc.strerror})", file=self.file) from None
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            self.data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark
+            raise GridError(
+                f"YAML syntax error: {exc.problem}" + (f" ({exc.context})" if exc.context else ""),
+                file=self.file,
+                line=mark.line + 1 if mark else None,
+            ) from None
+        finally:
+            loader.dispose()
+        self.lines: dict[KeyPath, int] = {}
+        if node is not None:
+            self._index(node, ())
+
+    def _index(self, node: yaml.Node, path: KeyPath) -> None:
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:  # YAML would silently keep the last one
+                    raise GridError(f"duplicate key {key!r}", file=self.file, line=key_node.start_mark.line + 1, path=path)
+                seen.add(key)
+                self._index(value_node, (*path, key))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._index(item, (*path, i))
+
+    def line(self, path: KeyPath) -> int | None:
+        """The line of `path`, or of its nearest ancestor the file spells out."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def error(self, message: str, path: KeyPath) -> GridError:
+        return GridError(message, file=self.file, line=self.line(path), path=path)

@@ -1,0 +1,219 @@
+"""Networks: build an arch with its task head, and decide what trains when.
+
+    build(model config, n_outputs) -> Built(module, head path)
+    freeze_plan(freeze config, built) -> FreezePlan (what trains at each epoch)
+    param_groups(built, lr, block_lr_decay) -> optimizer groups
+
+Arch names are torchvision's; `catalog.ARCHS` holds their static facts. A
+custom arch "package.module:function" names a function(weights) that returns
+(module, head path): its head is replaced like any other.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import catalog
+
+
+class WeightsMissing(RuntimeError):
+    """Pretrained weights are not in the torch hub cache and could not be downloaded."""
+
+
+@dataclass
+class Built:
+    module: nn.Module
+    arch: str
+    head: str  # dotted path of the new task head; it always trains
+    info: catalog.ArchInfo
+
+
+def build(cfg: dict[str, Any], n_outputs: int) -> Built:
+    arch, weights = cfg["arch"], cfg["weights"]
+    if catalog.is_custom_arch(arch):
+        module, head = _custom(arch, weights)
+        info = catalog.ArchInfo(head=head, classifier=head, min_image_size=1, gpu_share=catalog.CUSTOM_ARCH.gpu_share)
+    else:
+        info = catalog.ARCHS[arch]
+        module = _torchvision(arch, weights)
+    head = info.head if not cfg["hidden"] else info.classifier
+    in_features = _in_features(module.get_submodule(head))
+    _set_submodule(module, head, _new_head(in_features, cfg["hidden"], cfg["dropout"], n_outputs))
+    return Built(module, arch, head, info)
+
+
+def _torchvision(arch: str, weights: str) -> nn.Module:
+    from torchvision import models
+
+    if weights == "none":
+        return models.get_model(arch, weights=None)
+    enum = models.get_model_weights(arch).DEFAULT
+    try:
+        state = enum.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:  # offline: URLError and friends
+        hub = torch.hub.get_dir()
+        raise WeightsMissing(
+            f"ImageNet weights for {arch} are not cached and could not be downloaded ({type(exc).__name__}: {exc}). "
+            f"Put {enum.url.rsplit('/', 1)[-1]} (from {enum.url}) in {hub}/checkpoints/ (set TORCH_HOME to move it), "
+            f"or run with model.weights: none."
+        ) from None
+    model = models.get_model(arch, weights=None)
+    model.load_state_dict(state)
+    return model
+
+
+def _custom(arch: str, weights: str) -> tuple[nn.Module, str]:
+    module_name, function = arch.split(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), function)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"model.arch {arch!r}: cannot import {function} from {module_name} ({exc})") from None
+    built = factory(weights=weights)
+    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], nn.Module) and isinstance(built[1], str)):
+        raise ValueError(f"model.arch {arch!r}: the function must return (nn.Module, head path), got {type(built).__name__}")
+    return built
+
+
+def _in_features(head: nn.Module) -> int:
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"the head {type(head).__name__} has no Linear layer to take the input width from")
+    return linears[0].in_features
+
+
+def _new_head(in_features: int, hidden: list[int], dropout: float, n_outputs: int) -> nn.Module:
+    if not hidden:
+        return nn.Linear(in_features, n_outputs)
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = h
+    return nn.Sequential(*layers, nn.Linear(width, n_outputs))
+
+
+def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, name, new)
+
+
+@lru_cache(maxsize=None)
+def module_names(arch: str) -> frozenset[str]:
+    """Every dotted submodule path of an arch, built on the meta device (no memory, no weights)."""
+    from torchvision import models
+
+    with torch.device("meta"):
+        model = models.get_model(arch, weights=None)
+    return frozenset(name for name, _ in model.named_modules() if name)
+
+
+# -- what trains --------------------------------------------------------------
+
+Predicate = Callable[[str], bool]  # parameter name -> trains?
+
+
+@dataclass
+class FreezePlan:
+    stages: list[tuple[int, Predicate]]  # (first epoch, which parameters train), by epoch
+    freeze_all_bn_stats: bool = False  # gradual unfreezing keeps every BN's ImageNet statistics
+
+    def trains(self, epoch: int) -> Predicate:
+        current = self.stages[0][1]
+        for start, predicate in self.stages:
+            if epoch >= start:
+                current = predicate
+        return current
+
+
+def _under(prefixes: list[str]) -> Predicate:
+    return lambda name: any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def freeze_plan(freeze: Any, built: Built) -> FreezePlan:
+    """The freeze strategy registry: one entry per word or key of `train.freeze`."""
+    head = built.head
+    if isinstance(freeze, str):
+        kind, arg = freeze, None
+    else:
+        (kind, arg), = freeze.items()
+    _check_paths(kind, arg, built)
+    if kind == "none":
+        return FreezePlan([(0, lambda name: True)])
+    if kind == "head":
+        return FreezePlan([(0, _under([head]))])
+    if kind == "bn":
+        bns = [n for n, m in built.module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        return FreezePlan([(0, _under([head, *bns]))])
+    if kind == "last":  # 002: the last l children of the root before the head
+        children = list(built.info.children or ())
+        return FreezePlan([(0, _under([head, *children[len(children) - arg :]] if arg else [head]))])
+    if kind == "trainable":
+        return FreezePlan([(0, _under([head, *arg]))])
+    if kind == "frozen":
+        frozen = _under(arg)
+        return FreezePlan([(0, lambda name: _under([head])(name) or not frozen(name))])
+    if kind == "gradual":  # head first, then one more block every `every` epochs
+        blocks, every = arg["blocks"], arg["every"]
+        stages = [(k * every, _under([head, *blocks[:k]])) for k in range(len(blocks) + 1)]
+        return FreezePlan(stages, freeze_all_bn_stats=True)
+    raise KeyError(f"no freeze strategy {kind!r}; valid: {', '.join((*catalog.FREEZE_WORDS, *catalog.FREEZE_KEYS))}")
+
+
+def _check_paths(kind: str, arg: Any, built: Built) -> None:
+    paths = {"trainable": arg, "frozen": arg, "gradual": (arg or {}).get("blocks") if isinstance(arg, dict) else None}.get(kind)
+    if not paths:
+        return
+    known = {name for name, _ in built.module.named_modules() if name}
+    for path in paths:
+        if path not in known:
+            top = sorted({n.split(".")[0] for n in known})
+            raise ValueError(f"train.freeze.{kind}: {built.arch} has no module {path!r}; its top-level modules: {', '.join(top)}")
+
+
+def apply_stage(built: Built, plan: FreezePlan, epoch: int) -> int:
+    """Set requires_grad for this epoch; returns the number of trainable parameters."""
+    trains = plan.trains(epoch)
+    count = 0
+    for name, param in built.module.named_parameters():
+        param.requires_grad_(trains(name))
+        count += param.numel() if param.requires_grad else 0
+    return count
+
+
+def set_train_mode(built: Built, plan: FreezePlan) -> None:
+    """Train mode, except BatchNorm layers that do not train: they keep their statistics.
+
+    A frozen layer is frozen whole; letting its running mean drift with the new
+    data would change the features the head learns from (and break caching)."""
+    built.module.train()
+    for module in built.module.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
+            if frozen or plan.freeze_all_bn_stats:
+                module.eval()
+
+
+def param_groups(built: Built, lr: float, block_lr_decay: float) -> list[dict[str, Any]]:
+    """Optimizer groups: the head at lr, each block further from it at lr * decay^k.
+
+    With decay 1 (the default) this is one group. Frozen parameters join too, so
+    gradual unfreezing needs no new optimizer (a parameter without grad is skipped)."""
+    params = list(built.module.named_parameters())
+    if block_lr_decay == 1:
+        return [{"params": [p for _, p in params], "lr": lr}]
+    order = [built.head, *built.info.blocks]
+    groups: dict[int, list[torch.Tensor]] = {}
+    for name, param in params:
+        depth = next((k for k, prefix in enumerate(order) if _under([prefix])(name)), len(order))
+        groups.setdefault(depth, []).append(param)
+    return [{"params": ps, "lr": lr * block_lr_decay**depth} for depth, ps in sorted(groups.items())]
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

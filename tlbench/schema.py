@@ -1,0 +1,149 @@
+"""The keys of a trial's config: one home per key, its type, default and range.
+
+A trial config is nested in three sections (`dataset`, `model`, `train`) plus a
+few top-level keys. Every key here becomes a result column, dotted
+(`train.lr`), with the Arrow type `arrow_type` gives it. No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import catalog
+
+REQUIRED = object()  # a default that says: the grid file must set it
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: str  # int | float | bool | str | list[int] | list[float] | list[str] | freeze | imbalance
+    default: Any
+    doc: str
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    check: Callable[[Any], str | None] | None = None  # returns what was expected, or None when fine
+
+    @property
+    def scalar(self) -> bool:
+        return self.kind in ("int", "float", "bool", "str")
+
+
+def _at_least(lo: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= lo else f"a value >= {lo}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 and math.isfinite(v) else "a finite value > 0"
+
+
+def _fraction_open_closed(v: float) -> str | None:  # (0, 1]
+    return None if 0 < v <= 1 else "a fraction in (0, 1]"
+
+
+def _fraction_closed_open(v: float) -> str | None:  # [0, 1)
+    return None if 0 <= v < 1 else "a fraction in [0, 1)"
+
+
+def _split(v: list[float]) -> str | None:
+    if len(v) != 3 or any(not 0 < x < 1 for x in v) or abs(sum(v) - 1) > 1e-6:
+        return "three fractions in (0, 1) for train/val/test that sum to 1"
+    return None
+
+
+def _priors(v: list[float]) -> str | None:
+    if any(x <= 0 for x in v) or abs(sum(v) - 1) > 1e-6:
+        return "class priors > 0 that sum to 1"
+    return None
+
+
+def _nonneg_list(v: list[int]) -> str | None:
+    return None if all(x >= 1 for x in v) else "widths >= 1"
+
+
+def _nonempty_positive(v: list[float]) -> str | None:
+    return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
+
+
+SCHEMA: dict[str, Any] = {
+    "epochs": Field("int", 10, "passes over the train split", check=_at_least(1)),
+    "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16)),
+    "precision": Field("str", "auto", "auto: bf16 autocast where the device does it well", choices=catalog.PRECISIONS),
+    "dataset": {
+        "name": Field("str", REQUIRED, "dataset registry name", choices=tuple(catalog.DATASETS)),
+        "source": Field("str", "real", "real data, or its synthetic twin (same classes and priors)", choices=catalog.SOURCES),
+        "target": Field("str", None, "what to predict (pets: species|breed; CelebA: an attribute)", nullable=True),
+        "path": Field("str", None, "folder for imagefolder / local CelebA-HQ, relative to --data", nullable=True),
+        "limit": Field("int", None, "use only the first N images of the pool (CelebA 30k)", nullable=True, check=_at_least(1)),
+        "val_fraction": Field("float", 0.2, "share of the train pool held out for validation, stratified", check=_fraction_closed_open),
+        "train_fraction": Field("float", 1.0, "share of the train pool used to train, drawn outside val, stratified", check=_fraction_open_closed),
+        "split": Field("list[float]", None, "train/val/test fractions for datasets without a test split", nullable=True, check=_split),
+        "imbalance": Field("imbalance", None, "{minority: group, keep: fraction}: keep only part of a group's train images", nullable=True),
+        "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=catalog.RESIZE),
+        "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
+        "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1)),
+        "n_classes": Field("int", None, "synthetic (standalone): number of classes", nullable=True, check=_at_least(2)),
+        "priors": Field("list[float]", None, "synthetic (standalone): class priors", nullable=True, check=_priors),
+    },
+    "model": {
+        "arch": Field("str", REQUIRED, "alexnet | vgg16 | resnet18 | resnet50 | package.module:function"),
+        "weights": Field("str", "imagenet", "imagenet: torchvision's pretrained weights; none: random init", choices=catalog.WEIGHTS),
+        "hidden": Field("list[int]", [], "hidden widths of a new classifier (Linear+ReLU+Dropout each); [] replaces only the last Linear", check=_nonneg_list),
+        "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),
+    },
+    "train": {
+        "optimizer": Field("str", "adam", "optimizer registry name", choices=catalog.OPTIMIZERS),
+        "lr": Field("float", 1e-3, "learning rate", check=_positive),
+        "momentum": Field("float", 0.9, "SGD momentum", check=_fraction_closed_open),
+        "nesterov": Field("bool", False, "SGD Nesterov momentum"),
+        "weight_decay": Field("float", 0.0, "L2 (SGD, Adam) or decoupled (AdamW) weight decay", check=_at_least(0)),
+        "loss": Field("str", "cross_entropy", "cross_entropy on C logits, or bce on one logit (binary tasks)", choices=catalog.LOSSES),
+        "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=catalog.CLASS_WEIGHTS),
+        "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=catalog.SAMPLERS),
+        "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
+        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | {gradual: {every: k}}"),
+        "block_lr_decay": Field("float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed),
+        "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
+        "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
+        "augment": Field("str", "none", "hflip | strong (random resized crop, flip, rotation 20, colour jitter 0.2)", choices=catalog.AUGMENTS),
+        "normalize": Field("str", "imagenet", "imagenet mean/std, or half (mean = std = 0.5)", choices=catalog.NORMALIZE),
+        "protocol": Field("str", "standard", "lr_probe: 001's probe, retrain on train+val, test", choices=catalog.PROTOCOLS),
+        "probe_lrs": Field("list[float]", [1e-5, 1e-4, 1e-3], "lr_probe: candidate learning rates", check=_nonempty_positive),
+        "probe_steps": Field("int", 15, "lr_probe: optimizer steps per candidate", check=_at_least(1)),
+        "max_steps": Field("int", None, "cap on optimizer steps per epoch (for quick runs)", nullable=True, check=_at_least(1)),
+    },
+}
+
+# Keys of a grid-file level that are not trial config.
+EXPERIMENT_KEYS = ("name", "source", "notes", "seeds", "axes")
+
+
+def fields(schema: dict[str, Any] = SCHEMA, prefix: str = "") -> dict[str, Field]:
+    """Every leaf key as a dotted path -> Field."""
+    out: dict[str, Field] = {}
+    for key, value in schema.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Field):
+            out[path] = value
+        else:
+            out.update(fields(value, prefix=f"{path}."))
+    return out
+
+
+FIELDS = fields()
+SECTIONS = tuple(k for k, v in SCHEMA.items() if isinstance(v, dict))
+
+
+def defaults() -> dict[str, Any]:
+    """The full nested config with every default (REQUIRED where the grid must say)."""
+
+    def walk(node: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v.default if isinstance(v, Field) else walk(v)) for k, v in node.items()}
+
+    return walk(SCHEMA)
+
+
+def arrow_kind(field: Field) -> str:
+    """Scalar fields keep their type as a column; lists and mappings are JSON text."""
+    return field.kind if field.scalar else "json"

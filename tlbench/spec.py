@@ -1,0 +1,633 @@
+"""The grid: load and validate a grid file, expand it into trials, name each trial.
+
+    Grid.load(path) -> Grid --expand(profile, only, overrides)--> [TrialSpec]
+
+Pure Python: no torch, no Ray. Precedence, lowest first:
+defaults < experiment < axis value < profile < --set.
+A trial's id is a hash of its fully resolved config (seed included), not of its
+name, so two experiments that resolve to the same config share one trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import catalog
+from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, format_path, suggest
+from .schema import EXPERIMENT_KEYS, FIELDS, REQUIRED, SCHEMA, SECTIONS, Field, defaults
+
+TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
+SOURCE_KEYS = ("report", "tables", "section")
+VARIANT_AXIS = "variant"  # an axis of named override sets: [{name: ..., set: {...}}]
+
+# Result fields a table may show, with the words a reader sees.
+METRICS = {
+    "train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc", "best_val_acc": "best val acc",
+    "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
+    "precision_weighted": "precision (weighted)", "recall_weighted": "recall (weighted)",
+    "f1_weighted": "F1 (weighted)", "precision_macro": "precision (macro)", "recall_macro": "recall (macro)",
+    "f1_macro": "F1 (macro)", "wall_s": "wall time (s)", "train_s": "train time (s)",
+    "epoch_s_mean": "time per epoch (s)", "images_per_s": "images/s",
+    "total_params": "parameters", "trainable_params": "trainable parameters",
+}  # fmt: skip
+TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras")
+TABLE_EXTRAS = ("per_class", "confusion")
+METRIC_KEYS = ("key", "label", "scale", "digits")
+ROW_KEYS = ("label", "experiment", "where", "reported")
+DEFAULT_SEEDS = [0]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: a fully resolved config and where it came from."""
+
+    trial_id: str
+    experiment: str  # the first experiment that asked for this config
+    report: str
+    seed: int
+    axes: dict[str, Any]  # axis name -> its value for this trial (variant: its name)
+    config: dict[str, Any]  # every key of the schema, resolved; `seed` included
+    experiments: tuple[str, ...] = ()  # every experiment that shares this config
+
+
+@dataclass
+class Experiment:
+    name: str
+    index: int  # position in the grid file, for error messages
+    source: dict[str, Any]
+    config: dict[str, Any]  # nested overrides of the defaults
+    axes: dict[str, list[Any]]
+    seeds: list[int] | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def report(self) -> str:
+        return self.source["report"]
+
+
+# -- config mappings ----------------------------------------------------------
+
+
+def undot(mapping: dict[str, Any]) -> dict[str, Any]:
+    """{'train.lr': 1} -> {'train': {'lr': 1}}, so a profile can say either."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(key, str) and "." in key:
+            head, rest = key.split(".", 1)
+            value = undot({rest: value})
+            key = head
+        elif isinstance(value, dict) and key in SECTIONS:
+            value = undot(value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key in SECTIONS:
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of config sections; a leaf value (freeze mappings too) replaces whole."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    return merge(config, undot({dotted: value}))
+
+
+def get_path(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+class Checker:
+    """Validates config mappings against the schema, reporting into one file."""
+
+    def __init__(self, doc: YamlDoc | None, file: str):
+        self.doc, self.file = doc, file
+
+    def error(self, message: str, path: KeyPath) -> GridError:
+        if self.doc is not None:
+            return self.doc.error(message, path)
+        return GridError(message, file=self.file, path=path)
+
+    def config(self, mapping: Any, path: KeyPath, extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A (partial) config at `path`: known keys, right types, in range. Returns it undotted."""
+        if not isinstance(mapping, dict):
+            raise self.error(f"expected a mapping, got {type(mapping).__name__}", path)
+        for key, value in mapping.items():
+            if key in extra_keys:
+                continue
+            self.key(str(key), value, (*path, key), extra_keys)
+        return undot({k: v for k, v in mapping.items() if k not in extra_keys})
+
+    def key(self, dotted: str, value: Any, path: KeyPath, extra_keys: tuple[str, ...] = ()) -> None:
+        if dotted in SECTIONS:
+            if not isinstance(value, dict):
+                raise self.error(f"expected a mapping of {dotted} keys, got {value!r}", path)
+            for sub, sub_value in value.items():
+                self.key(f"{dotted}.{sub}", sub_value, (*path, sub))
+            return
+        spec = FIELDS.get(dotted)
+        if spec is None:
+            valid = [*extra_keys, *SECTIONS, *(k for k in FIELDS if "." not in k)]
+            if "." in dotted:
+                section = dotted.split(".", 1)[0]
+                valid = [k.split(".", 1)[1] for k in FIELDS if k.startswith(section + ".")] or list(FIELDS)
+            leaf = dotted.rsplit(".", 1)[-1] if dotted.split(".", 1)[0] in SECTIONS else dotted
+            raise self.error(f"unknown key {leaf!r}; valid keys: {', '.join(valid)}{suggest(leaf, valid)}", path)
+        self.value(spec, value, path)
+
+    def value(self, spec: Field, value: Any, path: KeyPath) -> None:
+        if value is None:
+            if spec.nullable:
+                return
+            raise self.error(f"must not be null; expected {spec.kind} ({spec.doc})", path)
+        problem = type_problem(spec, value)
+        if problem:
+            raise self.error(f"got {value!r}, expected {problem} ({spec.doc})", path)
+        if spec.choices is not None and value not in spec.choices:
+            raise self.error(expected_one_of(value, spec.choices), path)
+        if spec.kind == "freeze":
+            freeze_problem = check_freeze(value)
+            if freeze_problem:
+                raise self.error(f"got {value!r}, expected {freeze_problem}", path)
+        if spec.kind == "imbalance":
+            imbalance_problem = check_imbalance(value)
+            if imbalance_problem:
+                raise self.error(f"got {value!r}, expected {imbalance_problem}", path)
+        if spec.check is not None:
+            expected = spec.check(value)
+            if expected:
+                raise self.error(f"got {value!r}, expected {expected}", path)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def type_problem(spec: Field, value: Any) -> str | None:
+    kind = spec.kind
+    ok = {
+        "int": _is_int,
+        "float": _is_number,
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[int]": lambda v: isinstance(v, list) and all(_is_int(x) for x in v),
+        "list[float]": lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "freeze": lambda v: isinstance(v, (str, dict)),
+        "imbalance": lambda v: isinstance(v, dict),
+    }[kind](value)
+    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
+
+
+def check_freeze(value: Any) -> str | None:
+    words = ", ".join(catalog.FREEZE_WORDS)
+    keys = ", ".join(f"{{{k}: ...}}" for k in catalog.FREEZE_KEYS)
+    expected = f"one of {words}, or a mapping with one key of {keys}"
+    if isinstance(value, str):
+        return None if value in catalog.FREEZE_WORDS else expected + suggest(value, catalog.FREEZE_WORDS)
+    if len(value) != 1:
+        return expected
+    (key, arg), = value.items()
+    if key == "last":
+        return None if _is_int(arg) and arg >= 0 else "{last: l} with an integer l >= 0"
+    if key in ("trainable", "frozen"):
+        ok = isinstance(arg, list) and arg and all(isinstance(x, str) for x in arg)
+        return None if ok else f"{{{key}: [module paths]}} with at least one dotted module path"
+    if key == "gradual":
+        if not isinstance(arg, dict) or set(arg) - {"every", "blocks"}:
+            return "{gradual: {every: k, blocks: [module paths, head side first]}}"
+        every = arg.get("every", 1)
+        blocks = arg.get("blocks", [])
+        if not (_is_int(every) and every >= 1):
+            return "gradual.every: an integer >= 1 (epochs between unfreezing two blocks)"
+        if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
+            return "gradual.blocks: a list of module paths"
+        return None
+    return expected + suggest(key, catalog.FREEZE_KEYS)
+
+
+def check_imbalance(value: dict[str, Any]) -> str | None:
+    shape = "{minority: <group or class name>, keep: <fraction in (0, 1]>}"
+    if set(value) != {"minority", "keep"} or not isinstance(value["minority"], str):
+        return shape
+    keep = value["keep"]
+    return None if _is_number(keep) and 0 < keep <= 1 else shape
+
+
+def canonical_freeze(freeze: Any, arch: str) -> Any:
+    """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
+    both train only the head of a ResNet (the last child, avgpool, has no weights)."""
+    if isinstance(freeze, dict) and "last" in freeze:
+        children = catalog.arch_info(arch).children or ()
+        last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
+        if all(child in catalog.PARAMETERLESS_CHILDREN for child in last):
+            return "head"
+    if isinstance(freeze, dict) and "gradual" in freeze:
+        arg = freeze["gradual"]
+        return {"gradual": {"every": arg.get("every", 1), "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}}
+    return freeze
+
+
+def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Cross-key rules on a fully resolved config: [(dotted key, what was expected)]."""
+    problems: list[tuple[str, str]] = []
+    for dotted, spec in FIELDS.items():
+        if get_path(config, dotted) is REQUIRED:
+            problems.append((dotted, f"a value ({spec.doc}); it has no default"))
+    if problems:
+        return problems
+    data, model, train = config["dataset"], config["model"], config["train"]
+    arch = model["arch"]
+    if catalog.is_custom_arch(arch):
+        module, _, function = arch.partition(":")
+        if not module or not function.isidentifier():
+            problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
+    elif arch not in catalog.ARCHS:
+        problems.append(("model.arch", expected_one_of(arch, [*catalog.ARCHS, "package.module:function"])))
+        return problems
+    info = catalog.arch_info(arch)
+    if config["image_size"] < info.min_image_size:
+        problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
+    freeze = train["freeze"]
+    if isinstance(freeze, dict) and "last" in freeze:
+        if info.children is None:
+            with_children = [a for a, i in catalog.ARCHS.items() if i.children]
+            problems.append(("train.freeze", f"{{last: l}} counts the children of {', '.join(with_children)}; {arch} has no such order"))
+        elif freeze["last"] > len(info.children):
+            problems.append(("train.freeze.last", f"at most {len(info.children)} (the children of {arch} before its head), got {freeze['last']}"))
+    if isinstance(freeze, dict) and "gradual" in freeze and not (freeze["gradual"].get("blocks") or info.blocks):
+        problems.append(("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch} has no default order"))
+    dinfo = catalog.DATASETS[data["name"]]
+    target = data["target"] if data["target"] is not None else dinfo.default_target
+    if target not in dinfo.targets:
+        problems.append(("dataset.target", expected_one_of(target, dinfo.targets)))
+        return problems
+    n_classes = dinfo.targets[target] or data["n_classes"]
+    if data["name"] == "synthetic":
+        if data["n_classes"] is None:
+            problems.append(("dataset.n_classes", "the number of classes of a synthetic dataset"))
+        elif data["priors"] is not None and len(data["priors"]) != data["n_classes"]:
+            problems.append(("dataset.priors", f"{data['n_classes']} priors, one per class"))
+    elif data["n_classes"] is not None or data["priors"] is not None:
+        problems.append(("dataset.n_classes", "null: classes and priors are set only for name: synthetic"))
+    if data["name"] == "imagefolder" and not data["path"]:
+        problems.append(("dataset.path", "the folder holding train/<class>/ and test/<class>/"))
+    if dinfo.has_test_split and data["split"] is not None:
+        problems.append(("dataset.split", f"null: {data['name']} has an official test split (use val_fraction)"))
+    if not dinfo.has_test_split and data["split"] is None:
+        problems.append(("dataset.split", f"train/val/test fractions: {data['name']} has no official test split"))
+    imbalance = data["imbalance"]
+    groups = dinfo.groups.get(target)
+    if imbalance is not None and groups is not None and imbalance["minority"] not in groups:
+        problems.append(("dataset.imbalance.minority", expected_one_of(imbalance["minority"], sorted(set(groups)))))
+    if train["loss"] == "bce" and n_classes not in (0, 2):
+        problems.append(("train.loss", f"cross_entropy: bce needs a binary target, {data['name']}/{target} has {n_classes} classes"))
+    if model["hidden"] == [] and model["dropout"] > 0:
+        problems.append(("model.dropout", "0 when model.hidden is empty (there is no new hidden layer to drop)"))
+    return problems
+
+
+def trial_id(config: dict[str, Any]) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+# -- the grid -------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    file: str
+    defaults: dict[str, Any]
+    default_seeds: list[int]
+    experiments: list[Experiment]
+    tables: list[dict[str, Any]]
+    profiles: dict[str, dict[str, Any]]
+    doc: YamlDoc | None = None
+    sha256: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> Grid:
+        doc = YamlDoc(path)
+        grid = _parse(doc)
+        grid.sha256 = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+        # Expanding every experiment once, under every profile, surfaces
+        # cross-key errors (an arch too small for a profile's image size) at load.
+        for profile in [None, *grid.profiles]:
+            grid.expand(profile=profile)
+        _check_tables(grid, doc)
+        return grid
+
+    def experiment(self, name: str) -> Experiment:
+        for exp in self.experiments:
+            if exp.name == name:
+                return exp
+        raise KeyError(name)
+
+    def expand(
+        self,
+        profile: str | None = None,
+        only: list[str] | None = None,
+        overrides: list[str] | None = None,
+    ) -> list[TrialSpec]:
+        """Every trial of the selected experiments, deduplicated by trial id, in grid order."""
+        profile_cfg, profile_seeds = self._profile(profile)
+        set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
+        selected = [e for e in self.experiments if not only or any(fnmatch.fnmatchcase(e.name, g) for g in only)]
+        if only and not selected:
+            names = ", ".join(e.name for e in self.experiments)
+            raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
+        trials: dict[str, TrialSpec] = {}
+        for exp in selected:
+            seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
+            for axis_values, axis_cfg in _axis_points(exp):
+                config = merge(merge(merge(merge(self.defaults, exp.config), axis_cfg), profile_cfg), set_cfg)
+                config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
+                problems = check_resolved(config)
+                if problems:
+                    key, expected = problems[0]
+                    where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
+                    origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
+                    origin += f" under profile {profile!r}" if profile else ""
+                    path = ("experiments", exp.index)
+                    message = f"{origin}: {key}: expected {expected}"
+                    raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
+                for seed in seeds:
+                    resolved = {**config, "seed": seed}
+                    tid = trial_id(resolved)
+                    if tid in trials:
+                        known = trials[tid]
+                        if exp.name not in known.experiments:
+                            trials[tid] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
+                        continue
+                    trials[tid] = TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,))
+        return list(trials.values())
+
+    def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
+        if name is None or name == "full" and "full" not in self.profiles:
+            return {}, None
+        if name not in self.profiles:
+            raise GridError(f"unknown profile {expected_one_of(name, ['full', *self.profiles])}", file=self.file, path=("profiles",))
+        profile = self.profiles[name]
+        return {k: v for k, v in profile.items() if k != "seeds"}, profile.get("seeds")
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _axis_points(exp: Experiment) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The cartesian product of an experiment's axes: [(axis values, config overrides)]."""
+    if not exp.axes:
+        return [({}, {})]
+    names = list(exp.axes)
+    points = []
+    for combo in itertools.product(*(exp.axes[n] for n in names)):
+        values: dict[str, Any] = {}
+        config: dict[str, Any] = {}
+        for name, value in zip(names, combo):
+            if name == VARIANT_AXIS:
+                values[name] = value["name"]
+                config = merge(config, undot(value.get("set", {})))
+            else:
+                values[name] = value
+                config = set_path(config, name, value)
+        points.append((values, config))
+    return points
+
+
+def parse_overrides(overrides: list[str], file: str) -> tuple[dict[str, Any], list[int] | None]:
+    """--set KEY=VALUE ..., each VALUE read as YAML; KEY a dotted config key or `seeds`."""
+    checker = Checker(None, "--set")
+    config: dict[str, Any] = {}
+    seeds = None
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise GridError(f"--set {item!r}: expected KEY=VALUE", file="--set")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise GridError(f"--set {item!r}: the value is not valid YAML", file="--set") from None
+        if key == "seeds":
+            seeds = _check_seeds(checker, value, ("seeds",))
+            continue
+        if key not in FIELDS:
+            raise GridError(f"unknown key {key!r}{suggest(key, FIELDS)}; valid keys: {', '.join(FIELDS)}, seeds", file="--set")
+        checker.key(key, value, (key,))
+        config = set_path(config, key, value)
+    return config, seeds
+
+
+def _check_seeds(checker: Checker, value: Any, path: KeyPath) -> list[int]:
+    if not (isinstance(value, list) and value and all(_is_int(s) and s >= 0 for s in value)):
+        raise checker.error(f"got {value!r}, expected a non-empty list of integer seeds >= 0", path)
+    if len(set(value)) != len(value):
+        raise checker.error(f"got {value!r}, expected distinct seeds", path)
+    return value
+
+
+def _parse(doc: YamlDoc) -> Grid:
+    data = doc.data
+    checker = Checker(doc, doc.file)
+    if not isinstance(data, dict):
+        raise doc.error(f"expected a mapping with keys {', '.join(TOP_LEVEL_KEYS)}", ())
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise doc.error(f"unknown top-level key {key!r}; valid keys: {', '.join(TOP_LEVEL_KEYS)}{suggest(key, TOP_LEVEL_KEYS)}", (key,))
+    raw_defaults = data.get("defaults") or {}
+    base = checker.config(raw_defaults, ("defaults",), extra_keys=("seeds",))
+    default_seeds = DEFAULT_SEEDS
+    if "seeds" in raw_defaults:
+        default_seeds = _check_seeds(checker, raw_defaults["seeds"], ("defaults", "seeds"))
+    raw_experiments = data.get("experiments")
+    if not isinstance(raw_experiments, list) or not raw_experiments:
+        raise doc.error("expected a non-empty list of experiments", ("experiments",))
+    experiments: list[Experiment] = []
+    for i, raw in enumerate(raw_experiments):
+        experiments.append(_parse_experiment(checker, raw, ("experiments", i), i))
+    seen: dict[str, int] = {}
+    for exp in experiments:
+        if exp.name in seen:
+            raise doc.error(f"duplicate experiment name {exp.name!r} (first at experiments[{seen[exp.name]}])", ("experiments", exp.index, "name"))
+        seen[exp.name] = exp.index
+    profiles: dict[str, dict[str, Any]] = {}
+    raw_profiles = data.get("profiles") or {}
+    if not isinstance(raw_profiles, dict):
+        raise doc.error("expected a mapping of profile name -> overrides", ("profiles",))
+    for name, raw in raw_profiles.items():
+        profile = checker.config(raw, ("profiles", name), extra_keys=("seeds",))
+        if "seeds" in raw:
+            profile["seeds"] = _check_seeds(checker, raw["seeds"], ("profiles", name, "seeds"))
+        profiles[str(name)] = profile
+    tables = data.get("tables") or []
+    if not isinstance(tables, list):
+        raise doc.error("expected a list of tables", ("tables",))
+    return Grid(doc.file, merge(defaults(), base), default_seeds, experiments, tables, profiles, doc)
+
+
+def _parse_experiment(checker: Checker, raw: Any, path: KeyPath, index: int) -> Experiment:
+    if not isinstance(raw, dict):
+        raise checker.error("expected a mapping with name, source, dataset, model, train, axes", path)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise checker.error("every experiment needs a non-empty string `name`", (*path, "name"))
+    source = raw.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("report"), str):
+        raise checker.error("expected source: {report: <report file name>, ...}", (*path, "source"))
+    for key in source:
+        if key not in SOURCE_KEYS:
+            raise checker.error(f"unknown key {key!r}; valid keys: {', '.join(SOURCE_KEYS)}{suggest(key, SOURCE_KEYS)}", (*path, "source", key))
+    notes = raw.get("notes", [])
+    if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+        raise checker.error("expected a list of strings", (*path, "notes"))
+    config = checker.config(raw, path, extra_keys=EXPERIMENT_KEYS)
+    seeds = _check_seeds(checker, raw["seeds"], (*path, "seeds")) if "seeds" in raw else None
+    axes = _parse_axes(checker, raw.get("axes") or {}, (*path, "axes"))
+    return Experiment(name, index, source, config, axes, seeds, notes)
+
+
+def _parse_axes(checker: Checker, raw: Any, path: KeyPath) -> dict[str, list[Any]]:
+    if not isinstance(raw, dict):
+        raise checker.error("expected a mapping of dotted config key (or `variant`) -> list of values", path)
+    axes: dict[str, list[Any]] = {}
+    for name, values in raw.items():
+        if not isinstance(values, list) or not values:
+            raise checker.error("expected a non-empty list of values", (*path, name))
+        for j, value in enumerate(values):
+            if name == VARIANT_AXIS:
+                if not isinstance(value, dict) or not isinstance(value.get("name"), str) or set(value) - {"name", "set"}:
+                    raise checker.error("expected {name: <label>, set: {dotted key: value, ...}}", (*path, name, j))
+                checker.config(value.get("set", {}), (*path, name, j, "set"))
+            elif name in FIELDS:
+                checker.key(name, value, (*path, name, j))
+            else:
+                raise checker.error(
+                    f"unknown axis {name!r}: an axis is a dotted config key or `{VARIANT_AXIS}`{suggest(name, [*FIELDS, VARIANT_AXIS])}",
+                    (*path, name),
+                )
+        labels = [v["name"] if name == VARIANT_AXIS else _show(v) for v in values]
+        if len(set(labels)) != len(labels):
+            raise checker.error(f"duplicate values {labels}", (*path, name))
+        axes[str(name)] = values
+    return axes
+
+
+def _check_tables(grid: Grid, doc: YamlDoc) -> None:
+    seen: set[str] = set()
+    names = [e.name for e in grid.experiments]
+    for i, table in enumerate(grid.tables):
+        path: KeyPath = ("tables", i)
+        if not isinstance(table, dict):
+            raise doc.error("expected a mapping with id, title, metrics, rows", path)
+        for key in table:
+            if key not in TABLE_KEYS:
+                raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(TABLE_KEYS)}{suggest(key, TABLE_KEYS)}", (*path, key))
+        table_id = table.get("id")
+        if not isinstance(table_id, str) or not table_id:
+            raise doc.error("every table needs a string `id`", (*path, "id"))
+        if table_id in seen:
+            raise doc.error(f"duplicate table id {table_id!r}", (*path, "id"))
+        seen.add(table_id)
+        for extra in table.get("extras", []):
+            if extra not in TABLE_EXTRAS:
+                raise doc.error(expected_one_of(extra, TABLE_EXTRAS), (*path, "extras"))
+        metrics = table.get("metrics")
+        if not isinstance(metrics, list) or not metrics:
+            raise doc.error("expected a non-empty list of {key: <result field>, label, scale, digits}", (*path, "metrics"))
+        keys = []
+        for j, metric in enumerate(metrics):
+            mpath = (*path, "metrics", j)
+            if not isinstance(metric, dict) or "key" not in metric:
+                raise doc.error("expected {key: <result field>, label, scale, digits}", mpath)
+            for key in metric:
+                if key not in METRIC_KEYS:
+                    raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(METRIC_KEYS)}", (*mpath, key))
+            if metric["key"] not in METRICS:
+                raise doc.error(expected_one_of(metric["key"], METRICS), (*mpath, "key"))
+            keys.append(metric["key"])
+        rows = table.get("rows")
+        if not isinstance(rows, list) or not rows:
+            raise doc.error("expected a non-empty list of rows", (*path, "rows"))
+        for j, row in enumerate(rows):
+            _check_row(grid, doc, row, (*path, "rows", j), names, keys)
+
+
+def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str]) -> None:
+    if not isinstance(row, dict):
+        raise doc.error("expected {label, experiment, where, reported}", path)
+    for key in row:
+        if key not in ROW_KEYS:
+            raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(ROW_KEYS)}{suggest(key, ROW_KEYS)}", (*path, key))
+    if not isinstance(row.get("label"), str):
+        raise doc.error("every row needs a string `label`", (*path, "label"))
+    name = row.get("experiment")
+    if name not in names:
+        raise doc.error(f"table row names a missing experiment: {expected_one_of(name, names)}", (*path, "experiment"))
+    exp = grid.experiment(name)
+    where = row.get("where") or {}
+    if not isinstance(where, dict):
+        raise doc.error("expected a mapping of axis -> value", (*path, "where"))
+    for axis, value in where.items():
+        if axis not in exp.axes:
+            raise doc.error(f"experiment {name!r} has no axis {expected_one_of(axis, exp.axes)}", (*path, "where", axis))
+        values = [v["name"] for v in exp.axes[axis]] if axis == VARIANT_AXIS else exp.axes[axis]
+        if value not in values:
+            raise doc.error(f"axis {axis} of {name!r} has no value {_show(value)}; values: {', '.join(map(_show, values))}", (*path, "where", axis))
+    reported = row.get("reported") or {}
+    if not isinstance(reported, dict):
+        raise doc.error("expected a mapping of metric key -> reported number", (*path, "reported"))
+    for key, value in reported.items():
+        if key not in metric_keys:
+            raise doc.error(f"reported metric is not a column of this table: {expected_one_of(key, metric_keys)}", (*path, "reported", key))
+        if value is not None and not _is_number(value):
+            raise doc.error(f"got {value!r}, expected a number or null", (*path, "reported", key))
+
+
+def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
+    """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`.
+
+    Expanding the row's experiment alone keeps its own axis values even where a
+    trial is shared with another experiment (ids are the same either way)."""
+    where = row.get("where") or {}
+    trials = grid.expand(profile=profile, only=[row["experiment"]], overrides=overrides)
+    return [t.trial_id for t in trials if all(_axis_matches(t, k, v) for k, v in where.items())]
+
+
+def _axis_matches(trial: TrialSpec, axis: str, value: Any) -> bool:
+    if axis == VARIANT_AXIS:
+        return trial.axes.get(axis) == value
+    return canonical_value(axis, trial.axes.get(axis), trial.config) == canonical_value(axis, value, trial.config)
+
+
+def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
+    if key == "train.freeze":
+        return canonical_freeze(value, config["model"]["arch"])
+    return value
+
+
+__all__ = ["Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids", "METRICS"]

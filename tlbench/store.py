@@ -1,0 +1,170 @@
+"""Results on disk: one Parquet file per trial, written whole or not at all.
+
+    <results>/trials/<trial_id>.parquet   one row: config columns + metrics
+    <results>/epochs/<trial_id>.parquet   one row per epoch
+
+Every trial file has the same columns and types (`TRIAL_SCHEMA`), so
+`pandas.read_parquet("<results>/trials")` reads them as one table. A file is
+written under a hidden temporary name and renamed into place (atomic on one
+filesystem), so a crash leaves the old state or the new, never half a file;
+the epochs go first and the trial file last, so a trial file means done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import FIELDS, arrow_kind
+
+ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
+
+# Result columns beside the config, by type. JSON columns hold nested values as text.
+RESULT_COLUMNS: dict[str, str] = {
+    "trial_id": "str", "experiment": "str", "experiments": "json", "report": "str", "variant": "str", "axes": "json",
+    "profile": "str", "status": "str", "error": "str", "traceback": "str",
+    "train_acc": "float", "train_loss": "float", "val_acc": "float", "val_loss": "float", "best_val_acc": "float",
+    "best_epoch": "int", "test_acc": "float", "test_loss": "float",
+    "precision_macro": "float", "recall_macro": "float", "f1_macro": "float",
+    "precision_weighted": "float", "recall_weighted": "float", "f1_weighted": "float",
+    "confusion": "json", "per_class": "json", "probe_scores": "json", "lr_chosen": "float", "misclassified": "json",
+    "epochs_run": "int", "n_train": "int", "n_val": "int", "n_test": "int",
+    "wall_s": "float", "train_s": "float", "epoch_s_mean": "float", "images_per_s": "float", "peak_mem_mb": "float",
+    "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str",
+    "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
+    "grid_sha256": "str", "finished_at": "str",
+}  # fmt: skip
+CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
+CONFIG_COLUMNS["seed"] = "int"
+TRIAL_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in {**RESULT_COLUMNS, **CONFIG_COLUMNS}.items()])
+
+EPOCH_COLUMNS = {
+    "trial_id": "str", "experiment": "str", "seed": "int", "epoch": "int", "train_loss": "float", "train_acc": "float",
+    "val_loss": "float", "val_acc": "float", "lr": "float", "seconds": "float", "trainable_params": "int",
+}  # fmt: skip
+EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
+
+DONE = ("ok", "diverged")  # statuses a rerun does not redo
+
+
+def flatten_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Resolved nested config -> {dotted key: column value}."""
+    out: dict[str, Any] = {"seed": config["seed"]}
+    for key, field in FIELDS.items():
+        node: Any = config
+        for part in key.split("."):
+            node = node[part]
+        out[key] = _cell(node, arrow_kind(field))
+    return out
+
+
+def _cell(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "json":
+        return json.dumps(value, sort_keys=True)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def trial_table(row: dict[str, Any]) -> pa.Table:
+    kinds = {**RESULT_COLUMNS, **CONFIG_COLUMNS}
+    unknown = set(row) - set(kinds)
+    if unknown:
+        raise KeyError(f"result fields without a column: {sorted(unknown)}")
+    cells = {name: [_cell(row.get(name), kind)] for name, kind in kinds.items()}
+    return pa.table(cells, schema=TRIAL_SCHEMA)
+
+
+def epoch_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.table({name: [r.get(name) for r in rows] for name in EPOCH_COLUMNS}, schema=EPOCH_SCHEMA)
+
+
+def _atomic_write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A leading dot hides the partial file from pyarrow's directory reader.
+    tmp = path.parent / f".tmp-{path.stem}-{uuid.uuid4().hex[:8]}.parquet"
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@dataclass
+class Store:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    @property
+    def trials_dir(self) -> Path:
+        return self.root / "trials"
+
+    @property
+    def epochs_dir(self) -> Path:
+        return self.root / "epochs"
+
+    def write(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
+        table = trial_table(row)  # build both first: a bad row writes nothing
+        epoch_rows = epoch_table(epochs)
+        _atomic_write(epoch_rows, self.epochs_dir / f"{row['trial_id']}.parquet")
+        _atomic_write(table, self.trials_dir / f"{row['trial_id']}.parquet")
+
+    def files(self) -> list[Path]:
+        if not self.trials_dir.is_dir():
+            return []
+        return sorted(p for p in self.trials_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+    def read(self) -> tuple[pa.Table, list[tuple[Path, str]]]:
+        """Every readable trial row, and (file, problem) for each unreadable one."""
+        tables, bad = [], []
+        for path in self.files():
+            try:
+                table = pq.read_table(path)
+                if table.num_rows != 1 or "trial_id" not in table.column_names:
+                    raise ValueError(f"{table.num_rows} rows, expected one trial")
+                tables.append(table.select([c for c in TRIAL_SCHEMA.names if c in table.column_names]))
+            except Exception as exc:  # truncated, foreign or empty files: report, never crash
+                bad.append((path, f"{type(exc).__name__}: {exc}"))
+        if not tables:
+            return TRIAL_SCHEMA.empty_table(), bad
+        return pa.concat_tables(tables, promote_options="permissive"), bad
+
+    def read_epochs(self, trial_ids: Iterable[str] | None = None) -> pa.Table:
+        wanted = None if trial_ids is None else set(trial_ids)
+        tables = []
+        for path in sorted(self.epochs_dir.glob("*.parquet")) if self.epochs_dir.is_dir() else []:
+            if path.name.startswith((".", "_")) or (wanted is not None and path.stem not in wanted):
+                continue
+            try:
+                tables.append(pq.read_table(path, schema=EPOCH_SCHEMA))
+            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve
+                continue
+        return pa.concat_tables(tables) if tables else EPOCH_SCHEMA.empty_table()
+
+    def statuses(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
+        """trial_id -> status of every readable trial file, and the unreadable files."""
+        table, bad = self.read()
+        return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())), bad
+
+    def quarantine(self, bad: list[tuple[Path, str]]) -> list[Path]:
+        """Move unreadable trial files aside (hidden, so directory readers skip them); their trials rerun."""
+        moved = []
+        for path, _ in bad:
+            target = path.parent / f".corrupt-{path.name}"
+            os.replace(path, target)
+            moved.append(target)
+        return moved

@@ -1,0 +1,254 @@
+"""One trial, start to finish: `run_trial(config) -> TrialOutcome`. No Ray in here.
+
+    data -> model with its head -> (lr probe) -> epochs of train + val -> test
+
+A seed fixes everything: the split, the head's init, the batch order, the
+augmentation draws; the same config twice on the CPU gives identical numbers.
+A NaN or infinite loss is a result (`diverged`), not an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data as datasets
+from . import metrics, models, pipeline
+from .thumbnails import thumbnails
+
+
+@dataclass
+class TrialOutcome:
+    status: str  # ok | diverged
+    summary: dict[str, Any]  # final metrics, timings, sizes
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls run natively, about twice fp32's rate."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class Runner:
+    """Steps, evaluation and the loss for one trial's model on one device."""
+
+    def __init__(self, built: models.Built, cfg: dict[str, Any], splits: datasets.Splits, device: torch.device):
+        self.built, self.cfg, self.splits, self.device = built, cfg, splits, device
+        train = cfg["train"]
+        self.binary = train["loss"] == "bce"
+        self.n_classes = len(splits.classes)
+        self.precision = resolve_precision(cfg["precision"], device)
+        self.channels_last = device.type == "cuda" or self.precision == "bf16"
+        self.class_weights = None
+        if train["class_weights"] == "balanced":  # each class the same total weight
+            counts = torch.bincount(splits.train.labels, minlength=self.n_classes).float().clamp(min=1)
+            self.class_weights = (counts.sum() / (self.n_classes * counts)).to(device)
+        if self.channels_last:
+            built.module.to(memory_format=torch.channels_last)
+        built.module.to(device)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.binary:
+            per_sample = F.binary_cross_entropy_with_logits(logits.squeeze(1), y.float(), reduction="none")
+            if self.class_weights is None:
+                return per_sample.mean()
+            w = self.class_weights[y]
+            return (per_sample * w).sum() / w.sum()
+        return F.cross_entropy(logits, y, weight=self.class_weights)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(1)
+
+    def train_epoch(self, images: datasets.ImageSet, optimizer: torch.optim.Optimizer, plan: models.FreezePlan,
+                    gen: torch.Generator, max_steps: int | None) -> dict[str, float]:
+        train = self.cfg["train"]
+        models.set_train_mode(self.built, plan)
+        order = pipeline.epoch_order(images.labels, train["sampler"], gen)
+        total_loss, correct, seen = 0.0, 0, 0
+        for positions in pipeline.batches(order, train["batch_size"], max_steps):
+            x, y = pipeline.prepare(images, positions, self.device, train["augment"], train["normalize"], gen, self.channels_last)
+            with self.autocast():
+                logits = self.built.module(x)
+            loss = self.loss(logits, y)
+            if not torch.isfinite(loss):
+                return {"loss": float(loss), "acc": float("nan"), "images": seen, "diverged": True}
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(y)
+            correct += int((self.predict(logits.detach()) == y).sum())
+            seen += len(y)
+        return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "diverged": False}
+
+    @torch.no_grad()
+    def evaluate(self, images: datasets.ImageSet) -> tuple[float, np.ndarray]:
+        """(mean loss, predictions) over a whole split, in eval mode."""
+        self.built.module.eval()
+        train = self.cfg["train"]
+        losses, preds = [], []
+        order = torch.arange(len(images))
+        for positions in pipeline.batches(order, max(train["batch_size"], 256)):
+            x, y = pipeline.prepare(images, positions, self.device, "none", train["normalize"], torch.Generator(), self.channels_last)
+            with self.autocast():
+                logits = self.built.module(x)
+            losses.append(float(self.loss(logits, y)) * len(y))
+            preds.append(self.predict(logits).cpu())
+        return sum(losses) / max(len(images), 1), torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+
+
+def make_optimizer(built: models.Built, train: dict[str, Any], lr: float) -> torch.optim.Optimizer:
+    groups = models.param_groups(built, lr, train["block_lr_decay"])
+    name, wd = train["optimizer"], train["weight_decay"]
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=train["momentum"], nesterov=train["nesterov"], weight_decay=wd)
+    raise KeyError(f"no optimizer {name!r}; valid: adam, adamw, sgd")
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train: dict[str, Any], epoch: int) -> None:
+    factor = train["lr_gamma"] ** (epoch // train["lr_step"]) if train["lr_step"] else 1.0
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * factor
+
+
+def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None) -> TrialOutcome:
+    """Train and test one fully resolved config (see spec.py). Raises on bad data or code."""
+    started = time.perf_counter()
+    device = device or pick_device()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+        torch.cuda.reset_peak_memory_stats(device)
+    gen = seed_everything(config["seed"])
+    splits = datasets.load(config["dataset"], config["image_size"], data_root, config["seed"])
+    train_cfg = config["train"]
+    n_outputs = 1 if train_cfg["loss"] == "bce" else len(splits.classes)
+    if train_cfg["loss"] == "bce" and len(splits.classes) != 2:
+        raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
+    built = models.build(config["model"], n_outputs)
+    plan = models.freeze_plan(train_cfg["freeze"], built)
+    runner = Runner(built, config, splits, device)
+    initial_state = copy.deepcopy(built.module.state_dict())
+
+    lr, probe_scores, train_set = train_cfg["lr"], None, splits.train
+    if train_cfg["protocol"] == "lr_probe":  # 001: score each lr from one start, retrain the best on train+val
+        probe_scores = lr_probe(runner, plan, initial_state, gen)
+        lr = max(probe_scores, key=lambda k: (probe_scores[k], -float(k)))
+        lr = float(lr)
+        built.module.load_state_dict(initial_state)
+        train_set = datasets.ImageSet.concat(splits.train, splits.val)
+
+    optimizer = make_optimizer(built, train_cfg, lr)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    epochs: list[dict[str, Any]] = []
+    status, images_seen, train_seconds = "ok", 0, 0.0
+    for epoch in range(config["epochs"]):
+        trainable = models.apply_stage(built, plan, epoch)
+        set_epoch_lr(optimizer, base_lrs, train_cfg, epoch)
+        tick = time.perf_counter()
+        stats = runner.train_epoch(train_set, optimizer, plan, gen, train_cfg["max_steps"])
+        seconds = time.perf_counter() - tick
+        train_seconds += seconds
+        images_seen += stats["images"]
+        val_loss, val_preds = runner.evaluate(splits.val) if len(splits.val) else (float("nan"), np.zeros(0))
+        val_acc = float((val_preds == splits.val.labels.numpy()).mean()) if len(splits.val) else float("nan")
+        epochs.append({"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
+                       "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable})
+        if stats["diverged"]:
+            status = "diverged"
+            break
+
+    test_loss, test_preds = runner.evaluate(splits.test)
+    test_labels = splits.test.labels.numpy()
+    summary = test_summary(test_labels, test_preds, test_loss, runner.n_classes)
+    summary["misclassified"] = thumbnails(splits.test, test_labels, test_preds, splits.classes)
+    last = epochs[-1]
+    best = max(epochs, key=lambda e: -1 if math.isnan(e["val_acc"]) else e["val_acc"])
+    summary.update({
+        "train_acc": last["train_acc"], "train_loss": last["train_loss"], "val_acc": last["val_acc"], "val_loss": last["val_loss"],
+        "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs_run": len(epochs),
+        "lr_chosen": lr, "probe_scores": probe_scores,
+        "n_train": len(train_set), "n_val": len(splits.val), "n_test": len(splits.test),
+        "train_s": train_seconds, "epoch_s_mean": train_seconds / len(epochs),
+        "images_per_s": images_seen / train_seconds if train_seconds else float("nan"),
+        "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
+        "device": device_name(device), "precision_used": runner.precision, "peak_mem_mb": peak_memory_mb(device),
+        "wall_s": time.perf_counter() - started,
+    })  # fmt: skip
+    return TrialOutcome(status, summary, epochs)
+
+
+def lr_probe(runner: Runner, plan: models.FreezePlan, initial_state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
+    """Val accuracy after `probe_steps` steps from the same start, per candidate lr."""
+    train = runner.cfg["train"]
+    scores: dict[str, float] = {}
+    for lr in train["probe_lrs"]:
+        runner.built.module.load_state_dict(initial_state)
+        models.apply_stage(runner.built, plan, 0)
+        optimizer = make_optimizer(runner.built, train, lr)
+        steps_left = train["probe_steps"]
+        while steps_left > 0:  # the steps may span more than one pass over small data
+            batches_per_epoch = math.ceil(len(runner.splits.train) / train["batch_size"])
+            runner.train_epoch(runner.splits.train, optimizer, plan, gen, min(steps_left, batches_per_epoch))
+            steps_left -= min(steps_left, batches_per_epoch)
+        _, preds = runner.evaluate(runner.splits.val)
+        scores[repr(float(lr))] = float((preds == runner.splits.val.labels.numpy()).mean())
+    return scores
+
+
+def test_summary(labels: np.ndarray, preds: np.ndarray, loss: float, n_classes: int) -> dict[str, Any]:
+    m = metrics.summarize(labels, preds, n_classes)
+    return {"test_acc": m["acc"], "test_loss": loss, "confusion": m["confusion"], "per_class": m["per_class"],
+            **{k: v for k, v in m.items() if k.endswith(("_macro", "_weighted"))}}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; the process's peak
