@@ -158,17 +158,11 @@ def _pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[Ima
 
 def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[ImageSet, ImageSet | None, list[str]]:
     name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
-    n_classes = cfg["n_classes"] if name == "synthetic" else info.targets[target]
-    if name == "synthetic":
-        priors = cfg["priors"] or [1 / n_classes] * n_classes
-    else:
-        priors = list(info.priors.get(target) or [1 / n_classes] * n_classes)
-        n_classes = n_classes or 10  # imagefolder's twin: classes are only known from the folders
-    priors = priors if len(priors) == n_classes else [1 / n_classes] * n_classes
+    # imagefolder's twin: its classes are only known from the folders, so it gets 10.
+    n_classes = (cfg["n_classes"] if name == "synthetic" else info.targets[target]) or 10
+    priors = (cfg["priors"] if name == "synthetic" else info.priors.get(target)) or [1 / n_classes] * n_classes
     identity = f"{name}/{target}/{n_classes}"
-    classes = sources.class_names(name, target, n_classes) if name != "synthetic" else [f"class{i}" for i in range(n_classes)]
-    if len(classes) != n_classes:
-        classes = [f"class{i}" for i in range(n_classes)]
+    classes = sources.class_names(name, target, n_classes)
     n_train, n_test = cfg["n_train"], cfg["n_test"]
     if not info.has_test_split:  # one pool, cut by `split` like the real one
         images, labels = synthetic_pool(n_train + n_test, priors, size, identity, 0)

@@ -66,6 +66,17 @@ def _nonempty_positive(v: list[float]) -> str | None:
     return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
 
 
+def _arch(v: str) -> str | None:
+    if v in catalog.ARCHS:
+        return None
+    module, _, function = v.partition(":")
+    if catalog.is_custom_arch(v) and module and function.isidentifier():
+        return None
+    from .gridfile import suggest
+
+    return f"one of {', '.join(catalog.ARCHS)}, or 'package.module:function' for a custom model{suggest(v, catalog.ARCHS)}"
+
+
 SCHEMA: dict[str, Any] = {
     "epochs": Field("int", 10, "passes over the train split", check=_at_least(1)),
     "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16)),
@@ -87,7 +98,7 @@ SCHEMA: dict[str, Any] = {
         "priors": Field("list[float]", None, "synthetic (standalone): class priors", nullable=True, check=_priors),
     },
     "model": {
-        "arch": Field("str", REQUIRED, "alexnet | vgg16 | resnet18 | resnet50 | package.module:function"),
+        "arch": Field("str", REQUIRED, "alexnet | vgg16 | resnet18 | resnet50 | package.module:function", check=_arch),
         "weights": Field("str", "imagenet", "imagenet: torchvision's pretrained weights; none: random init", choices=catalog.WEIGHTS),
         "hidden": Field("list[int]", [], "hidden widths of a new classifier (Linear+ReLU+Dropout each); [] replaces only the last Linear", check=_nonneg_list),
         "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),

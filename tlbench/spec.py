@@ -40,7 +40,7 @@ METRICS = {
     "total_params": "parameters", "trainable_params": "trainable parameters",
 }  # fmt: skip
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras")
-TABLE_EXTRAS = ("per_class", "confusion")
+TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 METRIC_KEYS = ("key", "label", "scale", "digits")
 ROW_KEYS = ("label", "experiment", "where", "reported")
 DEFAULT_SEEDS = [0]
@@ -391,7 +391,7 @@ class Grid:
         if name is None or name == "full" and "full" not in self.profiles:
             return {}, None
         if name not in self.profiles:
-            raise GridError(f"unknown profile {expected_one_of(name, ['full', *self.profiles])}", file=self.file, path=("profiles",))
+            raise GridError(f"unknown profile: {expected_one_of(name, ['full', *self.profiles])}", file=self.file, path=("profiles",))
         profile = self.profiles[name]
         return {k: v for k, v in profile.items() if k != "seeds"}, profile.get("seeds")
 

@@ -109,7 +109,7 @@ class Runner:
                 logits = self.built.module(x)
             loss = self.loss(logits, y)
             if not torch.isfinite(loss):
-                return {"loss": float(loss), "acc": float("nan"), "images": seen, "diverged": True}
+                return {"loss": loss.item(), "acc": float("nan"), "images": seen, "diverged": True}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,59 @@
+"""grid file -> Ray Tune (a real local Ray) -> Parquet -> report, through the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from helpers import TINY_GRID
+
+pytestmark = pytest.mark.slow
+
+BROKEN = """
+  - name: broken
+    source: {report: test.txt}
+    dataset: {name: synthetic, n_classes: 3, n_train: 60, n_test: 30}
+    model: {arch: "tlbench.tiny:no_such_model", weights: none}
+    train: {freeze: none}
+    seeds: [0]
+"""
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path):
+    grid = write_grid(TINY_GRID.replace("tables:", BROKEN.lstrip("\n") + "tables:"))
+    results = tmp_path / "results"
+    first = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results))
+    assert first.returncode == 1, first.stdout + first.stderr  # the broken experiment errored
+    assert "5 trials, 0 done, 5 to run" in first.stdout and "failed:" in first.stdout
+
+    trials = pd.read_parquet(results / "trials")
+    assert len(trials) == 5 and trials["trial_id"].is_unique
+    ok = trials[trials["experiment"] == "tiny"]
+    assert (ok["status"] == "ok").all() and ok["node_id"].notna().all() and (ok["test_acc"] > 1 / 3).all()
+    broken = trials[trials["experiment"] == "broken"].iloc[0]
+    assert broken["status"] == "error" and "no_such_model" in broken["error"]
+    epochs = pd.read_parquet(results / "epochs")
+    assert len(epochs) == 4 and set(epochs["trial_id"]) == set(ok["trial_id"])
+
+    listed = [json.loads(line) for line in cli("tlbench.grid", "list", "--grid", str(grid), "--results", str(results), "--json").stdout.splitlines()]
+    assert sorted(r["status"] for r in listed) == ["done"] * 4 + ["failed"]
+
+    again = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results), "--only", "tiny")
+    assert again.returncode == 0 and "4 trials, 4 done, 0 to run" in again.stdout
+    assert "Ray" not in again.stdout + again.stderr  # nothing pending: Ray is not even started
+
+    out = tmp_path / "report"
+    made = cli("tlbench.report", "--grid", str(grid), "--results", str(results), "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    table = pd.read_csv(out / "tables" / "t-tiny.csv")
+    assert table["n"].tolist() == [2, 2] and table["reproduced"].notna().all()
+    assert (out / "index.html").exists() and len(list((out / "figures").glob("*.png"))) >= 3

@@ -1,0 +1,75 @@
+"""The report on results with known numbers: means, stds, differences, flags, pending, figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from helpers import TINY_GRID
+from test_store import fake_row
+
+from tlbench import report
+from tlbench.spec import Grid
+from tlbench.store import Store
+
+
+@pytest.fixture
+def grid_and_results(write_grid, tmp_path):
+    grid_path = write_grid(TINY_GRID)
+    grid = Grid.load(grid_path)
+    trials = grid.expand()
+    fast = [t for t in trials if t.axes["train.lr"] == 3e-3]
+    slow = [t for t in trials if t.axes["train.lr"] == 1e-3]
+    store = Store(tmp_path / "results")
+    for spec, acc in zip(fast, (0.80, 0.90)):
+        epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, "epoch": e, "train_loss": 1 / e,
+                   "train_acc": acc - 0.1 / e, "val_loss": 1.1 / e, "val_acc": acc - 0.2 / e} for e in (1, 2)]
+        store.write(fake_row(spec, test_acc=acc, device="cpu (test)"), epochs)
+    store.write(fake_row(slow[0], test_acc=0.70), [])  # its second seed is still pending
+    return grid_path, tmp_path / "results"
+
+
+def test_known_numbers_give_known_means_stds_and_differences(grid_and_results, tmp_path):
+    grid_path, results = grid_and_results
+    out = tmp_path / "report"
+    assert report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row")
+    assert {"reported", "reproduced"} <= set(table.columns)
+    fast, slow = table.loc["fast"], table.loc["slow"]
+    assert fast["reproduced"] == pytest.approx(85.0)
+    assert fast["std"] == pytest.approx(7.0710678)  # sample std of 80 and 90
+    assert fast["n"] == 2 and fast["diff"] == pytest.approx(-5.0)
+    assert not fast["flag"]  # |-5| < 2 * 7.07
+    assert slow["reproduced"] == pytest.approx(70.0) and slow["n"] == 1 and slow["flag"]  # one seed: any gap flags
+    assert slow["status"] == "1 of 2 done, 1 pending"
+    markdown = (out / "index.md").read_text()
+    assert "85.0 ± 7.1 (2)" in markdown and "-5.0" in markdown and "1 of 2 done, 1 pending" in markdown
+
+
+def test_figures_and_a_self_contained_html(grid_and_results, tmp_path):
+    grid_path, results = grid_and_results
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)])
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == ["curves-tiny.png", "reported-vs-reproduced.png", "table-t-tiny.png"]
+    html = (out / "index.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "src='figures/" not in html
+
+
+def test_errored_trials_are_marked_not_dropped(grid_and_results, tmp_path):
+    grid_path, results = grid_and_results
+    grid = Grid.load(grid_path)
+    slow_pending = [t for t in grid.expand() if t.axes["train.lr"] == 1e-3][1]
+    Store(results).write(fake_row(slow_pending, status="error", test_acc=None, error="ValueError: boom"), [])
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)])
+    table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row")
+    assert table.loc["slow", "status"] == "1 of 2 done, 1 error"
+    assert "ValueError: boom" in (out / "index.md").read_text()
+
+
+def test_unreadable_result_is_reported_not_fatal(grid_and_results, tmp_path):
+    grid_path, results = grid_and_results
+    (results / "trials" / "0000000000000000.parquet").write_bytes(b"garbage")
+    out = tmp_path / "report"
+    assert report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)]) == 0
+    assert "1 unreadable result file(s)" in (out / "index.md").read_text()

@@ -1,0 +1,148 @@
+"""The grid's tables from a results directory: reproduced mean +- std over seeds beside reported.
+
+    build_tables(grid, results frame, profile) -> [Table]
+
+A row's trials are the ones its experiment expands to (all seeds); missing
+ones count as pending (k of n), errored and diverged ones are counted and
+named, never dropped silently. Works on partial results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .spec import METRICS, Grid, row_trial_ids
+
+
+@dataclass
+class Cell:
+    metric: str
+    label: str
+    reported: float | None
+    mean: float | None
+    std: float | None
+    n: int
+    digits: int
+
+    @property
+    def diff(self) -> float | None:
+        if self.mean is None or self.reported is None:
+            return None
+        return self.mean - self.reported
+
+    @property
+    def flagged(self) -> bool:
+        """The gap exceeds twice the seed std (any gap with one seed)."""
+        if self.diff is None:
+            return False
+        if self.n <= 1 or self.std is None or math.isnan(self.std):
+            return abs(self.diff) > 0.5 * 10**-self.digits
+        return abs(self.diff) > 2 * self.std
+
+
+@dataclass
+class Row:
+    label: str
+    experiment: str
+    trial_ids: list[str]
+    statuses: dict[str, int]  # ok / diverged / error / pending -> count
+    cells: list[Cell]
+    devices: list[str]
+    errors: list[str] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def expected(self) -> int:
+        return len(self.trial_ids)
+
+    def status_text(self) -> str:
+        done = self.statuses.get("ok", 0) + self.statuses.get("diverged", 0)
+        parts = [] if done == self.expected else [f"{done} of {self.expected} done"]
+        for status in ("diverged", "error", "pending"):
+            if self.statuses.get(status):
+                parts.append(f"{self.statuses[status]} {status}")
+        return ", ".join(parts) or f"{done} seed{'' if done == 1 else 's'}"
+
+
+@dataclass
+class Table:
+    id: str
+    title: str
+    metrics: list[dict[str, Any]]
+    rows: list[Row]
+    extras: list[str]
+
+
+def metric_label(metric: dict[str, Any]) -> str:
+    return metric.get("label") or METRICS[metric["key"]]
+
+
+def build_tables(grid: Grid, trials: pd.DataFrame, profile: str | None) -> list[Table]:
+    by_id = trials.set_index("trial_id") if len(trials) else trials
+    tables = []
+    for spec in grid.tables:
+        rows = [_row(grid, spec, row, by_id, profile) for row in spec["rows"]]
+        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", [])))
+    return tables
+
+
+def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataFrame, profile: str | None) -> Row:
+    ids = row_trial_ids(grid, row, profile)
+    present = [i for i in ids if len(by_id) and i in by_id.index]
+    found = by_id.loc[present] if present else pd.DataFrame()
+    statuses = {"pending": len(ids) - len(present)}
+    if len(found):
+        for status, count in found["status"].value_counts().items():
+            statuses[str(status)] = int(count)
+    usable = found[found["status"].isin(["ok", "diverged"])] if len(found) else found
+    cells = []
+    for metric in table["metrics"]:
+        scale, digits = metric.get("scale", 1), metric.get("digits", 4)
+        values = usable[metric["key"]].astype(float).to_numpy() * scale if len(usable) else np.array([])
+        values = values[~np.isnan(values)]
+        mean = float(values.mean()) if len(values) else None
+        std = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) == 1 else None)
+        reported = (row.get("reported") or {}).get(metric["key"])
+        cells.append(Cell(metric["key"], metric_label(metric), reported, mean, std, len(values), digits))
+    errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
+    devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
+    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors)
+    if len(usable) and table.get("extras"):
+        out.extras = _extras(usable)
+    return out
+
+
+def _extras(usable: pd.DataFrame) -> dict[str, Any]:
+    """Per-class precision/recall/F1 (mean over seeds) and the confusion matrix (summed over seeds)."""
+    per_class = [json.loads(p) for p in usable["per_class"].dropna()]
+    confusion = [np.asarray(json.loads(c)) for c in usable["confusion"].dropna()]
+    out: dict[str, Any] = {}
+    if per_class:
+        out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}
+    if confusion:
+        out["confusion"] = np.sum(confusion, axis=0).tolist()
+        out["confusion_seeds"] = len(confusion)
+    return out
+
+
+def tables_frame(tables: list[Table]) -> dict[str, pd.DataFrame]:
+    """One long frame per table: a line per (row, metric) with reported and reproduced side by side."""
+    frames = {}
+    for table in tables:
+        lines = []
+        for row in table.rows:
+            for cell in row.cells:
+                lines.append({
+                    "table": table.id, "row": row.label, "metric": cell.metric, "label": cell.label,
+                    "reported": cell.reported, "reproduced": cell.mean, "std": cell.std, "n": cell.n,
+                    "expected": row.expected, "diff": cell.diff, "flag": cell.flagged, "status": row.status_text(),
+                    "device": "; ".join(row.devices),
+                })  # fmt: skip
+        frames[table.id] = pd.DataFrame(lines)
+    return frames

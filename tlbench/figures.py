@@ -1,0 +1,141 @@
+"""The report's figures, as PNG files (matplotlib, no display needed).
+
+- learning curves per experiment: train/val loss and accuracy by epoch, mean with a band over seeds;
+- per table whose rows step along one axis (layers unfrozen, data fraction):
+  the first metric against that axis, one line per experiment, reported dashed;
+- reported vs reproduced, every cell of every table;
+- misclassified test images of a table's best model.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .aggregate import Table  # noqa: E402
+from .spec import Grid  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Path | None:
+    """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band."""
+    mine = trials[(trials["experiment"] == experiment) & trials["status"].isin(["ok", "diverged"])]
+    if not len(mine) or not len(epochs):
+        return None
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axes_json, group in mine.groupby("axes"):
+        label = ", ".join(f"{k}={v}" for k, v in json.loads(axes_json).items()) or experiment
+        rows = epochs[epochs["trial_id"].isin(group["trial_id"])]
+        if not len(rows):
+            continue
+        numeric = ["train_loss", "val_loss", "train_acc", "val_acc"]
+        stats = rows.groupby("epoch")[numeric].agg(["mean", "min", "max"])
+        for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
+            for split, style in (("train", "-"), ("val", "--")):
+                column = f"{split}_{metric}"
+                line = ax.plot(stats.index, stats[(column, "mean")], style, label=f"{split} {label}")[0]
+                ax.fill_between(stats.index, stats[(column, "min")], stats[(column, "max")], color=line.get_color(), alpha=0.15)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{experiment}: loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{experiment}: accuracy")
+    ax_acc.legend(fontsize=6, loc="best")
+    return _save(fig, out / f"curves-{slug(experiment)}.png")
+
+
+def axis_of_rows(grid: Grid, table: dict[str, Any]) -> str | None:
+    """The one axis every row of a table fixes (and that takes more than one value), if any."""
+    keys = [tuple((row.get("where") or {}).keys()) for row in table["rows"]]
+    if not keys or any(len(k) != 1 for k in keys) or len({k[0] for k in keys}) != 1:
+        return None
+    axis = keys[0][0]
+    values = {json.dumps(row["where"][axis], sort_keys=True) for row in table["rows"]}
+    return axis if len(values) > 1 else None
+
+
+def table_figure(grid: Grid, spec: dict[str, Any], table: Table, out: Path) -> Path | None:
+    """The first metric against the rows' axis, one line per experiment; reported dashed."""
+    axis = axis_of_rows(grid, spec)
+    if axis is None:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    by_experiment: dict[str, list[tuple[str, Any]]] = {}
+    for row_spec, row in zip(spec["rows"], table.rows):
+        by_experiment.setdefault(row.experiment, []).append((_axis_label(row_spec["where"][axis]), row))
+    positions = {label: i for i, label in enumerate(dict.fromkeys(lbl for rows in by_experiment.values() for lbl, _ in rows))}
+    for experiment, rows in by_experiment.items():
+        xs = [positions[label] for label, _ in rows]
+        cells = [row.cells[0] for _, row in rows]
+        means = [c.mean if c.mean is not None else np.nan for c in cells]
+        stds = [c.std or 0.0 for c in cells]
+        line = ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=f"{experiment} (ours)")
+        reported = [c.reported if c.reported is not None else np.nan for c in cells]
+        ax.plot(xs, reported, "--", marker="x", color=line[0].get_color(), label=f"{experiment} (reported)")
+    ax.set_xticks(list(positions.values()), list(positions.keys()))
+    ax.set(xlabel=axis, ylabel=table.metrics[0].get("label", table.metrics[0]["key"]), title=table.title)
+    ax.legend(fontsize=7)
+    return _save(fig, out / f"table-{slug(table.id)}.png")
+
+
+def _axis_label(value: Any) -> str:
+    if isinstance(value, dict) and len(value) == 1:
+        (key, arg), = value.items()
+        return f"{key} {arg}" if not isinstance(arg, (dict, list)) else key
+    return str(value)
+
+
+def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
+    """Every cell with both numbers, on the metric's own scale: ideally on the diagonal."""
+    points = [(c.reported, c.mean, c.std or 0.0, t.id) for t in tables for r in t.rows for c in r.cells
+              if c.reported is not None and c.mean is not None and c.metric.endswith("acc")]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if points:
+        x, y, err, _ = zip(*points)
+        ax.errorbar(x, y, yerr=err, fmt="o", alpha=0.7)
+        lo, hi = min(min(x), min(y)), max(max(x), max(y))
+        ax.plot([lo, hi], [lo, hi], "k--", linewidth=1)
+    else:
+        ax.text(0.5, 0.5, "no accuracy cell has both numbers yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="reported", ylabel="reproduced (mean +- std over seeds)", title="accuracies: reported vs reproduced")
+    return _save(fig, out / "reported-vs-reproduced.png")
+
+
+def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
+    """Thumbnails kept in the result of the best trial (by test acc) of the table's best row."""
+    done = trials[trials["status"].isin(["ok", "diverged"])]
+    best_row = max((r for r in table.rows if r.cells and r.cells[0].mean is not None), key=lambda r: r.cells[0].mean, default=None)
+    if best_row is None:
+        return None
+    candidates = done[done["trial_id"].isin(best_row.trial_ids)].sort_values("test_acc", ascending=False)
+    if not len(candidates) or candidates.iloc[0]["misclassified"] is None:
+        return None
+    images = json.loads(candidates.iloc[0]["misclassified"])
+    if not images:
+        return None
+    fig, axes = plt.subplots(1, len(images), figsize=(2.2 * len(images), 2.6), squeeze=False)
+    for ax, item in zip(axes[0], images):
+        ax.imshow(plt.imread(io.BytesIO(base64.b64decode(item["png"])), format="png"))
+        ax.set_title(f"true {item['label']}\npred {item['pred']}", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"{table.id}: misclassified test images, best model ({best_row.label})", fontsize=9)
+    return _save(fig, out / f"misclassified-{slug(table.id)}.png")

@@ -1,0 +1,189 @@
+"""`python -m tlbench.report`: the grid's tables and figures from a results directory.
+
+Writes <out>/index.md, <out>/index.html (figures embedded), <out>/tables/<id>.csv
+(reported and reproduced side by side) and <out>/figures/*.png. Reads partial
+results as they are; exit 2 on a bad grid file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures
+from .aggregate import Cell, Table, build_tables, tables_frame
+from .spec import Grid, GridError
+from .store import Store
+
+SMOKE_WARNING = ("**This report ran on synthetic data with random weights.** It tests the pipeline, not the "
+                 "findings: its numbers say nothing about the reports' claims.")  # fmt: skip
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def cell_text(cell: Cell) -> str:
+    if cell.mean is None:
+        return "–"
+    spread = f" ± {cell.std:.{cell.digits}f}" if cell.std is not None and cell.n > 1 else ""
+    return f"{cell.mean:.{cell.digits}f}{spread} ({cell.n})"
+
+
+def diff_text(cell: Cell) -> str:
+    if cell.diff is None:
+        return "–"
+    return f"{cell.diff:+.{cell.digits}f}" + (" ⚠" if cell.flagged else "")
+
+
+def synthetic_profile(trials: pd.DataFrame) -> bool:
+    return bool(len(trials)) and bool(((trials["dataset.source"] == "synthetic") | (trials["model.weights"] == "none")).all()) \
+        and bool((trials["dataset.source"] == "synthetic").any())
+
+
+def markdown_table(table: Table, synthetic: bool) -> str:
+    lines = [f"## {table.id}: {table.title}", ""]
+    if synthetic:
+        lines += ["_Synthetic data, random weights: a pipeline check, not a reproduction._", ""]
+    header = ["row"]
+    for metric in table.metrics:
+        label = metric.get("label", metric["key"])
+        header += [f"{label}: ours", "reported", "diff"]
+    header += ["seeds", "device"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in table.rows:
+        cells = []
+        for cell in row.cells:
+            cells += [cell_text(cell), fmt(cell.reported, cell.digits), diff_text(cell)]
+        lines.append("| " + " | ".join([row.label, *cells, row.status_text(), "; ".join(row.devices) or "–"]) + " |")
+    for row in table.rows:
+        for error in row.errors[:3]:
+            lines.append(f"\n- error in {row.label}: `{error[:300]}`")
+    lines += extras_markdown(table)
+    return "\n".join(lines) + "\n"
+
+
+def extras_markdown(table: Table) -> list[str]:
+    out = []
+    for row in table.rows:
+        per_class = row.extras.get("per_class")
+        if per_class and "per_class" in table.extras:
+            out += ["", f"Per class, {row.label} (mean over seeds):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+            for i, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])):
+                out.append(f"| {i} | {p:.3f} | {r:.3f} | {f:.3f} | {s:.0f} |")
+        confusion = row.extras.get("confusion")
+        if confusion and "confusion" in table.extras:
+            out += ["", f"Confusion matrix, {row.label} (rows true, columns predicted; summed over {row.extras['confusion_seeds']} seed(s)):", ""]
+            out += ["| true \\ pred | " + " | ".join(str(i) for i in range(len(confusion))) + " |", "|---|" + "---|" * len(confusion)]
+            out += [f"| {i} | " + " | ".join(str(v) for v in line) + " |" for i, line in enumerate(confusion)]
+    return out
+
+
+def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, header: str) -> str:
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tlbench report</title><style>",
+             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}"
+             ".flag{background:#fde2e2}.warn{background:#fff3cd;padding:.8em;border:1px solid #e0c36a}img{max-width:100%}",
+             "</style></head><body>", "<h1>tlbench report</h1>", f"<p>{html.escape(header)}</p>"]
+    if synthetic:
+        parts.append(f"<p class='warn'>{html.escape(SMOKE_WARNING.replace('**', ''))}</p>")
+    for table in tables:
+        parts.append(f"<h2>{html.escape(table.id)}: {html.escape(table.title)}</h2>")
+        if synthetic:
+            parts.append("<p><em>Synthetic data, random weights: a pipeline check, not a reproduction.</em></p>")
+        parts.append("<table><tr><th>row</th>")
+        for metric in table.metrics:
+            label = html.escape(metric.get("label", metric["key"]))
+            parts.append(f"<th>{label}: ours</th><th>reported</th><th>diff</th>")
+        parts.append("<th>seeds</th><th>device</th></tr>")
+        for row in table.rows:
+            parts.append(f"<tr><td>{html.escape(row.label)}</td>")
+            for cell in row.cells:
+                css = " class='flag'" if cell.flagged else ""
+                parts.append(f"<td>{html.escape(cell_text(cell))}</td><td>{fmt(cell.reported, cell.digits)}</td><td{css}>{html.escape(diff_text(cell))}</td>")
+            parts.append(f"<td>{html.escape(row.status_text())}</td><td>{html.escape('; '.join(row.devices) or '–')}</td></tr>")
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for path in figure_paths:
+        data = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<h3>{html.escape(path.stem)}</h3><img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> dict[str, object]:
+    store = Store(results)
+    table_arrow, bad = store.read()
+    trials = table_arrow.to_pandas()
+    if profile is None:  # the profile the results were run with
+        seen = Counter(trials["profile"].dropna()) if len(trials) else Counter()
+        profile = seen.most_common(1)[0][0] if seen else "full"
+        if profile != "full" and profile not in grid.profiles:
+            print(f"warning: the results were run with profile {profile!r}, which {grid.file} lacks; using full", file=sys.stderr)
+            profile = "full"
+    tables = build_tables(grid, trials, profile)
+    epochs = store.read_epochs().to_pandas()
+    synthetic = synthetic_profile(trials)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for table_id, frame in tables_frame(tables).items():
+        frame.to_csv(out / "tables" / f"{table_id}.csv", index=False)
+    figure_dir = out / "figures"
+    made = [figures.reported_vs_reproduced(tables, figure_dir)]
+    for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
+        made.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
+    for spec, table in zip(grid.tables, tables):
+        made.append(figures.table_figure(grid, spec, table, figure_dir))
+        if "misclassified" in table.extras:
+            made.append(figures.misclassified(table, trials, figure_dir))
+    figure_paths = [p for p in made if p is not None]
+    done = int(trials["status"].isin(["ok", "diverged"]).sum()) if len(trials) else 0
+    header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
+              f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
+    lines = ["# tlbench report", "", header, ""]
+    if synthetic:
+        lines += [SMOKE_WARNING, ""]
+    if bad:
+        lines += [f"**{len(bad)} unreadable result file(s)** (their trials count as pending): " + ", ".join(p.name for p, _ in bad), ""]
+    lines += ["Each cell: ours as mean ± std over seeds (n), the reported number, and ours minus reported; "
+              "⚠ marks a gap larger than twice the seed std (any gap with one seed).", ""]
+    md_tables = [markdown_table(t, synthetic) for t in tables]
+    lines += md_tables
+    lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figure_paths]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    (out / "index.html").write_text(html_page(tables, figure_paths, synthetic, header))
+    return {"tables": len(tables), "figures": len(figure_paths), "unreadable": len(bad), "profile": profile}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tlbench.report", description=__doc__)
+    parser.add_argument("--grid", default="grid/reports.yaml")
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--out", help="report folder (default <results>/report)")
+    parser.add_argument("--profile", help="profile the results were run with (default: the one recorded in them)")
+    args = parser.parse_args(argv)
+    try:
+        grid = Grid.load(args.grid)
+    except GridError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "report"
+    summary = write_report(grid, results, out, args.profile)
+    if summary["unreadable"]:
+        print(f"warning: {summary['unreadable']} unreadable result file(s), listed in {out / 'index.md'}", file=sys.stderr)
+    print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['figures']} figures (profile {summary['profile']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "write_report"]
