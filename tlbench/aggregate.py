@@ -125,6 +125,7 @@ def _extras(usable: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if per_class:
         out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}
+        out["per_class"]["classes"] = per_class[0].get("classes")
     if confusion:
         out["confusion"] = np.sum(confusion, axis=0).tolist()
         out["confusion_seeds"] = len(confusion)

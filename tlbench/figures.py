@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .aggregate import Table  # noqa: E402
+from .aggregate import Table, metric_label  # noqa: E402
 from .spec import Grid  # noqa: E402
 
 
@@ -45,21 +47,25 @@ def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame,
     if not len(mine) or not len(epochs):
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for axes_json, group in mine.groupby("axes"):
-        label = ", ".join(f"{k}={v}" for k, v in json.loads(axes_json).items()) or experiment
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (axes_json, group) in enumerate(mine.groupby("axes")):
+        label = ", ".join(f"{_axis_label(v)}" for v in json.loads(axes_json).values()) or experiment
         rows = epochs[epochs["trial_id"].isin(group["trial_id"])]
         if not len(rows):
             continue
         numeric = ["train_loss", "val_loss", "train_acc", "val_acc"]
         stats = rows.groupby("epoch")[numeric].agg(["mean", "min", "max"])
+        colour = colours[k % len(colours)]
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
             for split, style in (("train", "-"), ("val", "--")):
                 column = f"{split}_{metric}"
-                line = ax.plot(stats.index, stats[(column, "mean")], style, label=f"{split} {label}")[0]
-                ax.fill_between(stats.index, stats[(column, "min")], stats[(column, "max")], color=line.get_color(), alpha=0.15)
+                ax.plot(stats.index, stats[(column, "mean")], style, marker="o", markersize=3, color=colour, label=f"{label} ({split})")
+                ax.fill_between(stats.index, stats[(column, "min")], stats[(column, "max")], color=colour, alpha=0.12)
     ax_loss.set(xlabel="epoch", ylabel="loss", title=f"{experiment}: loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"{experiment}: accuracy")
     ax_acc.legend(fontsize=6, loc="best")
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, out / f"curves-{slug(experiment)}.png")
 
 
@@ -92,7 +98,8 @@ def table_figure(grid: Grid, spec: dict[str, Any], table: Table, out: Path) -> P
         reported = [c.reported if c.reported is not None else np.nan for c in cells]
         ax.plot(xs, reported, "--", marker="x", color=line[0].get_color(), label=f"{experiment} (reported)")
     ax.set_xticks(list(positions.values()), list(positions.keys()))
-    ax.set(xlabel=axis, ylabel=table.metrics[0].get("label", table.metrics[0]["key"]), title=table.title)
+    ax.set(xlabel=axis, ylabel=metric_label(table.metrics[0]))
+    ax.set_title("\n".join(textwrap.wrap(table.title, 60)), fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, out / f"table-{slug(table.id)}.png")
 

@@ -56,8 +56,11 @@ class YamlDoc:
         except OSError as exc:
             raise GridError(f"cannot read the grid file ({exc.strerror})", file=self.file) from None
         loader = yaml.SafeLoader(text)
+        self.lines: dict[KeyPath, int] = {}
         try:
             node = loader.get_single_node()
+            if node is not None:
+                self._index(node, ())  # before construction, which folds `<<` merges into the mapping
             self.data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
@@ -68,9 +71,6 @@ class YamlDoc:
             ) from None
         finally:
             loader.dispose()
-        self.lines: dict[KeyPath, int] = {}
-        if node is not None:
-            self._index(node, ())
 
     def _index(self, node: yaml.Node, path: KeyPath) -> None:
         self.lines[path] = node.start_mark.line + 1

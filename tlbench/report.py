@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures
-from .aggregate import Cell, Table, build_tables, tables_frame
+from .aggregate import Cell, Table, build_tables, metric_label, tables_frame
 from .spec import Grid, GridError
 from .store import Store
 
@@ -53,8 +53,7 @@ def markdown_table(table: Table, synthetic: bool) -> str:
         lines += ["_Synthetic data, random weights: a pipeline check, not a reproduction._", ""]
     header = ["row"]
     for metric in table.metrics:
-        label = metric.get("label", metric["key"])
-        header += [f"{label}: ours", "reported", "diff"]
+        header += [f"{metric_label(metric)}: ours", "reported", "diff"]
     header += ["seeds", "device"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -76,8 +75,9 @@ def extras_markdown(table: Table) -> list[str]:
         per_class = row.extras.get("per_class")
         if per_class and "per_class" in table.extras:
             out += ["", f"Per class, {row.label} (mean over seeds):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-            for i, (p, r, f, s) in enumerate(zip(per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])):
-                out.append(f"| {i} | {p:.3f} | {r:.3f} | {f:.3f} | {s:.0f} |")
+            names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
+            for name, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"]):
+                out.append(f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {s:.0f} |")
         confusion = row.extras.get("confusion")
         if confusion and "confusion" in table.extras:
             out += ["", f"Confusion matrix, {row.label} (rows true, columns predicted; summed over {row.extras['confusion_seeds']} seed(s)):", ""]
@@ -100,7 +100,7 @@ def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, he
             parts.append("<p><em>Synthetic data, random weights: a pipeline check, not a reproduction.</em></p>")
         parts.append("<table><tr><th>row</th>")
         for metric in table.metrics:
-            label = html.escape(metric.get("label", metric["key"]))
+            label = html.escape(metric_label(metric))
             parts.append(f"<th>{label}: ours</th><th>reported</th><th>diff</th>")
         parts.append("<th>seeds</th><th>device</th></tr>")
         for row in table.rows:

@@ -9,6 +9,7 @@ the cluster needs no shared filesystem for results.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -156,5 +157,8 @@ def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
             verbose=0,
         ),
     )
+    # The driver keeps results itself; Tune's analysis would warn that its own
+    # per-trial logs (switched off above) are missing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tuner.fit()
     return counts

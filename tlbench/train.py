@@ -201,6 +201,7 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     test_loss, test_preds = runner.evaluate(splits.test)
     test_labels = splits.test.labels.numpy()
     summary = test_summary(test_labels, test_preds, test_loss, runner.n_classes)
+    summary["per_class"]["classes"] = splits.classes
     summary["misclassified"] = thumbnails(splits.test, test_labels, test_preds, splits.classes)
     last = epochs[-1]
     best = max(epochs, key=lambda e: -1 if math.isnan(e["val_acc"]) else e["val_acc"])
