@@ -97,3 +97,36 @@ def test_metrics_match_hand_computed_values():
     assert m["per_class"]["recall"] == pytest.approx([2 / 3, 0.5, 1.0])
     assert m["recall_weighted"] == pytest.approx(m["acc"])  # weighted recall is accuracy, as 001's table shows
     assert m["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+
+
+class _DictCheckpointer:
+    """Keeps states in memory; dies (raises) after `die_after` saves, like a worker cut off."""
+
+    def __init__(self, die_after: int | None = None):
+        self.state, self.saves, self.die_after = None, 0, die_after
+
+    def load(self):
+        return self.state
+
+    def save(self, state):
+        import copy
+
+        self.state = copy.deepcopy(state)
+        self.saves += 1
+        if self.die_after is not None and self.saves >= self.die_after:
+            raise RuntimeError("worker died")
+
+
+@pytest.mark.parametrize("extra", [{}, {"train": {"protocol": "lr_probe", "probe_lrs": [1e-4, 3e-3], "probe_steps": 3}}])
+def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra):
+    config = resolved(epochs=4, train={"augment": "hflip", "lr_step": 2, **extra.get("train", {})})
+    whole = train.run_trial(config)
+    keeper = _DictCheckpointer(die_after=2)
+    with pytest.raises(RuntimeError, match="worker died"):
+        train.run_trial(config, checkpointer=keeper)
+    keeper.die_after = None
+    resumed = train.run_trial(config, checkpointer=keeper)
+    assert resumed.summary["resumed_from_epoch"] == 2
+    assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in whole.epochs]
+    for key in ("test_acc", "test_loss", "val_loss", "lr_chosen"):
+        assert resumed.summary[key] == whole.summary[key], key

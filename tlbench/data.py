@@ -14,12 +14,14 @@ and seeded by the trial's seed:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -127,9 +129,26 @@ def _drop_minority(labels: np.ndarray, idx: np.ndarray, groups: list[str], imbal
 
 def _pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
     """(train pool, test pool or None, class names), decoded at `size`."""
-    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
+    name = cfg["name"]
     if cfg["source"] == "synthetic" or name == "synthetic":
         return _synthetic_pools(cfg, target, size)
+    with _exclusive(root, name):  # one download and decode at a time per data root, however many trials ask
+        return _real_pools(cfg, target, size, root)
+
+
+@contextlib.contextmanager
+def _exclusive(root: Path, name: str) -> Iterator[None]:
+    (root / CACHE_DIR).mkdir(parents=True, exist_ok=True)
+    with open(root / CACHE_DIR / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _real_pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
     resize = cfg["resize"]
     if name == "cifar10":
         pools: list[Pool | None] = [sources.cifar10(root, True), sources.cifar10(root, False)]

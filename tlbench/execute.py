@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import Checkpointer
 from .spec import TrialSpec
 from .store import flatten_config
 
@@ -35,12 +36,13 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
     }  # fmt: skip
 
 
-def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any],
+            checkpointer: Checkpointer | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from .train import run_trial
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root)
+        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer)
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}

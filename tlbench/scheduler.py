@@ -2,8 +2,11 @@
 
 The only module that imports Ray. Each trial runs `execute.execute` in a Ray
 actor with its own resources (a GPU share per arch, CPUs with torch threads to
-match); its row travels back in the Tune result and the driver writes it, so
-the cluster needs no shared filesystem for results.
+match). Its row travels back in its last Tune result and the driver writes it,
+so the cluster needs no shared filesystem for results. After every epoch the
+trial reports a checkpoint to Tune's storage: a trial whose worker dies is
+retried (`--max-failures`) from its last epoch, and a rerun after the driver
+died picks up, from the same storage, every checkpoint its trials left.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import json
 import logging
 import math
 import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,15 +25,19 @@ from typing import Any
 # store writes, and TensorBoard is not a dependency.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ctrl-C should stop the grid at once as a KeyboardInterrupt (exit 130), not
+# make Tune wind down and return as if the grid had ended.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
-from . import catalog
-from .cost import trial_cost
-from .spec import TrialSpec
-from .store import Store
+from . import catalog  # noqa: E402
+from .cost import trial_cost  # noqa: E402
+from .spec import TrialSpec  # noqa: E402
+from .store import Store  # noqa: E402
 
+STATE_FILE = "state.pt"
 
 
 @dataclass
@@ -38,8 +47,9 @@ class RunOptions:
     address: str | None = None
     gpus_per_trial: float | None = None  # None: the arch's share where the cluster has GPUs, else 0
     cpus_per_trial: float = 1.0
-    storage: str | None = None  # Tune's experiment storage; default <results>/.tune
+    storage: str | None = None  # Tune's experiment storage (path or URI); default <results>/.tune
     max_failures: int = 2  # retries of a trial whose worker died
+    checkpoints: bool = True  # a checkpoint per epoch in Tune's storage, for retries and reruns
     context: dict[str, Any] = field(default_factory=dict)  # profile, grid hash: copied into every row
 
 
@@ -57,8 +67,38 @@ def longest_first(pending: list[TrialSpec]) -> list[TrialSpec]:
     return sorted(pending, key=lambda s: -trial_cost(s.config)["tflops"])
 
 
+# -- in the worker ------------------------------------------------------------------
+
+
+class TuneCheckpointer:
+    """Checkpoints through Tune: reported after each epoch, restored on a retry.
+
+    `resume` is a state file an earlier driver's run left for this trial."""
+
+    def __init__(self, resume: str | None):
+        self.resume = resume
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        if self.resume and Path(self.resume).exists():
+            return torch.load(self.resume, weights_only=False)
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, Path(folder) / STATE_FILE)
+            tune.report({"epoch": len(state["progress"]["epochs"])}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
 def _trainable(config: dict[str, Any]) -> None:
-    """A Tune function trainable: one trial, reported once."""
+    """A Tune function trainable: one trial; a checkpoint per epoch, then its row."""
     import torch
 
     from .execute import execute
@@ -66,7 +106,8 @@ def _trainable(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config["cpus"])))  # match the CPUs Ray granted: no oversubscription
     spec = _spec(config)
     context = {**config["context"], "node_id": ray.get_runtime_context().get_node_id()}
-    row, epochs = execute(spec, config["data"], context)
+    checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
+    row, epochs = execute(spec, config["data"], context, checkpointer)
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
 
 
@@ -81,24 +122,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _specs_as_config(spec: TrialSpec) -> dict[str, Any]:
-    return {**spec.__dict__, "experiments": list(spec.experiments)}
+# -- in the driver -------------------------------------------------------------------
 
 
 class StoreResults(tune.Callback):
-    """A Tune callback in the driver: write each trial's row the moment it reports."""
+    """Write each trial's row the moment its final result arrives; count and print it."""
 
-    def __init__(self, store: Store, by_id: dict[str, TrialSpec], counts: dict[str, int]):
-        self.store, self.by_id, self.counts = store, by_id, counts
+    def __init__(self, store: Store, total: int, counts: dict[str, int]):
+        self.store, self.total, self.counts = store, total, counts
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        if "payload" not in result:  # an epoch's checkpoint report
+            return
         payload = json.loads(result["payload"])
         row = payload["row"]
         self.store.write(row, payload["epochs"])
         self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
         done = sum(self.counts.values())
         detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
-        print(f"[{done}/{len(self.by_id)}] {row['status']:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
+        print(f"[{done}/{self.total}] {row['status']:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray gave up on a trial (its worker kept dying): record it as an error row."""
@@ -118,9 +160,54 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING)
+
+
+def earlier_checkpoints(storage: str) -> dict[str, str]:
+    """trial_id -> the newest state file an earlier run left in a local storage path."""
+    if "://" in storage:  # cloud storage: Tune's retries still resume; a new driver starts trials afresh
+        return {}
+    found: dict[str, tuple[float, str]] = {}
+    for state in Path(storage).glob(f"tlbench-*/*/checkpoint_*/{STATE_FILE}"):
+        trial_id, mtime = state.parent.parent.name, state.stat().st_mtime
+        if trial_id not in found or mtime > found[trial_id][0]:
+            found[trial_id] = (mtime, str(state))
+    return {trial_id: path for trial_id, (_, path) in found.items()}
+
+
+@ray.remote(num_cpus=0)
+def _prepare_on_node(configs: list[tuple[dict[str, Any], int]], data: str) -> str:
+    """Download and decode each real dataset once on this node, before any trial reads it."""
+    from . import data as datasets
+
+    for dataset, size in configs:
+        datasets.load(dataset, size, data, seed=0)
+    return ray.get_runtime_context().get_node_id()
+
+
+def prepare_data(pending: list[TrialSpec], data: Path) -> None:
+    """Each node gets every real dataset the grid needs, one at a time, before trials start.
+
+    A failure here (a dataset missing offline) is left for the trials to report
+    by name; preparing is only there so no two trials download at once."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    wanted: dict[str, tuple[dict[str, Any], int]] = {}
+    for spec in pending:
+        dataset = spec.config["dataset"]
+        if dataset["source"] == "real" and dataset["name"] != "synthetic":
+            wanted[json.dumps([dataset, spec.config["image_size"]], sort_keys=True)] = (dataset, spec.config["image_size"])
+    if not wanted:
+        return
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    tasks = [_prepare_on_node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(
+        list(wanted.values()), str(data.resolve())) for node in nodes]  # fmt: skip
+    try:
+        ray.get(tasks)
+    except Exception as exc:  # noqa: BLE001 - reported per trial, with the dataset's own message
+        print(f"warning: preparing the datasets failed ({str(exc).splitlines()[0][:300]}); the trials will say why", flush=True)
 
 
 def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
@@ -128,32 +215,37 @@ def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
     connect(options.address)
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     ordered = longest_first(pending)
-    by_id = {s.trial_id: s for s in ordered}
+    prepare_data(ordered, options.data)
+    storage = options.storage or str((Path(options.results) / ".tune").resolve())
+    resume = earlier_checkpoints(storage)
     counts: dict[str, int] = {}
-    callback = StoreResults(Store(options.results), by_id, counts)
+    points = []
+    for spec in ordered:
+        point = {"trial": {**spec.__dict__, "experiments": list(spec.experiments)}, "gpu": gpu_share(spec, options, cluster_gpus)}
+        if spec.trial_id in resume:
+            point["resume"] = resume[spec.trial_id]
+        points.append(point)
+    param_space = {
+        "point": tune.grid_search(points),
+        "cpus": options.cpus_per_trial,
+        "data": str(Path(options.data).resolve()),
+        "context": dict(options.context),
+        "checkpoints": options.checkpoints,
+    }
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         return tune.PlacementGroupFactory([{"CPU": config["cpus"], "GPU": config["point"]["gpu"]}])
 
-    shares = {s.trial_id: gpu_share(s, options, cluster_gpus) for s in ordered}
-    context = dict(options.context)
-    trials = [{"trial": _specs_as_config(s), "gpu": shares[s.trial_id]} for s in ordered]
-    param_space = {
-        "point": tune.grid_search(trials),
-        "cpus": options.cpus_per_trial,
-        "data": str(Path(options.data).resolve()),
-        "context": context,
-    }
-    storage = options.storage or str((Path(options.results) / ".tune").resolve())
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources=resources),
         param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: t.trial_id),
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: t.config["point"]["trial"]["trial_id"]),
         run_config=tune.RunConfig(
-            name="tlbench",
+            name=time.strftime("tlbench-%Y%m%d-%H%M%S"),
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            callbacks=[callback],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[StoreResults(Store(options.results), len(ordered), counts)],
             verbose=0,
         ),
     )

@@ -35,7 +35,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "precision_macro": "float", "recall_macro": "float", "f1_macro": "float",
     "precision_weighted": "float", "recall_weighted": "float", "f1_weighted": "float",
     "confusion": "json", "per_class": "json", "probe_scores": "json", "lr_chosen": "float", "misclassified": "json",
-    "epochs_run": "int", "n_train": "int", "n_val": "int", "n_test": "int",
+    "epochs_run": "int", "resumed_from_epoch": "int", "n_train": "int", "n_val": "int", "n_test": "int",
     "wall_s": "float", "train_s": "float", "epoch_s_mean": "float", "images_per_s": "float", "peak_mem_mb": "float",
     "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from . import data as datasets
 from . import metrics, models, pipeline
+from .checkpoint import Checkpointer, capture, restore
 from .thumbnails import thumbnails
 
 
@@ -152,8 +153,12 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
         group["lr"] = base * factor
 
 
-def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None) -> TrialOutcome:
-    """Train and test one fully resolved config (see spec.py). Raises on bad data or code."""
+def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None,
+              checkpointer: Checkpointer | None = None) -> TrialOutcome:
+    """Train and test one fully resolved config (see spec.py). Raises on bad data or code.
+
+    With a checkpointer, the state is saved after every epoch, and a saved state
+    (an earlier attempt of this trial) is picked up where it ended."""
     started = time.perf_counter()
     device = device or pick_device()
     if device.type == "cuda":
@@ -168,28 +173,32 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     built = models.build(config["model"], n_outputs)
     plan = models.freeze_plan(train_cfg["freeze"], built)
     runner = Runner(built, config, splits, device)
-    initial_state = copy.deepcopy(built.module.state_dict())
+    saved = checkpointer.load() if checkpointer else None
 
-    lr, probe_scores, train_set = train_cfg["lr"], None, splits.train
-    if train_cfg["protocol"] == "lr_probe":  # 001: score each lr from one start, retrain the best on train+val
-        probe_scores = lr_probe(runner, plan, initial_state, gen)
-        lr = max(probe_scores, key=lambda k: (probe_scores[k], -float(k)))
-        lr = float(lr)
+    progress: dict[str, Any] = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
+    if train_cfg["protocol"] == "lr_probe" and saved is None:  # 001: score each lr from one start, retrain the best on train+val
+        initial_state = copy.deepcopy(built.module.state_dict())
+        scores = lr_probe(runner, plan, initial_state, gen)
+        progress["probe_scores"] = scores
+        progress["lr"] = float(max(scores, key=lambda k: (scores[k], -float(k))))
         built.module.load_state_dict(initial_state)
-        train_set = datasets.ImageSet.concat(splits.train, splits.val)
+    train_set = datasets.ImageSet.concat(splits.train, splits.val) if train_cfg["protocol"] == "lr_probe" else splits.train
 
-    optimizer = make_optimizer(built, train_cfg, lr)
+    optimizer = make_optimizer(built, train_cfg, saved["progress"]["lr"] if saved else progress["lr"])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    epochs: list[dict[str, Any]] = []
-    status, images_seen, train_seconds = "ok", 0, 0.0
-    for epoch in range(config["epochs"]):
+    if saved is not None:
+        progress = copy.deepcopy(restore(saved, built.module, optimizer, gen))
+    resumed_from_epoch = len(progress["epochs"])
+    epochs = progress["epochs"]
+    status = "ok"
+    for epoch in range(len(epochs), config["epochs"]):
         trainable = models.apply_stage(built, plan, epoch)
         set_epoch_lr(optimizer, base_lrs, train_cfg, epoch)
         tick = time.perf_counter()
         stats = runner.train_epoch(train_set, optimizer, plan, gen, train_cfg["max_steps"])
         seconds = time.perf_counter() - tick
-        train_seconds += seconds
-        images_seen += stats["images"]
+        progress["train_seconds"] += seconds
+        progress["images_seen"] += stats["images"]
         val_loss, val_preds = runner.evaluate(splits.val) if len(splits.val) else (float("nan"), np.zeros(0))
         val_acc = float((val_preds == splits.val.labels.numpy()).mean()) if len(splits.val) else float("nan")
         epochs.append({"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
@@ -197,6 +206,8 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         if stats["diverged"]:
             status = "diverged"
             break
+        if checkpointer and epoch + 1 < config["epochs"]:
+            checkpointer.save(capture(built.module, optimizer, gen, progress))
 
     test_loss, test_preds = runner.evaluate(splits.test)
     test_labels = splits.test.labels.numpy()
@@ -208,10 +219,11 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     summary.update({
         "train_acc": last["train_acc"], "train_loss": last["train_loss"], "val_acc": last["val_acc"], "val_loss": last["val_loss"],
         "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs_run": len(epochs),
-        "lr_chosen": lr, "probe_scores": probe_scores,
+        "lr_chosen": progress["lr"], "probe_scores": progress["probe_scores"],
         "n_train": len(train_set), "n_val": len(splits.val), "n_test": len(splits.test),
-        "train_s": train_seconds, "epoch_s_mean": train_seconds / len(epochs),
-        "images_per_s": images_seen / train_seconds if train_seconds else float("nan"),
+        "train_s": progress["train_seconds"], "epoch_s_mean": progress["train_seconds"] / len(epochs),
+        "images_per_s": progress["images_seen"] / progress["train_seconds"] if progress["train_seconds"] else float("nan"),
+        "resumed_from_epoch": resumed_from_epoch,
         "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
         "device": device_name(device), "precision_used": runner.precision, "peak_mem_mb": peak_memory_mb(device),
         "wall_s": time.perf_counter() - started,
