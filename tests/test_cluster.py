@@ -126,6 +126,43 @@ def test_sigint_stops_cleanly_with_every_finished_result_kept(cluster, tmp_path)
     assert len(read_trials(results)) == 6
 
 
+CIFAR_GRID = """
+defaults: {seeds: [0, 1], epochs: 1, image_size: 32}
+experiments:
+  - name: cifar
+    source: {report: test.txt}
+    dataset: {name: cifar10}
+    model: {arch: "tlbench.tiny:small_cnn", weights: none}
+    train: {freeze: none, batch_size: 16}
+"""
+
+
+def test_real_dataset_is_prepared_once_per_node_before_trials(cluster, tmp_path):
+    from fake_datasets import write_cifar10
+
+    data = tmp_path / "data"
+    write_cifar10(data, per_class_train=4, per_class_test=2)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(CIFAR_GRID)
+    code, out = finish(driver(cluster, grid, tmp_path / "results", "--data", str(data)))
+    assert code == 0, out
+    frame = read_trials(tmp_path / "results")
+    assert len(frame) == 2 and (frame["status"] == "ok").all() and (frame["n_test"] == 20).all()
+    cache = sorted(p.name for p in (data / ".tlbench-cache").iterdir())
+    assert len([c for c in cache if c.endswith(".npy")]) == 2  # train and test pools, decoded once, shared
+    assert "cifar10.lock" in cache and not [c for c in cache if c.endswith(".tmp")]
+
+
+def test_two_runs_on_one_results_directory_leave_every_trial_exactly_once(cluster, tmp_path):
+    grid, results = grid_file(tmp_path, trials=4, epochs=1, n_train=200), tmp_path / "results"
+    first, second = driver(cluster, grid, results), driver(cluster, grid, results)
+    assert finish(first)[0] == 0 and finish(second)[0] == 0
+    frame = read_trials(results)
+    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert len(list((results / "epochs").glob("*.parquet"))) == 4
+    assert not [p for p in (results / "trials").iterdir() if p.name.startswith(".tmp")]
+
+
 def test_worker_node_killed_mid_trial_the_trial_reruns_elsewhere(cluster, tmp_path):
     grid, results = grid_file(tmp_path, trials=2, epochs=6, n_train=800), tmp_path / "results"
     ids = cluster.node_ids()
