@@ -41,10 +41,11 @@ class ImageSet:
     index: torch.Tensor  # int64 [N], which of them are in this set
     labels: torch.Tensor  # int64 [N]
     names: list[str]
+    pool_key: str = ""  # what the pool's pixels are (source, size, resize): keys caches derived from them
 
     @classmethod
-    def whole(cls, pool: torch.Tensor, labels: torch.Tensor, names: list[str]) -> ImageSet:
-        return cls(pool, torch.arange(len(labels)), labels, names)
+    def whole(cls, pool: torch.Tensor, labels: torch.Tensor, names: list[str], pool_key: str) -> ImageSet:
+        return cls(pool, torch.arange(len(labels)), labels, names, pool_key)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,13 +57,13 @@ class ImageSet:
 
     def subset(self, positions: np.ndarray) -> ImageSet:
         pos = torch.from_numpy(np.asarray(positions, dtype=np.int64))
-        return ImageSet(self.pool, self.index[pos], self.labels[pos], [self.names[i] for i in positions])
+        return ImageSet(self.pool, self.index[pos], self.labels[pos], [self.names[i] for i in positions], self.pool_key)
 
     @staticmethod
     def concat(a: ImageSet, b: ImageSet) -> ImageSet:
         if a.pool is not b.pool:
             raise ValueError("only sets of one pool can be joined")
-        return ImageSet(a.pool, torch.cat([a.index, b.index]), torch.cat([a.labels, b.labels]), a.names + b.names)
+        return ImageSet(a.pool, torch.cat([a.index, b.index]), torch.cat([a.labels, b.labels]), a.names + b.names, a.pool_key)
 
 
 @dataclass
@@ -185,12 +186,13 @@ def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[Image
     n_train, n_test = cfg["n_train"], cfg["n_test"]
     if not info.has_test_split:  # one pool, cut by `split` like the real one
         images, labels = synthetic_pool(n_train + n_test, priors, size, identity, 0)
-        return ImageSet.whole(images, torch.from_numpy(labels), _names(len(labels), "all")), None, classes
+        key = f"synthetic/{identity}/{priors}/all/{n_train + n_test}/{size}"
+        return ImageSet.whole(images, torch.from_numpy(labels), _names(len(labels), "all"), key), None, classes
     train_images, train_labels = synthetic_pool(n_train, priors, size, identity, 0)
     test_images, test_labels = synthetic_pool(n_test, priors, size, identity, 1)
     return (
-        ImageSet.whole(train_images, torch.from_numpy(train_labels), _names(n_train, "train")),
-        ImageSet.whole(test_images, torch.from_numpy(test_labels), _names(n_test, "test")),
+        ImageSet.whole(train_images, torch.from_numpy(train_labels), _names(n_train, "train"), f"synthetic/{identity}/{priors}/0/{n_train}/{size}"),
+        ImageSet.whole(test_images, torch.from_numpy(test_labels), _names(n_test, "test"), f"synthetic/{identity}/{priors}/1/{n_test}/{size}"),
         classes,
     )
 
@@ -204,7 +206,8 @@ def _names(n: int, split: str) -> list[str]:
 
 def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
     """All images of a pool at `size`, uint8, from the cache when an earlier trial decoded them."""
-    key = hashlib.sha256(f"{pool.identity}|{len(pool)}|{size}|{resize}".encode()).hexdigest()[:20]
+    identity = f"{pool.identity}|{len(pool)}|{size}|{resize}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     cache = root / CACHE_DIR / f"{key}.npy"
     if not cache.exists():
         _write_cache(pool, size, resize, cache)
@@ -213,7 +216,7 @@ def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
     if images.shape != (len(pool), 3, size, size):
         raise DataError(f"decode cache {cache} has shape {images.shape}, expected {(len(pool), 3, size, size)}: delete it")
     labels = torch.from_numpy(pool.labels.astype(np.int64))
-    return ImageSet.whole(torch.from_numpy(images), labels, list(pool.names) or _names(len(pool), "pool"))
+    return ImageSet.whole(torch.from_numpy(images), labels, list(pool.names) or _names(len(pool), "pool"), identity)
 
 
 def _write_cache(pool: Pool, size: int, resize: str, cache: Path) -> None:

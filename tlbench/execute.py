@@ -36,13 +36,14 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
     }  # fmt: skip
 
 
-def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any],
-            checkpointer: Checkpointer | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], checkpointer: Checkpointer | None = None,
+            speed: dict[str, bool] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`speed`: run_trial's options that change speed, not results (feature_cache, compile)."""
     from .train import run_trial
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer)
+        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")
     run.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died (default %(default)s)")
     run.add_argument("--no-checkpoints", action="store_true", help="no per-epoch checkpoints (retries then start a trial over)")
+    run.add_argument("--no-feature-cache", action="store_true", help="recompute frozen features every epoch (same results, slower)")
+    run.add_argument("--compile", action="store_true", help="torch.compile the trained part of each network")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     listing = commands.add_parser("list", help="one line per trial with its status")
     _selection(listing)
@@ -140,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         results=Path(args.results), data=Path(args.data), address=args.address, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
-        checkpoints=not args.no_checkpoints,
+        checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
         context={"profile": args.profile, "grid_sha256": grid.sha256},
     )  # fmt: skip
     counts = run(pending, options)

@@ -31,13 +31,18 @@ def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator) 
     return torch.multinomial(weights, n, replacement=True, generator=generator)
 
 
-def batches(order: torch.Tensor, batch_size: int, max_steps: int | None = None) -> Iterator[torch.Tensor]:
+def batches(order: torch.Tensor, batch_size: int, max_steps: int | None = None, training: bool = False) -> Iterator[torch.Tensor]:
+    """Consecutive slices of `order`. In training, a last batch of one image is left out:
+    BatchNorm cannot normalise a single sample (and it would be one noisy step anyway)."""
     steps = 0
     for start in range(0, len(order), batch_size):
         if max_steps is not None and steps >= max_steps:
             return
+        batch = order[start : start + batch_size]
+        if training and len(batch) == 1 and len(order) > 1:
+            return
         steps += 1
-        yield order[start : start + batch_size]
+        yield batch
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -73,9 +78,13 @@ def normalize(images: torch.Tensor, kind: str, channels_last: bool) -> torch.Ten
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
-def prepare(images: ImageSet, positions: torch.Tensor, device: torch.device, aug: str, norm: str,
-            generator: torch.Generator, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    x = to_device(images.images(positions), device)
-    x = augment(x, aug, generator)
-    y = images.labels[positions].to(device, non_blocking=True)
-    return normalize(x, norm, channels_last), y
+class PixelInputs:
+    """Model inputs from pixels: index, copy, augment, normalise, per batch."""
+
+    def __init__(self, device: torch.device, norm: str, channels_last: bool):
+        self.device, self.norm, self.channels_last = device, norm, channels_last
+
+    def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = augment(to_device(images.images(positions), self.device), aug, gen)
+        y = images.labels[positions].to(self.device, non_blocking=True)
+        return normalize(x, self.norm, self.channels_last), y

@@ -50,6 +50,7 @@ class RunOptions:
     storage: str | None = None  # Tune's experiment storage (path or URI); default <results>/.tune
     max_failures: int = 2  # retries of a trial whose worker died
     checkpoints: bool = True  # a checkpoint per epoch in Tune's storage, for retries and reruns
+    speed: dict[str, bool] = field(default_factory=dict)  # run_trial's feature_cache / compile
     context: dict[str, Any] = field(default_factory=dict)  # profile, grid hash: copied into every row
 
 
@@ -107,7 +108,7 @@ def _trainable(config: dict[str, Any]) -> None:
     spec = _spec(config)
     context = {**config["context"], "node_id": ray.get_runtime_context().get_node_id()}
     checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
-    row, epochs = execute(spec, config["data"], context, checkpointer)
+    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"])
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
 
 
@@ -231,6 +232,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
         "data": str(Path(options.data).resolve()),
         "context": dict(options.context),
         "checkpoints": options.checkpoints,
+        "speed": dict(options.speed),
     }
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:

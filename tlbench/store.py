@@ -37,7 +37,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "confusion": "json", "per_class": "json", "probe_scores": "json", "lr_chosen": "float", "misclassified": "json",
     "epochs_run": "int", "resumed_from_epoch": "int", "n_train": "int", "n_val": "int", "n_test": "int",
     "wall_s": "float", "train_s": "float", "epoch_s_mean": "float", "images_per_s": "float", "peak_mem_mb": "float",
-    "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str",
+    "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
     "grid_sha256": "str", "finished_at": "str",
 }  # fmt: skip

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as datasets
-from . import metrics, models, pipeline
+from . import features, metrics, models, pipeline
 from .checkpoint import Checkpointer, capture, restore
 from .thumbnails import thumbnails
 
@@ -64,10 +64,17 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """n / (classes x n_c): every class carries the same total weight in the loss."""
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    return counts.sum() / (n_classes * counts)
+
+
 class Runner:
     """Steps, evaluation and the loss for one trial's model on one device."""
 
-    def __init__(self, built: models.Built, cfg: dict[str, Any], splits: datasets.Splits, device: torch.device):
+    def __init__(self, built: models.Built, cfg: dict[str, Any], splits: datasets.Splits, device: torch.device,
+                 plan: models.FreezePlan, data_root: str | Path = "data", feature_cache: bool = False):
         self.built, self.cfg, self.splits, self.device = built, cfg, splits, device
         train = cfg["train"]
         self.binary = train["loss"] == "bce"
@@ -75,12 +82,24 @@ class Runner:
         self.precision = resolve_precision(cfg["precision"], device)
         self.channels_last = device.type == "cuda" or self.precision == "bf16"
         self.class_weights = None
-        if train["class_weights"] == "balanced":  # each class the same total weight
-            counts = torch.bincount(splits.train.labels, minlength=self.n_classes).float().clamp(min=1)
-            self.class_weights = (counts.sum() / (self.n_classes * counts)).to(device)
+        if train["class_weights"] == "balanced":
+            self.class_weights = balanced_class_weights(splits.train.labels, self.n_classes).to(device)
         if self.channels_last:
             built.module.to(memory_format=torch.channels_last)
         built.module.to(device)
+        # What a step runs: the whole network on pixels, or only the part after a
+        # frozen prefix, on that prefix's cached output (features.py).
+        self.net, self.inputs = built.module, pipeline.PixelInputs(device, train["normalize"], self.channels_last)
+        self.feature_cache = "off"
+        if feature_cache:
+            cut = features.find_cut(built, plan, train, cfg["image_size"])
+            if isinstance(cut, str):
+                self.feature_cache = f"not cacheable: {cut}"
+            else:
+                self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], cfg, Path(data_root),
+                                                     device, self.autocast, self.channels_last)
+                self.net = cut.suffix
+                self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.stages[cut.index][0]})"
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -104,10 +123,10 @@ class Runner:
         models.set_train_mode(self.built, plan)
         order = pipeline.epoch_order(images.labels, train["sampler"], gen)
         total_loss, correct, seen = 0.0, 0, 0
-        for positions in pipeline.batches(order, train["batch_size"], max_steps):
-            x, y = pipeline.prepare(images, positions, self.device, train["augment"], train["normalize"], gen, self.channels_last)
+        for positions in pipeline.batches(order, train["batch_size"], max_steps, training=True):
+            x, y = self.inputs.batch(images, positions, train["augment"], gen)
             with self.autocast():
-                logits = self.built.module(x)
+                logits = self.net(x)
             loss = self.loss(logits, y)
             if not torch.isfinite(loss):
                 return {"loss": loss.item(), "acc": float("nan"), "images": seen, "diverged": True}
@@ -127,9 +146,9 @@ class Runner:
         losses, preds = [], []
         order = torch.arange(len(images))
         for positions in pipeline.batches(order, max(train["batch_size"], 256)):
-            x, y = pipeline.prepare(images, positions, self.device, "none", train["normalize"], torch.Generator(), self.channels_last)
+            x, y = self.inputs.batch(images, positions, "none", torch.Generator())
             with self.autocast():
-                logits = self.built.module(x)
+                logits = self.net(x)
             losses.append(float(self.loss(logits, y)) * len(y))
             preds.append(self.predict(logits).cpu())
         return sum(losses) / max(len(images), 1), torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
@@ -154,11 +173,13 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
 
 
 def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None,
-              checkpointer: Checkpointer | None = None) -> TrialOutcome:
+              checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False) -> TrialOutcome:
     """Train and test one fully resolved config (see spec.py). Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
-    (an earlier attempt of this trial) is picked up where it ended."""
+    (an earlier attempt of this trial) is picked up where it ended. The feature
+    cache and torch.compile change speed, not results, so they are options
+    here rather than config keys."""
     started = time.perf_counter()
     device = device or pick_device()
     if device.type == "cuda":
@@ -172,7 +193,9 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
     built = models.build(config["model"], n_outputs)
     plan = models.freeze_plan(train_cfg["freeze"], built)
-    runner = Runner(built, config, splits, device)
+    runner = Runner(built, config, splits, device, plan, data_root, feature_cache)
+    if compile:
+        runner.net = torch.compile(runner.net)
     saved = checkpointer.load() if checkpointer else None
 
     progress: dict[str, Any] = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
@@ -226,6 +249,7 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         "resumed_from_epoch": resumed_from_epoch,
         "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
         "device": device_name(device), "precision_used": runner.precision, "peak_mem_mb": peak_memory_mb(device),
+        "feature_cache": runner.feature_cache, "compiled": compile,
         "wall_s": time.perf_counter() - started,
     })  # fmt: skip
     return TrialOutcome(status, summary, epochs)
