@@ -184,17 +184,15 @@ def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[Image
     identity = f"{name}/{target}/{n_classes}"
     classes = sources.class_names(name, target, n_classes)
     n_train, n_test = cfg["n_train"], cfg["n_test"]
+
+    def pool(n: int, sample_seed: int, split: str) -> ImageSet:
+        images, labels = synthetic_pool(n, priors, size, identity, sample_seed)
+        key = f"synthetic/{identity}/{priors}/{sample_seed}/{n}/{size}"
+        return ImageSet.whole(images, torch.from_numpy(labels), _names(n, split), key)
+
     if not info.has_test_split:  # one pool, cut by `split` like the real one
-        images, labels = synthetic_pool(n_train + n_test, priors, size, identity, 0)
-        key = f"synthetic/{identity}/{priors}/all/{n_train + n_test}/{size}"
-        return ImageSet.whole(images, torch.from_numpy(labels), _names(len(labels), "all"), key), None, classes
-    train_images, train_labels = synthetic_pool(n_train, priors, size, identity, 0)
-    test_images, test_labels = synthetic_pool(n_test, priors, size, identity, 1)
-    return (
-        ImageSet.whole(train_images, torch.from_numpy(train_labels), _names(n_train, "train"), f"synthetic/{identity}/{priors}/0/{n_train}/{size}"),
-        ImageSet.whole(test_images, torch.from_numpy(test_labels), _names(n_test, "test"), f"synthetic/{identity}/{priors}/1/{n_test}/{size}"),
-        classes,
-    )
+        return pool(n_train + n_test, 0, "all"), None, classes
+    return pool(n_train, 0, "train"), pool(n_test, 1, "test"), classes
 
 
 def _names(n: int, split: str) -> list[str]:

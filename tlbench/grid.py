@@ -11,7 +11,6 @@ import json
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from .cost import GPU_IMAGES_PER_S, trial_cost
 from .spec import Grid, GridError, TrialSpec
@@ -173,5 +172,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__: list[Any] = ["main"]

@@ -1,0 +1,23 @@
+"""The benchmark runs end to end and prints every figure it promises (tiny sizes: no timing is asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "input_pipeline_speedup", "train_speedup",
+            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction", "ray_overhead_s"]  # fmt: skip
+
+
+def test_bench_quick_prints_every_ratio():
+    proc = subprocess.run([sys.executable, "-m", "tlbench.bench", "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line and not line.startswith("["))
+    for name in PROMISED:
+        assert float(values[name]) > 0, name
+    # the cached and uncached trials agree (the cache changes speed, not results)
+    assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]

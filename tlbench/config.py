@@ -1,0 +1,250 @@
+"""A trial config as nested mappings: merging, dotted keys, and strict validation.
+
+`Checker` validates (partial) config mappings from a grid file, `--set` or a
+profile against the schema, naming the file, line and key path of a mistake;
+`check_resolved` applies the rules that need the whole resolved config (an
+arch's smallest input, a dataset's targets). No torch here.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from . import catalog
+from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, suggest
+from .schema import FIELDS, REQUIRED, SECTIONS, Field
+
+
+def undot(mapping: dict[str, Any]) -> dict[str, Any]:
+    """{'train.lr': 1} -> {'train': {'lr': 1}}, so a profile can say either."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(key, str) and "." in key:
+            head, rest = key.split(".", 1)
+            value = undot({rest: value})
+            key = head
+        elif isinstance(value, dict) and key in SECTIONS:
+            value = undot(value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key in SECTIONS:
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge of config sections; a leaf value (freeze mappings too) replaces whole."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key in SECTIONS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(config: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    return merge(config, undot({dotted: value}))
+
+
+def get_path(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+class Checker:
+    """Validates config mappings against the schema, reporting into one file."""
+
+    def __init__(self, doc: YamlDoc | None, file: str):
+        self.doc, self.file = doc, file
+
+    def error(self, message: str, path: KeyPath) -> GridError:
+        if self.doc is not None:
+            return self.doc.error(message, path)
+        return GridError(message, file=self.file, path=path)
+
+    def config(self, mapping: Any, path: KeyPath, extra_keys: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A (partial) config at `path`: known keys, right types, in range. Returns it undotted."""
+        if not isinstance(mapping, dict):
+            raise self.error(f"expected a mapping, got {type(mapping).__name__}", path)
+        for key, value in mapping.items():
+            if key in extra_keys:
+                continue
+            self.key(str(key), value, (*path, key), extra_keys)
+        return undot({k: v for k, v in mapping.items() if k not in extra_keys})
+
+    def key(self, dotted: str, value: Any, path: KeyPath, extra_keys: tuple[str, ...] = ()) -> None:
+        if dotted in SECTIONS:
+            if not isinstance(value, dict):
+                raise self.error(f"expected a mapping of {dotted} keys, got {value!r}", path)
+            for sub, sub_value in value.items():
+                self.key(f"{dotted}.{sub}", sub_value, (*path, sub))
+            return
+        spec = FIELDS.get(dotted)
+        if spec is None:
+            valid = [*extra_keys, *SECTIONS, *(k for k in FIELDS if "." not in k)]
+            if "." in dotted:
+                section = dotted.split(".", 1)[0]
+                valid = [k.split(".", 1)[1] for k in FIELDS if k.startswith(section + ".")] or list(FIELDS)
+            leaf = dotted.rsplit(".", 1)[-1] if dotted.split(".", 1)[0] in SECTIONS else dotted
+            raise self.error(f"unknown key {leaf!r}; valid keys: {', '.join(valid)}{suggest(leaf, valid)}", path)
+        self.value(spec, value, path)
+
+    def value(self, spec: Field, value: Any, path: KeyPath) -> None:
+        if value is None:
+            if spec.nullable:
+                return
+            raise self.error(f"must not be null; expected {spec.kind} ({spec.doc})", path)
+        problem = type_problem(spec, value)
+        if problem:
+            raise self.error(f"got {value!r}, expected {problem} ({spec.doc})", path)
+        if spec.choices is not None and value not in spec.choices:
+            raise self.error(expected_one_of(value, spec.choices), path)
+        if spec.kind == "freeze":
+            freeze_problem = check_freeze(value)
+            if freeze_problem:
+                raise self.error(f"got {value!r}, expected {freeze_problem}", path)
+        if spec.kind == "imbalance":
+            imbalance_problem = check_imbalance(value)
+            if imbalance_problem:
+                raise self.error(f"got {value!r}, expected {imbalance_problem}", path)
+        if spec.check is not None:
+            expected = spec.check(value)
+            if expected:
+                raise self.error(f"got {value!r}, expected {expected}", path)
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def type_problem(spec: Field, value: Any) -> str | None:
+    kind = spec.kind
+    ok = {
+        "int": is_int,
+        "float": is_number,
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list[int]": lambda v: isinstance(v, list) and all(is_int(x) for x in v),
+        "list[float]": lambda v: isinstance(v, list) and all(is_number(x) for x in v),
+        "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        "freeze": lambda v: isinstance(v, (str, dict)),
+        "imbalance": lambda v: isinstance(v, dict),
+    }[kind](value)
+    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
+
+
+def check_freeze(value: Any) -> str | None:
+    words = ", ".join(catalog.FREEZE_WORDS)
+    keys = ", ".join(f"{{{k}: ...}}" for k in catalog.FREEZE_KEYS)
+    expected = f"one of {words}, or a mapping with one key of {keys}"
+    if isinstance(value, str):
+        return None if value in catalog.FREEZE_WORDS else expected + suggest(value, catalog.FREEZE_WORDS)
+    if len(value) != 1:
+        return expected
+    (key, arg), = value.items()
+    if key == "last":
+        return None if is_int(arg) and arg >= 0 else "{last: l} with an integer l >= 0"
+    if key in ("trainable", "frozen"):
+        ok = isinstance(arg, list) and arg and all(isinstance(x, str) for x in arg)
+        return None if ok else f"{{{key}: [module paths]}} with at least one dotted module path"
+    if key == "gradual":
+        if not isinstance(arg, dict) or set(arg) - {"every", "blocks"}:
+            return "{gradual: {every: k, blocks: [module paths, head side first]}}"
+        every = arg.get("every", 1)
+        blocks = arg.get("blocks", [])
+        if not (is_int(every) and every >= 1):
+            return "gradual.every: an integer >= 1 (epochs between unfreezing two blocks)"
+        if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
+            return "gradual.blocks: a list of module paths"
+        return None
+    return expected + suggest(key, catalog.FREEZE_KEYS)
+
+
+def check_imbalance(value: dict[str, Any]) -> str | None:
+    shape = "{minority: <group or class name>, keep: <fraction in (0, 1]>}"
+    if set(value) != {"minority", "keep"} or not isinstance(value["minority"], str):
+        return shape
+    keep = value["keep"]
+    return None if is_number(keep) and 0 < keep <= 1 else shape
+
+
+def canonical_freeze(freeze: Any, arch: str) -> Any:
+    """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
+    both train only the head of a ResNet (the last child, avgpool, has no weights)."""
+    if isinstance(freeze, dict) and "last" in freeze:
+        children = catalog.arch_info(arch).children or ()
+        last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
+        if all(child in catalog.PARAMETERLESS_CHILDREN for child in last):
+            return "head"
+    if isinstance(freeze, dict) and "gradual" in freeze:
+        arg = freeze["gradual"]
+        return {"gradual": {"every": arg.get("every", 1), "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}}
+    return freeze
+
+
+def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """Cross-key rules on a fully resolved config: [(dotted key, what was expected)]."""
+    problems: list[tuple[str, str]] = []
+    for dotted, spec in FIELDS.items():
+        if get_path(config, dotted) is REQUIRED:
+            problems.append((dotted, f"a value ({spec.doc}); it has no default"))
+    if problems:
+        return problems
+    data, model, train = config["dataset"], config["model"], config["train"]
+    arch = model["arch"]
+    if catalog.is_custom_arch(arch):
+        module, _, function = arch.partition(":")
+        if not module or not function.isidentifier():
+            problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
+    elif arch not in catalog.ARCHS:
+        problems.append(("model.arch", expected_one_of(arch, [*catalog.ARCHS, "package.module:function"])))
+        return problems
+    info = catalog.arch_info(arch)
+    if config["image_size"] < info.min_image_size:
+        problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
+    freeze = train["freeze"]
+    if isinstance(freeze, dict) and "last" in freeze:
+        if info.children is None:
+            with_children = [a for a, i in catalog.ARCHS.items() if i.children]
+            problems.append(("train.freeze", f"{{last: l}} counts the children of {', '.join(with_children)}; {arch} has no such order"))
+        elif freeze["last"] > len(info.children):
+            problems.append(("train.freeze.last", f"at most {len(info.children)} (the children of {arch} before its head), got {freeze['last']}"))
+    if isinstance(freeze, dict) and "gradual" in freeze and not (freeze["gradual"].get("blocks") or info.blocks):
+        problems.append(("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch} has no default order"))
+    dinfo = catalog.DATASETS[data["name"]]
+    target = data["target"] if data["target"] is not None else dinfo.default_target
+    if target not in dinfo.targets:
+        problems.append(("dataset.target", expected_one_of(target, dinfo.targets)))
+        return problems
+    n_classes = dinfo.targets[target] or data["n_classes"]
+    if data["name"] == "synthetic":
+        if data["n_classes"] is None:
+            problems.append(("dataset.n_classes", "the number of classes of a synthetic dataset"))
+        elif data["priors"] is not None and len(data["priors"]) != data["n_classes"]:
+            problems.append(("dataset.priors", f"{data['n_classes']} priors, one per class"))
+    elif data["n_classes"] is not None or data["priors"] is not None:
+        problems.append(("dataset.n_classes", "null: classes and priors are set only for name: synthetic"))
+    if data["name"] == "imagefolder" and not data["path"]:
+        problems.append(("dataset.path", "the folder holding train/<class>/ and test/<class>/"))
+    if dinfo.has_test_split and data["split"] is not None:
+        problems.append(("dataset.split", f"null: {data['name']} has an official test split (use val_fraction)"))
+    if not dinfo.has_test_split and data["split"] is None:
+        problems.append(("dataset.split", f"train/val/test fractions: {data['name']} has no official test split"))
+    imbalance = data["imbalance"]
+    groups = dinfo.groups.get(target)
+    if imbalance is not None and groups is not None and imbalance["minority"] not in groups:
+        problems.append(("dataset.imbalance.minority", expected_one_of(imbalance["minority"], sorted(set(groups)))))
+    if train["loss"] == "bce" and n_classes not in (0, 2):
+        problems.append(("train.loss", f"cross_entropy: bce needs a binary target, {data['name']}/{target} has {n_classes} classes"))
+    if model["hidden"] == [] and model["dropout"] > 0:
+        problems.append(("model.dropout", "0 when model.hidden is empty (there is no new hidden layer to drop)"))
+    return problems
