@@ -50,6 +50,8 @@ def grid_file(tmp_path: Path, trials: int, epochs: int, n_train: int) -> Path:
 
 
 def driver(cluster: Cluster, grid: Path | str, results: Path, *extra: str) -> subprocess.Popen:
+    if "--data" not in extra:  # keep caches out of the checkout
+        extra = (*extra, "--data", str(results.parent / "data"))
     command = [sys.executable, "-m", "tlbench.grid", "run", "--grid", str(grid), "--results", str(results),
                "--address", cluster.address, *extra]  # fmt: skip
     return subprocess.Popen(command, env=cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -88,7 +90,8 @@ def read_trials(results: Path) -> pd.DataFrame:
 
 def test_smoke_experiment_lands_on_both_worker_nodes(cluster, tmp_path):
     results = tmp_path / "results"
-    code, out = finish(driver(cluster, "grid/reports.yaml", results, "--profile", "smoke", "--only", "r002-s1-layers"))
+    code, out = finish(driver(cluster, "grid/reports.yaml", results, "--profile", "smoke", "--only", "r002-s1-layers",
+                              "--data", str(tmp_path / "data")))
     assert code == 0, out
     frame = read_trials(results)
     ids = cluster.node_ids()

@@ -31,7 +31,7 @@ def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
 def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path):
     grid = write_grid(TINY_GRID.replace("tables:", BROKEN.lstrip("\n") + "tables:"))
     results = tmp_path / "results"
-    first = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results))
+    first = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results), "--data", str(tmp_path / "data"))
     assert first.returncode == 1, first.stdout + first.stderr  # the broken experiment errored
     assert "5 trials, 0 done, 5 to run" in first.stdout and "failed:" in first.stdout
 
@@ -47,7 +47,7 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
     listed = [json.loads(line) for line in cli("tlbench.grid", "list", "--grid", str(grid), "--results", str(results), "--json").stdout.splitlines()]
     assert sorted(r["status"] for r in listed) == ["done"] * 4 + ["failed"]
 
-    again = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results), "--only", "tiny")
+    again = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results), "--only", "tiny", "--data", str(tmp_path / "data"))
     assert again.returncode == 0 and "4 trials, 4 done, 0 to run" in again.stdout
     assert "Ray" not in again.stdout + again.stderr  # nothing pending: Ray is not even started
 

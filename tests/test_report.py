@@ -73,3 +73,17 @@ def test_unreadable_result_is_reported_not_fatal(grid_and_results, tmp_path):
     out = tmp_path / "report"
     assert report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)]) == 0
     assert "1 unreadable result file(s)" in (out / "index.md").read_text()
+
+
+def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path):
+    grid_path = write_grid(TINY_GRID.replace("    title: tiny\n", "    title: tiny\n    extras: [misclassified]\n"))
+    grid = Grid.load(grid_path)
+    store = Store(tmp_path / "results")
+    thumbnail = {"name": "x.png", "label": "class0", "pred": "class1",
+                 "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}
+    for spec in grid.expand():
+        store.write(fake_row(spec, test_acc=0.9 if spec.axes["train.lr"] == 3e-3 else 0.5, misclassified=[thumbnail]), [])
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
+    assert (out / "figures" / "misclassified-t-tiny.png").exists()
+    assert "misclassified-t-tiny" in (out / "index.html").read_text()

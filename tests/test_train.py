@@ -126,3 +126,13 @@ def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra)
     assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in whole.epochs]
     for key in ("test_acc", "test_loss", "val_loss", "lr_chosen"):
         assert resumed.summary[key] == whole.summary[key], key
+
+
+@pytest.mark.slow
+def test_torch_compile_flag_gives_the_same_results(tmp_path):
+    config = resolved(epochs=1, precision="fp32")
+    compiled = train.run_trial(config, tmp_path, compile=True)
+    plain = train.run_trial(config, tmp_path)
+    assert compiled.summary["compiled"] and not plain.summary["compiled"]
+    assert compiled.summary["test_acc"] == plain.summary["test_acc"]
+    assert compiled.summary["test_loss"] == pytest.approx(plain.summary["test_loss"], rel=1e-4)
