@@ -122,13 +122,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
-    preflight(trials)
     store = Store(Path(args.results))
     statuses, bad = store.statuses()
     if bad and not args.dry_run:
         for moved, (path, problem) in zip(store.quarantine(bad), bad):
             print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
     pending = [t for t in trials if status_of(t, statuses) != "done"]
+    preflight(pending)  # imports torch: only when there is something to run
     print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)
     if args.dry_run:
         for spec in pending:
