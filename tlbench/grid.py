@@ -60,6 +60,8 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 def preflight(trials: list[TrialSpec]) -> None:
     """Checks that need torch, still before anything runs: module paths that the arch has."""
+    if not any(isinstance(t.config["train"]["freeze"], dict) for t in trials):
+        return
     from . import catalog
     from .models import module_names
 
