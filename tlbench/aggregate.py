@@ -29,6 +29,7 @@ class Cell:
     std: float | None
     n: int
     digits: int
+    scale: float = 1.0  # the table shows the result field times this (100 for percent)
 
     @property
     def diff(self) -> float | None:
@@ -67,7 +68,7 @@ class Row:
         for status in ("diverged", "error", "pending"):
             if self.statuses.get(status):
                 parts.append(f"{self.statuses[status]} {status}")
-        return ", ".join(parts) or f"{done} seed{'' if done == 1 else 's'}"
+        return ", ".join(parts) or f"{done} trial{'' if done == 1 else 's'}"
 
 
 @dataclass
@@ -109,7 +110,7 @@ def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataF
         mean = float(values.mean()) if len(values) else None
         std = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) == 1 else None)
         reported = (row.get("reported") or {}).get(metric["key"])
-        cells.append(Cell(metric["key"], metric_label(metric), reported, mean, std, len(values), digits))
+        cells.append(Cell(metric["key"], metric_label(metric), reported, mean, std, len(values), digits, scale))
     errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
     devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
     out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors)

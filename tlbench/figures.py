@@ -112,8 +112,9 @@ def _axis_label(value: Any) -> str:
 
 
 def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
-    """Every cell with both numbers, on the metric's own scale: ideally on the diagonal."""
-    points = [(c.reported, c.mean, c.std or 0.0, t.id) for t in tables for r in t.rows for c in r.cells
+    """Every accuracy cell with both numbers, in percent (tables show fractions or percent): ideally on the diagonal."""
+    points = [(c.reported * 100 / c.scale, c.mean * 100 / c.scale, (c.std or 0.0) * 100 / c.scale, t.id)
+              for t in tables for r in t.rows for c in r.cells
               if c.reported is not None and c.mean is not None and c.metric.endswith("acc")]
     fig, ax = plt.subplots(figsize=(5, 5))
     if points:
@@ -123,7 +124,7 @@ def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
         ax.plot([lo, hi], [lo, hi], "k--", linewidth=1)
     else:
         ax.text(0.5, 0.5, "no accuracy cell has both numbers yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlabel="reported", ylabel="reproduced (mean +- std over seeds)", title="accuracies: reported vs reproduced")
+    ax.set(xlabel="reported (%)", ylabel="reproduced (%, mean +- std over seeds)", title="accuracies: reported vs reproduced")
     return _save(fig, out / "reported-vs-reproduced.png")
 
 

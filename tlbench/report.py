@@ -54,7 +54,7 @@ def markdown_table(table: Table, synthetic: bool) -> str:
     header = ["row"]
     for metric in table.metrics:
         header += [f"{metric_label(metric)}: ours", "reported", "diff"]
-    header += ["seeds", "device"]
+    header += ["trials", "device"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for row in table.rows:
@@ -102,7 +102,7 @@ def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, he
         for metric in table.metrics:
             label = html.escape(metric_label(metric))
             parts.append(f"<th>{label}: ours</th><th>reported</th><th>diff</th>")
-        parts.append("<th>seeds</th><th>device</th></tr>")
+        parts.append("<th>trials</th><th>device</th></tr>")
         for row in table.rows:
             parts.append(f"<tr><td>{html.escape(row.label)}</td>")
             for cell in row.cells:
