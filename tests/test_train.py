@@ -124,7 +124,7 @@ def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra)
     resumed = train.run_trial(config, checkpointer=keeper)
     assert resumed.summary["resumed_from_epoch"] == 2
     assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in whole.epochs]
-    for key in ("test_acc", "test_loss", "val_loss", "lr_chosen"):
+    for key in ("test_acc", "test_loss", "train_loss", "lr_chosen"):
         assert resumed.summary[key] == whole.summary[key], key
 
 
@@ -136,3 +136,9 @@ def test_torch_compile_flag_gives_the_same_results(tmp_path):
     assert compiled.summary["compiled"] and not plain.summary["compiled"]
     assert compiled.summary["test_acc"] == plain.summary["test_acc"]
     assert compiled.summary["test_loss"] == pytest.approx(plain.summary["test_loss"], rel=1e-4)
+
+
+def test_lr_probe_retrain_reports_no_val_score_since_val_trains():
+    config = resolved(train={"protocol": "lr_probe", "probe_lrs": [3e-3], "probe_steps": 2}, epochs=1)
+    epoch = train.run_trial(config).epochs[0]
+    assert math.isnan(epoch["val_acc"]) and math.isnan(epoch["val_loss"])

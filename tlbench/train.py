@@ -205,7 +205,9 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         progress["probe_scores"] = scores
         progress["lr"] = float(max(scores, key=lambda k: (scores[k], -float(k))))
         built.module.load_state_dict(initial_state)
-    train_set = datasets.ImageSet.concat(splits.train, splits.val) if train_cfg["protocol"] == "lr_probe" else splits.train
+    train_set, val_set = splits.train, splits.val
+    if train_cfg["protocol"] == "lr_probe":  # val now trains too: scoring on it would flatter the model
+        train_set, val_set = datasets.ImageSet.concat(splits.train, splits.val), splits.val.subset(np.arange(0))
 
     optimizer = make_optimizer(built, train_cfg, saved["progress"]["lr"] if saved else progress["lr"])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -222,8 +224,8 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         seconds = time.perf_counter() - tick
         progress["train_seconds"] += seconds
         progress["images_seen"] += stats["images"]
-        val_loss, val_preds = runner.evaluate(splits.val) if len(splits.val) else (float("nan"), np.zeros(0))
-        val_acc = float((val_preds == splits.val.labels.numpy()).mean()) if len(splits.val) else float("nan")
+        val_loss, val_preds = runner.evaluate(val_set) if len(val_set) else (float("nan"), np.zeros(0))
+        val_acc = float((val_preds == val_set.labels.numpy()).mean()) if len(val_set) else float("nan")
         epochs.append({"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
                        "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable})
         if stats["diverged"]:
