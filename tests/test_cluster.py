@@ -4,9 +4,11 @@ driver and Ctrl-C, and no result is ever lost or duplicated."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -30,8 +32,10 @@ experiments:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cluster = Cluster(tmp_path_factory.mktemp("ray"))
+def cluster():
+    # A short root: Ray's unix socket paths live under it and must stay below 108 characters.
+    root = Path(tempfile.mkdtemp(prefix="tlray-", dir="/tmp"))
+    cluster = Cluster(root)
     try:
         cluster.start_head(cpus=0)
         cluster.add_worker("w1", cpus=1)
@@ -40,6 +44,7 @@ def cluster(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def grid_file(tmp_path: Path, trials: int, epochs: int, n_train: int) -> Path:
