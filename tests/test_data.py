@@ -152,3 +152,46 @@ def test_every_catalog_dataset_has_a_loader():
         split = None if info.has_test_split else [0.8, 0.1, 0.1]
         splits = data.load(dataset_cfg(name=name, source="synthetic", n_train=60, n_test=20, split=split, **extra), 16, "x", 0)
         assert len(splits.classes) == (info.targets[target] or (3 if name == "synthetic" else 10))
+
+
+class _FakeHubSplit:
+    """The slice of the Hugging Face `datasets` API the CelebA-HQ loader uses."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key):
+        return [r[key] for r in self.rows] if isinstance(key, str) else self.rows[key]
+
+    def select(self, indices):
+        return _FakeHubSplit([self.rows[i] for i in indices])
+
+
+def test_celeba_hq_from_the_hub_when_no_local_folder(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from PIL import Image
+
+    def image(label: int) -> Image.Image:
+        return Image.new("RGB", (24, 24), class_colour(label))
+
+    parts = {"train": _FakeHubSplit([{"image": image(i % 2), "label": i % 2} for i in range(16)]),
+             "validation": _FakeHubSplit([{"image": image(1), "label": 1} for _ in range(4)])}
+    fake = types.SimpleNamespace(load_dataset=lambda repo, cache_dir: parts,
+                                 concatenate_datasets=lambda splits: _FakeHubSplit([r for s in splits for r in s.rows]))
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    splits = data.load(dataset_cfg(name="celeba_hq", split=[0.8, 0.1, 0.1]), 16, tmp_path, seed=0)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (16, 2, 2)
+    assert colour_matches_label(splits.train)
+
+
+def test_celeba_hq_without_folder_or_hub_package_says_what_to_do(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import fails
+    with pytest.raises(data.DatasetMissing, match=r"celeba_hq/female and .*male.*pip install -e '\.\[hub\]'"):
+        data.load(dataset_cfg(name="celeba_hq", split=[0.8, 0.1, 0.1]), 16, tmp_path, seed=0)

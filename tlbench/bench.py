@@ -194,6 +194,7 @@ def bench_ray_overhead(few: int, many: int) -> None:
         emit(f"ray_grid_of_{few}_s", walls[few])
         emit(f"ray_grid_of_{many}_s", walls[many])
         emit("ray_trial_own_work_s", own)
+        emit("ray_seconds_per_trial_all_in", walls[many] / many)  # Tune's start-up included
         # The grid's fixed start-up cancels out; each lane runs (many - few) / lanes more trials.
         emit("ray_overhead_s", (walls[many] - walls[few]) * lanes / (many - few) - own)
     finally:
