@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "input_pipeline_speedup", "train_speedup",
-            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction", "ray_overhead_s"]  # fmt: skip
+            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction"]  # fmt: skip
 
 
 def test_bench_quick_prints_every_ratio():
@@ -19,5 +19,7 @@ def test_bench_quick_prints_every_ratio():
     values = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line and not line.startswith("["))
     for name in PROMISED:
         assert float(values[name]) > 0, name
+    # a marginal cost: at these sizes it is within noise of zero, either side
+    assert abs(float(values["ray_overhead_s"])) < 30
     # the cached and uncached trials agree (the cache changes speed, not results)
     assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]
