@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = bf16 if resolve_precision("auto", torch.device("cpu")) == "bf16" else fp32
     emit("train_flops_fraction", ours * training_flops_per_image(size) / 1e9 / peak)
     if not args.skip_ray:
-        bench_ray_overhead(2, 4 if args.quick else 12)
+        bench_ray_overhead(2, 6 if args.quick else 22)
     return 0
 
 
