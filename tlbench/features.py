@@ -97,7 +97,7 @@ class FeatureInputs:
     """Model inputs from cached features: a drop-in for the pixel path in Runner."""
 
     def __init__(self, cut: Cut, sets: list[ImageSet], cfg: dict[str, Any], root: Path, device: torch.device,
-                 autocast: Any, channels_last: bool):
+                 precision: str, autocast: Any, channels_last: bool):
         self.device = device
         train = cfg["train"]
         views = ("plain", "flip") if train["augment"] == "hflip" else ("plain",)
@@ -105,8 +105,9 @@ class FeatureInputs:
             "arch": cfg["model"]["arch"], "weights": cfg["model"]["weights"], "hidden": cfg["model"]["hidden"],
             # random weights differ per seed; pretrained ones do not
             "seed": cfg["seed"] if cfg["model"]["weights"] == "none" else None,
-            "cut": [p for p, _ in cut.stages[: cut.index]], "normalize": train["normalize"], "precision": cfg["precision"],
-            "channels_last": channels_last, "torch": torch.__version__,
+            "cut": [p for p, _ in cut.stages[: cut.index]], "normalize": train["normalize"],
+            # the precision actually used, and where: bf16 features from a GPU are not a CPU's fp32 ones
+            "precision": precision, "device": device.type, "channels_last": channels_last, "torch": torch.__version__,
         }  # fmt: skip
         self.features: dict[str, dict[str, torch.Tensor]] = {}
         self.built_now = False

@@ -97,7 +97,7 @@ class Runner:
                 self.feature_cache = f"not cacheable: {cut}"
             else:
                 self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], cfg, Path(data_root),
-                                                     device, self.autocast, self.channels_last)
+                                                     device, self.precision, self.autocast, self.channels_last)
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.stages[cut.index][0]})"
 
