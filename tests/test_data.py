@@ -7,8 +7,7 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from fake_datasets import (class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder,
-                           write_pets)
+from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets
 
 from tlbench import catalog, data, schema, spec
 

@@ -26,7 +26,7 @@ def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
     for flags, expected in ((" fma avx512_bf16 sse", True), (" fma amx_bf16", True), (" fma avx2", False)):
         fake = tmp_path / "cpuinfo"
         fake.write_text(f"flags\t:{flags}\n")
-        monkeypatch.setattr(train, "Path", lambda _: Path(fake))
+        monkeypatch.setattr(train, "Path", lambda _, fake=fake: fake)
         assert train.cpu_has_fast_bf16() is expected
 
 

@@ -8,10 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from helpers import TINY_GRID
 
 from tlbench.spec import Grid, GridError
-
-from helpers import TINY_GRID
 
 # (what is wrong, the grid text with the mistake, words the message must hold,
 #  the text on the line it must name: a string, or (string, nth occurrence))

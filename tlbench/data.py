@@ -19,15 +19,16 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import catalog, sources
-from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (re-exported for callers)
+from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 
 CACHE_DIR = ".tlbench-cache"

@@ -20,13 +20,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
-from .aggregate import Table, metric_label  # noqa: E402
-from .spec import Grid  # noqa: E402
+from .aggregate import Table, metric_label
+from .spec import Grid
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

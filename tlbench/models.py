@@ -12,9 +12,10 @@ custom arch "package.module:function" names a function(weights) that returns
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, name, new)
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_names(arch: str) -> frozenset[str]:
     """Every dotted submodule path of an arch, built on the meta device (no memory, no weights)."""
     from torchvision import models

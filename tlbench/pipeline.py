@@ -7,7 +7,7 @@ augmentation runs there, after one non-blocking copy of uint8 pixels.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torchvision.transforms import v2

@@ -25,6 +25,13 @@ SMOKE_WARNING = ("**This report ran on synthetic data with random weights.** It 
                  "findings: its numbers say nothing about the reports' claims.")  # fmt: skip
 
 
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}"
+    ".flag{background:#fde2e2}.warn{background:#fff3cd;padding:.8em;border:1px solid #e0c36a}img{max-width:100%}"
+)
+
+
 def fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -87,11 +94,8 @@ def extras_markdown(table: Table) -> list[str]:
 
 
 def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, header: str) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tlbench report</title><style>",
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}"
-             ".flag{background:#fde2e2}.warn{background:#fff3cd;padding:.8em;border:1px solid #e0c36a}img{max-width:100%}",
-             "</style></head><body>", "<h1>tlbench report</h1>", f"<p>{html.escape(header)}</p>"]
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tlbench report</title>", f"<style>{STYLE}</style>",
+             "</head><body>", "<h1>tlbench report</h1>", f"<p>{html.escape(header)}</p>"]
     if synthetic:
         parts.append(f"<p class='warn'>{html.escape(SMOKE_WARNING.replace('**', ''))}</p>")
     for table in tables:
@@ -151,8 +155,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         lines += [SMOKE_WARNING, ""]
     if bad:
         lines += [f"**{len(bad)} unreadable result file(s)** (their trials count as pending): " + ", ".join(p.name for p, _ in bad), ""]
-    lines += ["Each cell: ours as mean ± std over seeds (n), the reported number, and ours minus reported; "
-              "⚠ marks a gap larger than twice the seed std (any gap with one seed).", ""]
+    lines += [("Each cell: ours as mean ± std over seeds (n), the reported number, and ours minus reported; "
+               "⚠ marks a gap larger than twice the seed std (any gap with one seed)."), ""]
     md_tables = [markdown_table(t, synthetic) for t in tables]
     lines += md_tables
     lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figure_paths]

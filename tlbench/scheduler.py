@@ -29,13 +29,13 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # make Tune wind down and return as if the grid had ended.
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
+import ray
+from ray import tune
 
-from . import catalog  # noqa: E402
-from .cost import trial_cost  # noqa: E402
-from .spec import TrialSpec  # noqa: E402
-from .store import Store  # noqa: E402
+from . import catalog
+from .cost import trial_cost
+from .spec import TrialSpec
+from .store import Store
 
 STATE_FILE = "state.pt"
 
@@ -207,7 +207,7 @@ def prepare_data(pending: list[TrialSpec], data: Path) -> None:
         list(wanted.values()), str(data.resolve())) for node in nodes]  # fmt: skip
     try:
         ray.get(tasks)
-    except Exception as exc:  # noqa: BLE001 - reported per trial, with the dataset's own message
+    except Exception as exc:
         print(f"warning: preparing the datasets failed ({str(exc).splitlines()[0][:300]}); the trials will say why", flush=True)
 
 

@@ -8,8 +8,9 @@ few top-level keys. Every key here becomes a result column, dotted
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import catalog
 

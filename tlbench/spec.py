@@ -392,4 +392,4 @@ def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
     return value
 
 
-__all__ = ["Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids", "METRICS"]
+__all__ = ["METRICS", "Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids"]
