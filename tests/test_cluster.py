@@ -105,7 +105,7 @@ def test_smoke_experiment_lands_on_both_worker_nodes(cluster, tmp_path):
 
 
 def test_driver_killed_mid_grid_a_rerun_completes_without_redoing_finished_trials(cluster, tmp_path):
-    grid, results = grid_file(tmp_path, trials=6, epochs=4, n_train=600), tmp_path / "results"
+    grid, results = grid_file(tmp_path, trials=6, epochs=6, n_train=600), tmp_path / "results"
     process = driver(cluster, grid, results)
     wait_until(lambda: len(done_files(results)) >= 2 and checkpointed_unfinished(results), what="2 results and a trial mid-way")
     process.send_signal(signal.SIGKILL)
