@@ -75,7 +75,6 @@ class DatasetInfo:
     # Per target: group name of each class (pets breeds -> species), used by
     # `dataset.imbalance`. None: a class is its own group.
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    any_target: bool = False  # CelebA: every attribute of the attribute file is a binary target
 
 
 # Oxford-IIIT Pet breeds in torchvision's label order (alphabetical, case-insensitive);
@@ -118,7 +117,6 @@ DATASETS: dict[str, DatasetInfo] = {
         has_test_split=False,
         # 000 states 17,320 female / 12,680 male in its 30k images.
         priors={"Male": (17320 / 30000, 12680 / 30000)},
-        any_target=True,
     ),
     "celeba_hq": DatasetInfo(
         targets={"gender": 2},
