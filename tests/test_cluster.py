@@ -54,12 +54,14 @@ def grid_file(tmp_path: Path, trials: int, epochs: int, n_train: int) -> Path:
     return path
 
 
-def driver(cluster: Cluster, grid: Path | str, results: Path, *extra: str) -> subprocess.Popen:
+def driver(cluster: Cluster, grid: Path | str, results: Path, *extra: str, via_env: bool = False) -> subprocess.Popen:
+    """A `grid run` against the cluster, addressed by --address or (via_env) by RAY_ADDRESS."""
     if "--data" not in extra:  # keep caches out of the checkout
         extra = (*extra, "--data", str(results.parent / "data"))
-    command = [sys.executable, "-m", "tlbench.grid", "run", "--grid", str(grid), "--results", str(results),
-               "--address", cluster.address, *extra]  # fmt: skip
-    return subprocess.Popen(command, env=cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    address = [] if via_env else ["--address", cluster.address]
+    env = {**cluster_env(), "RAY_ADDRESS": cluster.address} if via_env else cluster_env()
+    command = [sys.executable, "-m", "tlbench.grid", "run", "--grid", str(grid), "--results", str(results), *address, *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def finish(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
@@ -163,10 +165,11 @@ def test_real_dataset_is_prepared_once_per_node_before_trials(cluster, tmp_path)
 
 def test_two_runs_on_one_results_directory_leave_every_trial_exactly_once(cluster, tmp_path):
     grid, results = grid_file(tmp_path, trials=4, epochs=1, n_train=200), tmp_path / "results"
-    first, second = driver(cluster, grid, results), driver(cluster, grid, results)
+    first, second = driver(cluster, grid, results), driver(cluster, grid, results, via_env=True)
     assert finish(first)[0] == 0 and finish(second)[0] == 0
     frame = read_trials(results)
     assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert set(frame["node_id"]) <= set(cluster.node_ids().values())  # RAY_ADDRESS reached the same cluster
     assert len(list((results / "epochs").glob("*.parquet"))) == 4
     assert not [p for p in (results / "trials").iterdir() if p.name.startswith(".tmp")]
 
