@@ -144,15 +144,6 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
     return ours
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    tick = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - tick) / 1e9
-
-
 def training_flops_per_image(size: int) -> float:
     """Forward + backward FLOPs of one ResNet18 image at `size`, counted by torch (2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -217,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         ours = bench_training(root, size, train_epochs, workers)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    from .cost import matmul_gflops
+
     fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
     emit("cpu_matmul_gflops_fp32", fp32)
     emit("cpu_matmul_gflops_bf16", bf16)

@@ -1,9 +1,10 @@
 """What a trial costs, on paper: images it processes and the FLOPs that takes.
 
 Used to schedule the longest trials first and by `grid plan`. Estimates, not
-measurements: forward GFLOPs per image at 224 px are torchvision's published
-figures, scaled by pixel count; a training step counts forward + backward as
-3x forward (2x where the backbone is frozen and needs no input gradients).
+measurements: forward GFLOPs per image at 224 px as torch's FlopCounterMode
+counts them (2 per multiply-add; torchvision's published "GFLOPS" count
+multiply-adds, half as many), scaled by pixel count; a training step counts
+forward + backward as 3x forward (2x where only the head trains).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 
 from . import catalog
 
-GFLOPS_224 = {"alexnet": 0.71, "vgg16": 15.47, "resnet18": 1.81, "resnet50": 4.09}  # forward, per image
-CUSTOM_GFLOPS_224 = 1.0  # a guess for custom archs
+GFLOPS_224 = {"alexnet": 1.43, "vgg16": 30.94, "resnet18": 3.63, "resnet50": 8.18}  # forward, per image
+CUSTOM_GFLOPS_224 = 2.0  # a guess for custom archs
+CPU_TRAIN_EFFICIENCY = 0.5  # training FLOP/s over the matmul peak on a CPU (python -m tlbench.bench measured 0.68-0.71)
 # Training images per second on one GPU at 224 px, for GPU-hour estimates (an
 # A10G/T4-class card with bf16; stated in `grid plan`'s output).
 GPU_IMAGES_PER_S = {"alexnet": 2500.0, "vgg16": 250.0, "resnet18": 1400.0, "resnet50": 450.0}
@@ -62,3 +64,17 @@ def trial_cost(config: dict[str, Any]) -> dict[str, float]:
     tflops = (train_images * step_factor + eval_images) * per_image / 1e3
     rate = GPU_IMAGES_PER_S.get(config["model"]["arch"], 1000.0) * (224 / config["image_size"]) ** 2
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
+
+
+def matmul_gflops(dtype: "torch.dtype", n: int = 2048, repeats: int = 10) -> float:
+    """This machine's measured matrix-multiply rate in GFLOP/s, the peak training can approach."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    tick = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - tick) / 1e9

@@ -101,7 +101,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    import torch
+
+    from .cost import CPU_TRAIN_EFFICIENCY, matmul_gflops
+    from .train import resolve_precision
+
     _, trials = load_trials(args)
+    precision = resolve_precision("auto", torch.device("cpu"))
+    cpu_gflops = matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32) * CPU_TRAIN_EFFICIENCY
     per: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for spec in trials:
         cost = trial_cost(spec.config)
@@ -109,16 +116,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         row["trials"] += 1
         for key, value in cost.items():
             row[key] += value
+        row["cpu_hours"] += cost["tflops"] * 1e3 / cpu_gflops / 3600
     print(f"profile {args.profile}: {len(trials)} trials")
-    print(f"{'experiment':34s} {'trials':>6s} {'images':>12s} {'TFLOPs':>10s} {'GPU-h':>8s}")
-    total: dict[str, float] = defaultdict(float)
-    for name, row in per.items():
-        print(f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f}")
-        for key, value in row.items():
-            total[key] += value
-    print(f"{'total':34s} {int(total['trials']):6d} {total['images']:12,.0f} {total['tflops']:10,.1f} {total['gpu_hours']:8.2f}")
+    print(f"{'experiment':34s} {'trials':>6s} {'images':>12s} {'TFLOPs':>10s} {'GPU-h':>8s} {'CPU-h here':>10s}")
+    total = {key: sum(r[key] for r in per.values()) for key in ("trials", "images", "tflops", "gpu_hours", "cpu_hours")}
+    for name, row in [*per.items(), ("total", total)]:
+        print(f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f} {row['cpu_hours']:10.2f}")
     rates = ", ".join(f"{arch} {rate:,.0f}" for arch, rate in GPU_IMAGES_PER_S.items())
-    print(f"GPU-hours assume one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
+    print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
+    print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
+          f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")
     return 0
 
 
