@@ -54,3 +54,12 @@ def test_smoke_profile_runs_every_experiment_on_synthetic_twins():
     assert {t.seed for t in trials} == {0} and {t.config["epochs"] for t in trials} == {1}
     named = {name for t in trials for name in t.experiments}
     assert named == {e.name for e in Grid.load(GRID).experiments}
+
+
+def test_plan_costs_every_experiment_and_totals_them():
+    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "plan", "--profile", "smoke"], capture_output=True, text=True, check=True, timeout=120)
+    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:] if line and line.split()[0].startswith(("r0", "total"))}
+    assert len(rows) == 16  # 15 experiments and the total
+    assert int(rows["total"][0]) == 46 == sum(int(v[0]) for k, v in rows.items() if k != "total")
+    tflops = {k: float(v[2].replace(",", "")) for k, v in rows.items()}
+    assert tflops["r000-celeba-vgg16"] > tflops["r002-binary"] > 0  # VGG16 at 4 configs outweighs one head-only ResNet18
