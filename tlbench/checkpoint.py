@@ -30,6 +30,7 @@ def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torc
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": np.random.get_state(),
         "python_rng": random.getstate(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,  # dropout on a GPU draws here
         "progress": progress,
     }
 
@@ -42,4 +43,6 @@ def restore(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.opt
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["progress"]

@@ -82,12 +82,14 @@ class TuneCheckpointer:
     def load(self) -> dict[str, Any] | None:
         import torch
 
+        # On the CPU first: a retry may land on a node without the GPU the state was saved from;
+        # load_state_dict then moves every tensor to where the model lives.
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
-                return torch.load(Path(folder) / STATE_FILE, weights_only=False)
+                return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
         if self.resume and Path(self.resume).exists():
-            return torch.load(self.resume, weights_only=False)
+            return torch.load(self.resume, map_location="cpu", weights_only=False)
         return None
 
     def save(self, state: dict[str, Any]) -> None:
