@@ -209,8 +209,9 @@ def prepare_data(pending: list[TrialSpec], data: Path) -> None:
         list(wanted.values()), str(data.resolve())) for node in nodes]  # fmt: skip
     try:
         ray.get(tasks)
-    except Exception as exc:
-        print(f"warning: preparing the datasets failed ({str(exc).splitlines()[0][:300]}); the trials will say why", flush=True)
+    except Exception as exc:  # reported again by each trial that needs the dataset
+        cause = getattr(exc, "cause", None) or exc  # a RayTaskError wraps what the task raised
+        print(f"warning: preparing the datasets failed: {type(cause).__name__}: {cause}; its trials will fail with that error", flush=True)
 
 
 def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
