@@ -7,6 +7,8 @@ augmentation runs there, after one non-blocking copy of uint8 pixels.
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator
 
 import torch
@@ -72,9 +74,16 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torc
         return torch.stack([strong(img) for img in images])
 
 
+@functools.cache
+def _scale_shift(kind: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x / 255 - mean) / std as one multiply-add: x * scale + shift, made once per device."""
+    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in MEAN_STD[kind])
+    return 1 / (255 * std), -mean / std
+
+
 def normalize(images: torch.Tensor, kind: str, channels_last: bool) -> torch.Tensor:
-    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in MEAN_STD[kind])
-    out = (images.float() / 255 - mean) / std
+    scale, shift = _scale_shift(kind, images.device)
+    out = torch.addcmul(shift, images.float(), scale)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
