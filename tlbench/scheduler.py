@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import tempfile
 import time
@@ -120,8 +119,9 @@ def _spec(config: dict[str, Any]) -> TrialSpec:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """numpy and torch scalars as Python numbers (NaN stays NaN: json writes and reads it)."""
+    if hasattr(value, "item"):
+        return value.item()
     return str(value)
 
 
