@@ -194,3 +194,20 @@ def test_celeba_hq_without_folder_or_hub_package_says_what_to_do(tmp_path, monke
     monkeypatch.setitem(sys.modules, "datasets", None)  # import fails
     with pytest.raises(data.DatasetMissing, match=r"celeba_hq/female and .*male.*pip install -e '\.\[hub\]'"):
         data.load(dataset_cfg(name="celeba_hq", split=[0.8, 0.1, 0.1]), 16, tmp_path, seed=0)
+
+
+def test_pets_annotation_with_a_bad_row_is_named_with_its_line(tmp_path):
+    write_pets(tmp_path, trainval_per_breed=1, test_per_breed=1)
+    annotations = tmp_path / "oxford-iiit-pet" / "annotations" / "trainval.txt"
+    lines = annotations.read_text().splitlines()
+    lines[6] = lines[6].split()[0] + " three 2 1"  # a class id that is no number
+    annotations.write_text("\n".join(lines) + "\n")
+    with pytest.raises(data.DataError, match=r"trainval.txt:7: expected 4 columns"):
+        data.load(dataset_cfg(name="oxford_pets"), 16, tmp_path, seed=0)
+
+
+def test_both_pets_targets_share_one_decoded_copy(tmp_path):
+    write_pets(tmp_path, trainval_per_breed=2, test_per_breed=1)
+    data.load(dataset_cfg(name="oxford_pets", target="breed"), 16, tmp_path, seed=0)
+    data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
+    assert len(list((tmp_path / data.CACHE_DIR).glob("*.npy"))) == 2  # trainval and test, once each

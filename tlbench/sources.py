@@ -98,13 +98,14 @@ def oxford_pets(root: Path, train: bool, target: str) -> Pool:
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 4:
-            raise DataError(f"{list_file}:{n}: expected 4 columns 'image class_id species breed_id', got {line!r}")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]) or not 1 <= int(parts[1]) <= 37 or parts[2] not in ("1", "2"):
+            raise DataError(f"{list_file}:{n}: expected 4 columns 'image class_id(1-37) species(1-2) breed_id', got {line!r}")
         names.append(parts[0] + ".jpg")
         breeds.append(int(parts[1]) - 1)
         species.append(int(parts[2]) - 1)  # 1 cat, 2 dog -> 0 cat, 1 dog
     labels = np.asarray(species if target == "species" else breeds, dtype=np.int64)
-    return _file_pool(f"oxford_pets/{split}/{target}", labels, [base / "images" / n for n in names])
+    # The pixels do not depend on the target: both targets share one decode cache.
+    return _file_pool(f"oxford_pets/{split}", labels, [base / "images" / n for n in names])
 
 
 def celeba30k(root: Path, target: str, limit: int | None) -> Pool:
@@ -134,7 +135,7 @@ def celeba30k(root: Path, target: str, limit: int | None) -> Pool:
         labels.append(1 if parts[1 + column] == "1" else 0)
         if limit and len(names) == limit:
             break
-    return _file_pool(f"celeba/{target}/{limit}", np.asarray(labels, dtype=np.int64), [image_dir / n for n in names])
+    return _file_pool(f"celeba/{limit}", np.asarray(labels, dtype=np.int64), [image_dir / n for n in names])
 
 
 def celeba_hq(root: Path, path: str | None, limit: int | None) -> Pool:
