@@ -26,7 +26,6 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import Table, metric_label
-from .spec import Grid
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -69,7 +68,7 @@ def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame,
     return _save(fig, out / f"curves-{slug(experiment)}.png")
 
 
-def axis_of_rows(grid: Grid, table: dict[str, Any]) -> str | None:
+def axis_of_rows(table: dict[str, Any]) -> str | None:
     """The one axis every row of a table fixes (and that takes more than one value), if any."""
     keys = [tuple((row.get("where") or {}).keys()) for row in table["rows"]]
     if not keys or any(len(k) != 1 for k in keys) or len({k[0] for k in keys}) != 1:
@@ -79,9 +78,9 @@ def axis_of_rows(grid: Grid, table: dict[str, Any]) -> str | None:
     return axis if len(values) > 1 else None
 
 
-def table_figure(grid: Grid, spec: dict[str, Any], table: Table, out: Path) -> Path | None:
+def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     """The first metric against the rows' axis, one line per experiment; reported dashed."""
-    axis = axis_of_rows(grid, spec)
+    axis = axis_of_rows(spec)
     if axis is None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.8))

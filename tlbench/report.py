@@ -143,7 +143,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
         made.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
     for spec, table in zip(grid.tables, tables):
-        made.append(figures.table_figure(grid, spec, table, figure_dir))
+        made.append(figures.table_figure(spec, table, figure_dir))
         if "misclassified" in table.extras:
             made.append(figures.misclassified(table, trials, figure_dir))
     figure_paths = [p for p in made if p is not None]
