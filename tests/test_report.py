@@ -87,3 +87,17 @@ def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path)
     report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
     assert (out / "figures" / "misclassified-t-tiny.png").exists()
     assert "misclassified-t-tiny" in (out / "index.html").read_text()
+
+
+def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
+    grid_path = write_grid(TINY_GRID.replace("    title: tiny\n", "    title: tiny\n    extras: [per_class, confusion]\n"))
+    grid = Grid.load(grid_path)
+    store = Store(tmp_path / "results")
+    per_class = {"precision": [1.0, 0.5, 0.0], "recall": [0.5, 1.0, 0.0], "f1": [0.67, 0.67, 0.0], "support": [2, 1, 1], "classes": ["ant", "bee", "cat"]}
+    for spec in grid.expand():
+        store.write(fake_row(spec, per_class=per_class, confusion=[[1, 1, 0], [0, 1, 0], [0, 1, 0]]), [])
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
+    for page in ("index.md", "index.html"):
+        text = (out / page).read_text()
+        assert "Per class, fast" in text and "bee" in text and "Confusion matrix, slow" in text, page

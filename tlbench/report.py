@@ -93,11 +93,38 @@ def extras_markdown(table: Table) -> list[str]:
     return out
 
 
-def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, header: str) -> str:
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def extras_html(table: Table) -> list[str]:
+    """The per-class metrics and confusion matrices that markdown shows under a table."""
+    out = []
+    for row in table.rows:
+        per_class = row.extras.get("per_class")
+        if per_class and "per_class" in table.extras:
+            names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
+            lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
+                     for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
+            out += [f"<p>Per class, {html.escape(row.label)} (mean over seeds):</p>",
+                    _html_table(["class", "precision", "recall", "F1", "support"], lines)]
+        confusion = row.extras.get("confusion")
+        if confusion and "confusion" in table.extras:
+            out += [f"<p>Confusion matrix, {html.escape(row.label)} (rows true, columns predicted; "
+                    f"summed over {row.extras['confusion_seeds']} seed(s)):</p>",
+                    _html_table(["true \\ pred", *map(str, range(len(confusion)))],
+                                [[str(i), *map(str, line)] for i, line in enumerate(confusion)])]
+    return out
+
+
+def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, header: str, notices: list[str]) -> str:
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tlbench report</title>", f"<style>{STYLE}</style>",
              "</head><body>", "<h1>tlbench report</h1>", f"<p>{html.escape(header)}</p>"]
     if synthetic:
         parts.append(f"<p class='warn'>{html.escape(SMOKE_WARNING.replace('**', ''))}</p>")
+    parts += [f"<p class='warn'>{html.escape(n)}</p>" for n in notices]
     for table in tables:
         parts.append(f"<h2>{html.escape(table.id)}: {html.escape(table.title)}</h2>")
         if synthetic:
@@ -114,6 +141,8 @@ def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, he
                 parts.append(f"<td>{html.escape(cell_text(cell))}</td><td>{fmt(cell.reported, cell.digits)}</td><td{css}>{html.escape(diff_text(cell))}</td>")
             parts.append(f"<td>{html.escape(row.status_text())}</td><td>{html.escape('; '.join(row.devices) or '–')}</td></tr>")
         parts.append("</table>")
+        parts += [f"<p>error in {html.escape(row.label)}: <code>{html.escape(e[:300])}</code></p>" for row in table.rows for e in row.errors[:3]]
+        parts += extras_html(table)
     parts.append("<h2>Figures</h2>")
     for path in figure_paths:
         data = base64.b64encode(path.read_bytes()).decode()
@@ -153,15 +182,15 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     lines = ["# tlbench report", "", header, ""]
     if synthetic:
         lines += [SMOKE_WARNING, ""]
-    if bad:
-        lines += [f"**{len(bad)} unreadable result file(s)** (their trials count as pending): " + ", ".join(p.name for p, _ in bad), ""]
+    notices = [f"{len(bad)} unreadable result file(s) (their trials count as pending): " + ", ".join(p.name for p, _ in bad)] if bad else []
+    lines += [f"**{n}**" for n in notices] + ([""] if notices else [])
     lines += [("Each cell: ours as mean ± std over seeds (n), the reported number, and ours minus reported; "
                "⚠ marks a gap larger than twice the seed std (any gap with one seed)."), ""]
     md_tables = [markdown_table(t, synthetic) for t in tables]
     lines += md_tables
     lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figure_paths]
     (out / "index.md").write_text("\n".join(lines) + "\n")
-    (out / "index.html").write_text(html_page(tables, figure_paths, synthetic, header))
+    (out / "index.html").write_text(html_page(tables, figure_paths, synthetic, header, notices))
     return {"tables": len(tables), "figures": len(figure_paths), "unreadable": len(bad), "profile": profile}
 
 
