@@ -235,6 +235,8 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("dataset.n_classes", "null: classes and priors are set only for name: synthetic"))
     if data["name"] == "imagefolder" and not data["path"]:
         problems.append(("dataset.path", "the folder holding train/<class>/ and test/<class>/"))
+    if dinfo.has_test_split and data["limit"] is not None:
+        problems.append(("dataset.limit", f"null: limit takes the first N images of datasets without a test split, not {data['name']}"))
     if dinfo.has_test_split and data["split"] is not None:
         problems.append(("dataset.split", f"null: {data['name']} has an official test split (use val_fraction)"))
     if not dinfo.has_test_split and data["split"] is None:

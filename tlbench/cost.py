@@ -9,7 +9,10 @@ forward + backward as 3x forward (2x where only the head trains).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 from . import catalog
 
@@ -66,7 +69,7 @@ def trial_cost(config: dict[str, Any]) -> dict[str, float]:
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
 
 
-def matmul_gflops(dtype: "torch.dtype", n: int = 2048, repeats: int = 10) -> float:
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """This machine's measured matrix-multiply rate in GFLOP/s, the peak training can approach."""
     import time
 

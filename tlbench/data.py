@@ -168,8 +168,6 @@ def _real_pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tupl
         return decode(train, size, resize, root), decode(test, size, resize, root), classes
     else:  # catalog and this function must agree; a test checks it
         raise KeyError(f"no loader for dataset {name!r}")
-    if cfg["limit"] and pools[1] is not None:
-        raise DataError(f"dataset.limit applies to datasets without a test split, not {name}")
     n_classes = info.targets[target]
     classes = sources.class_names(name, target, n_classes)
     train_set = decode(pools[0], size, resize, root)
