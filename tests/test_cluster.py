@@ -89,6 +89,19 @@ def checkpointed_unfinished(results: Path) -> set[str]:
     return {p.parent.parent.name for p in (results / ".tune").glob("tlbench-*/*/checkpoint_*/state.pt")} - finished
 
 
+def registered_checkpoints(results: Path) -> set[str]:
+    """Unfinished trials whose checkpoint the driver has surely taken in, not just found on disk.
+
+    A checkpoint's files land in storage before the driver registers it. With one checkpoint
+    kept, Tune deletes the first (checkpoint_000000) only after registering the second: a trial
+    whose first is gone has one the driver will restore from."""
+    trials: dict[str, set[str]] = {}
+    for state in (results / ".tune").glob("tlbench-*/*/checkpoint_*/state.pt"):
+        trials.setdefault(state.parent.parent.name, set()).add(state.parent.name)
+    registered = {trial for trial, names in trials.items() if "checkpoint_000000" not in names}
+    return registered - {p.stem for p in done_files(results)}
+
+
 def read_trials(results: Path) -> pd.DataFrame:
     frame = pd.read_parquet(results / "trials")
     assert frame["trial_id"].is_unique  # never a duplicate
@@ -178,7 +191,7 @@ def test_worker_node_killed_mid_trial_the_trial_reruns_elsewhere(cluster, tmp_pa
     grid, results = grid_file(tmp_path, trials=2, epochs=6, n_train=800), tmp_path / "results"
     ids = cluster.node_ids()
     process = driver(cluster, grid, results, "--max-failures", "3")
-    wait_until(lambda: len(checkpointed_unfinished(results)) == 2, what="both trials mid-way")
+    wait_until(lambda: len(registered_checkpoints(results)) == 2, what="both trials mid-way, checkpoints registered")
     victim = next(n for n in cluster.nodes if n.name == "w1")
     victim.kill(grace_s=0.5)
     code, out = finish(process)

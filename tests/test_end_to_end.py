@@ -57,3 +57,16 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
     table = pd.read_csv(out / "tables" / "t-tiny.csv")
     assert table["n"].tolist() == [2, 2] and table["reproduced"].notna().all()
     assert (out / "index.html").exists() and len(list((out / "figures").glob("*.png"))) >= 3
+
+
+def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, capsys):
+    import torch
+
+    from tlbench.scheduler import TuneCheckpointer
+
+    whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
+    torch.save({"progress": {"epochs": [{"epoch": 1}]}}, whole)
+    truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
+    assert TuneCheckpointer(str(whole)).load() == {"progress": {"epochs": [{"epoch": 1}]}}
+    assert TuneCheckpointer(str(truncated)).load() is None
+    assert f"ignoring unreadable checkpoint {truncated}" in capsys.readouterr().err

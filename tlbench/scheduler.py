@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,11 @@ class TuneCheckpointer:
             with checkpoint.as_directory() as folder:
                 return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
         if self.resume and Path(self.resume).exists():
-            return torch.load(self.resume, map_location="cpu", weights_only=False)
+            try:
+                return torch.load(self.resume, map_location="cpu", weights_only=False)
+            except Exception as error:  # a driver killed mid-copy can leave it truncated: start over
+                print(f"tlbench: ignoring unreadable checkpoint {self.resume} ({error}); the trial starts from epoch 0",
+                      file=sys.stderr, flush=True)
         return None
 
     def save(self, state: dict[str, Any]) -> None:
