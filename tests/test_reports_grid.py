@@ -17,7 +17,7 @@ TABLES = {"r000-summary", "r000-test", "r001-table1", "r002-binary", "r002-s1-la
           "r002-bn", "r003-approaches", "r004-a-fractions", "r004-b-models", "r004-c-freeze"}  # fmt: skip
 
 
-def test_full_profile_covers_all_five_reports_with_three_seeds():
+def test_full_profile_covers_all_five_reports_with_at_least_three_seeds():
     proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--json"], capture_output=True, text=True, check=True, timeout=120)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert {r["report"] for r in rows} == REPORTS
