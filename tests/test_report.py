@@ -75,29 +75,28 @@ def test_unreadable_result_is_reported_not_fatal(grid_and_results, tmp_path):
     assert "1 unreadable result file(s)" in (out / "index.md").read_text()
 
 
-def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path):
-    grid_path = write_grid(TINY_GRID.replace("    title: tiny\n", "    title: tiny\n    extras: [misclassified]\n"))
-    grid = Grid.load(grid_path)
+def report_with_extras(write_grid, tmp_path, extras: str, **row_fields):
+    """The report of the tiny grid whose table asks for `extras`, each trial's row carrying `row_fields`."""
+    grid_path = write_grid(TINY_GRID.replace("    title: tiny\n", f"    title: tiny\n    extras: [{extras}]\n"))
     store = Store(tmp_path / "results")
-    thumbnail = {"name": "x.png", "label": "class0", "pred": "class1",
-                 "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}
-    for spec in grid.expand():
-        store.write(fake_row(spec, test_acc=0.9 if spec.axes["train.lr"] == 3e-3 else 0.5, misclassified=[thumbnail]), [])
+    for spec in Grid.load(grid_path).expand():
+        store.write(fake_row(spec, test_acc=0.9 if spec.axes["train.lr"] == 3e-3 else 0.5, **row_fields), [])
     out = tmp_path / "report"
     report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
+    return out
+
+
+def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path):
+    thumbnail = {"name": "x.png", "label": "class0", "pred": "class1",
+                 "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}
+    out = report_with_extras(write_grid, tmp_path, "misclassified", misclassified=[thumbnail])
     assert (out / "figures" / "misclassified-t-tiny.png").exists()
     assert "misclassified-t-tiny" in (out / "index.html").read_text()
 
 
 def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
-    grid_path = write_grid(TINY_GRID.replace("    title: tiny\n", "    title: tiny\n    extras: [per_class, confusion]\n"))
-    grid = Grid.load(grid_path)
-    store = Store(tmp_path / "results")
     per_class = {"precision": [1.0, 0.5, 0.0], "recall": [0.5, 1.0, 0.0], "f1": [0.67, 0.67, 0.0], "support": [2, 1, 1], "classes": ["ant", "bee", "cat"]}
-    for spec in grid.expand():
-        store.write(fake_row(spec, per_class=per_class, confusion=[[1, 1, 0], [0, 1, 0], [0, 1, 0]]), [])
-    out = tmp_path / "report"
-    report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
+    out = report_with_extras(write_grid, tmp_path, "per_class, confusion", per_class=per_class, confusion=[[1, 1, 0], [0, 1, 0], [0, 1, 0]])
     for page in ("index.md", "index.html"):
         text = (out / page).read_text()
         assert "Per class, fast" in text and "bee" in text and "Confusion matrix, slow" in text, page

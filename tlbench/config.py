@@ -13,7 +13,7 @@ from typing import Any
 
 from . import catalog
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, suggest
-from .schema import FIELDS, REQUIRED, SECTIONS, Field
+from .schema import FIELDS, REQUIRED, SECTIONS, Field, is_int, is_number
 
 
 def undot(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -103,26 +103,10 @@ class Checker:
             raise self.error(f"got {value!r}, expected {problem} ({spec.doc})", path)
         if spec.choices is not None and value not in spec.choices:
             raise self.error(expected_one_of(value, spec.choices), path)
-        if spec.kind == "freeze":
-            freeze_problem = check_freeze(value)
-            if freeze_problem:
-                raise self.error(f"got {value!r}, expected {freeze_problem}", path)
-        if spec.kind == "imbalance":
-            imbalance_problem = check_imbalance(value)
-            if imbalance_problem:
-                raise self.error(f"got {value!r}, expected {imbalance_problem}", path)
         if spec.check is not None:
             expected = spec.check(value)
             if expected:
                 raise self.error(f"got {value!r}, expected {expected}", path)
-
-
-def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
 
 
 def type_problem(spec: Field, value: Any) -> str | None:
@@ -140,41 +124,6 @@ def type_problem(spec: Field, value: Any) -> str | None:
     }[kind](value)
     names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
     return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
-
-
-def check_freeze(value: Any) -> str | None:
-    words = ", ".join(catalog.FREEZE_WORDS)
-    keys = ", ".join(f"{{{k}: ...}}" for k in catalog.FREEZE_KEYS)
-    expected = f"one of {words}, or a mapping with one key of {keys}"
-    if isinstance(value, str):
-        return None if value in catalog.FREEZE_WORDS else expected + suggest(value, catalog.FREEZE_WORDS)
-    if len(value) != 1:
-        return expected
-    (key, arg), = value.items()
-    if key == "last":
-        return None if is_int(arg) and arg >= 0 else "{last: l} with an integer l >= 0"
-    if key in ("trainable", "frozen"):
-        ok = isinstance(arg, list) and arg and all(isinstance(x, str) for x in arg)
-        return None if ok else f"{{{key}: [module paths]}} with at least one dotted module path"
-    if key == "gradual":
-        if not isinstance(arg, dict) or set(arg) - {"every", "blocks"}:
-            return "{gradual: {every: k, blocks: [module paths, head side first]}}"
-        every = arg.get("every", 1)
-        blocks = arg.get("blocks", [])
-        if not (is_int(every) and every >= 1):
-            return "gradual.every: an integer >= 1 (epochs between unfreezing two blocks)"
-        if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
-            return "gradual.blocks: a list of module paths"
-        return None
-    return expected + suggest(key, catalog.FREEZE_KEYS)
-
-
-def check_imbalance(value: dict[str, Any]) -> str | None:
-    shape = "{minority: <group or class name>, keep: <fraction in (0, 1]>}"
-    if set(value) != {"minority", "keep"} or not isinstance(value["minority"], str):
-        return shape
-    keep = value["keep"]
-    return None if is_number(keep) and 0 < keep <= 1 else shape
 
 
 def canonical_freeze(freeze: Any, arch: str) -> Any:

@@ -76,20 +76,30 @@ def markdown_table(table: Table, synthetic: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extras_markdown(table: Table) -> list[str]:
+def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The per-class metrics and confusion matrices shown under a table: (caption, header, rows) each."""
     out = []
     for row in table.rows:
         per_class = row.extras.get("per_class")
         if per_class and "per_class" in table.extras:
-            out += ["", f"Per class, {row.label} (mean over seeds):", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
             names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
-            for name, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"]):
-                out.append(f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {s:.0f} |")
+            lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
+                     for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
+            out.append((f"Per class, {row.label} (mean over seeds):", ["class", "precision", "recall", "F1", "support"], lines))
         confusion = row.extras.get("confusion")
         if confusion and "confusion" in table.extras:
-            out += ["", f"Confusion matrix, {row.label} (rows true, columns predicted; summed over {row.extras['confusion_seeds']} seed(s)):", ""]
-            out += ["| true \\ pred | " + " | ".join(str(i) for i in range(len(confusion))) + " |", "|---|" + "---|" * len(confusion)]
-            out += [f"| {i} | " + " | ".join(str(v) for v in line) + " |" for i, line in enumerate(confusion)]
+            caption = (f"Confusion matrix, {row.label} (rows true, columns predicted; "
+                       f"summed over {row.extras['confusion_seeds']} seed(s)):")
+            out.append((caption, ["true \\ pred", *map(str, range(len(confusion)))],
+                        [[str(i), *map(str, line)] for i, line in enumerate(confusion)]))
+    return out
+
+
+def extras_markdown(table: Table) -> list[str]:
+    out = []
+    for caption, header, rows in extra_tables(table):
+        out += ["", caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
 
 
@@ -100,22 +110,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def extras_html(table: Table) -> list[str]:
-    """The per-class metrics and confusion matrices that markdown shows under a table."""
     out = []
-    for row in table.rows:
-        per_class = row.extras.get("per_class")
-        if per_class and "per_class" in table.extras:
-            names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
-            lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
-                     for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
-            out += [f"<p>Per class, {html.escape(row.label)} (mean over seeds):</p>",
-                    _html_table(["class", "precision", "recall", "F1", "support"], lines)]
-        confusion = row.extras.get("confusion")
-        if confusion and "confusion" in table.extras:
-            out += [f"<p>Confusion matrix, {html.escape(row.label)} (rows true, columns predicted; "
-                    f"summed over {row.extras['confusion_seeds']} seed(s)):</p>",
-                    _html_table(["true \\ pred", *map(str, range(len(confusion)))],
-                                [[str(i), *map(str, line)] for i, line in enumerate(confusion)])]
+    for caption, header, rows in extra_tables(table):
+        out += [f"<p>{html.escape(caption)}</p>", _html_table(header, rows)]
     return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
+from .gridfile import suggest
 
 REQUIRED = object()  # a default that says: the grid file must set it
 
@@ -67,14 +68,55 @@ def _nonempty_positive(v: list[float]) -> str | None:
     return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
 
 
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def _freeze(value: Any) -> str | None:
+    words = ", ".join(catalog.FREEZE_WORDS)
+    keys = ", ".join(f"{{{k}: ...}}" for k in catalog.FREEZE_KEYS)
+    expected = f"one of {words}, or a mapping with one key of {keys}"
+    if isinstance(value, str):
+        return None if value in catalog.FREEZE_WORDS else expected + suggest(value, catalog.FREEZE_WORDS)
+    if len(value) != 1:
+        return expected
+    (key, arg), = value.items()
+    if key == "last":
+        return None if is_int(arg) and arg >= 0 else "{last: l} with an integer l >= 0"
+    if key in ("trainable", "frozen"):
+        ok = isinstance(arg, list) and arg and all(isinstance(x, str) for x in arg)
+        return None if ok else f"{{{key}: [module paths]}} with at least one dotted module path"
+    if key == "gradual":
+        if not isinstance(arg, dict) or set(arg) - {"every", "blocks"}:
+            return "{gradual: {every: k, blocks: [module paths, head side first]}}"
+        every = arg.get("every", 1)
+        blocks = arg.get("blocks", [])
+        if not (is_int(every) and every >= 1):
+            return "gradual.every: an integer >= 1 (epochs between unfreezing two blocks)"
+        if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
+            return "gradual.blocks: a list of module paths"
+        return None
+    return expected + suggest(key, catalog.FREEZE_KEYS)
+
+
+def _imbalance(value: dict[str, Any]) -> str | None:
+    shape = "{minority: <group or class name>, keep: <fraction in (0, 1]>}"
+    if set(value) != {"minority", "keep"} or not isinstance(value["minority"], str):
+        return shape
+    keep = value["keep"]
+    return None if is_number(keep) and 0 < keep <= 1 else shape
+
+
 def _arch(v: str) -> str | None:
     if v in catalog.ARCHS:
         return None
     module, _, function = v.partition(":")
     if catalog.is_custom_arch(v) and module and function.isidentifier():
         return None
-    from .gridfile import suggest
-
     return f"one of {', '.join(catalog.ARCHS)}, or 'package.module:function' for a custom model{suggest(v, catalog.ARCHS)}"
 
 
@@ -91,7 +133,8 @@ SCHEMA: dict[str, Any] = {
         "val_fraction": Field("float", 0.2, "share of the train pool held out for validation, stratified", check=_fraction_closed_open),
         "train_fraction": Field("float", 1.0, "share of the train pool used to train, drawn outside val, stratified", check=_fraction_open_closed),
         "split": Field("list[float]", None, "train/val/test fractions for datasets without a test split", nullable=True, check=_split),
-        "imbalance": Field("imbalance", None, "{minority: group, keep: fraction}: keep only part of a group's train images", nullable=True),
+        "imbalance": Field("imbalance", None, "{minority: group, keep: fraction}: keep only part of a group's train images", nullable=True,
+                           check=_imbalance),
         "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=catalog.RESIZE),
         "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
         "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1)),
@@ -114,7 +157,8 @@ SCHEMA: dict[str, Any] = {
         "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=catalog.CLASS_WEIGHTS),
         "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=catalog.SAMPLERS),
         "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
-        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | {gradual: {every: k}}"),
+        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | {gradual: {every: k}}",
+                        check=_freeze),
         "block_lr_decay": Field("float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed),
         "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
         "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),

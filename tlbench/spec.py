@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from .config import Checker, canonical_freeze, check_resolved, is_int, is_number, merge, set_path, undot
+from .config import Checker, canonical_freeze, check_resolved, merge, set_path, undot
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, format_path, suggest
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults
+from .schema import EXPERIMENT_KEYS, FIELDS, defaults, is_int, is_number
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
