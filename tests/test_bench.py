@@ -23,3 +23,19 @@ def test_bench_quick_prints_every_ratio():
     assert abs(float(values["ray_overhead_s"])) < 30
     # the cached and uncached trials agree (the cache changes speed, not results)
     assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]
+
+
+def test_bench_memory_measures_each_distinct_trial_shape_once(tmp_path):
+    """Two lrs of one shape are one measurement; another batch size is another."""
+    from helpers import TINY_GRID
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(TINY_GRID.replace("axes:\n      train.lr: [3.0e-3, 1.0e-3]", "axes:\n      train.batch_size: [8, 16]\n      train.lr: [3.0e-3, 1.0e-3]"))
+    proc = subprocess.run([sys.executable, "-m", "tlbench.bench", "--memory", "--quick", "--grid", str(grid)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    peaks = [line for line in proc.stdout.splitlines() if line.startswith("peak_mem_mb ")]
+    assert len(peaks) == 2, proc.stdout
+    assert {"batch=8" in p for p in peaks} == {True, False}
+    assert all(float(p.rsplit(" ", 1)[1]) > 0 for p in peaks)
+    assert float(dict(line.split(" ", 1) for line in proc.stdout.splitlines())["peak_mem_mb_max_tlbench.tiny:small_cnn"]) > 0

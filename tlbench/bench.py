@@ -5,15 +5,23 @@ Prints `name value` lines:
   feature_cache_speedup_warm   the same with the cache already built (a second lr or seed of an experiment)
   input_pipeline_speedup       batches/s: tlbench's input path / ImageFolder + PIL DataLoader (best of 0-2 workers)
   train_speedup                full fine-tune ResNet18 at 112 px: tlbench's trainer (defaults) / a plain fp32 loop
-  cpu_matmul_gflops_fp32 / _bf16, train_flops_fraction (training FLOP/s over the peak of the precision used)
+  cpu_matmul_gflops_fp32 / _bf16   the CPU's matmul peak: best of several sizes, each timed >= 1 s
+  cuda_matmul_gflops_fp32 / _bf16  the same on the GPU, where there is one (the trials then train there)
+  train_flops_fraction         training FLOP/s over the matmul peak of the device and precision used
   ray_overhead_s               per near-empty trial through Ray Tune, actors reused
 plus the raw timings and accuracies behind each ratio. `--quick` shrinks everything (a smoke check, not a measurement).
+
+`--memory` instead measures the peak memory of one epoch of every distinct trial
+shape of the grid's full profile (arch, what trains, batch, image size, optimizer)
+on synthetic data of that shape, and per arch the share of this device it needs
+beside the share the scheduler asks for (`catalog.py`). Meant for a GPU machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 import tempfile
 import time
@@ -21,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# (images per class, JPEG side, training image size, cache epochs, fine-tune epochs). A GPU gets the
+# reports' 224 px and more images: at the CPU's sizes an H100 measures only its fixed overheads.
+SIZES = {"quick": (4, 40, 32, 2, 1), "cpu": (60, 160, 112, 10, 1), "cuda": (300, 256, 224, 10, 3)}
 
 
 def emit(name: str, value: float | str) -> None:
@@ -119,7 +133,7 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
     """Full fine-tune, training images per second: tlbench's defaults vs a plain fp32 loop. Returns ours."""
     from torchvision import models
 
-    from .train import run_trial
+    from .train import pick_device, run_trial
 
     config = trial_config(size, epochs, "none", 32)
     outcome = run_trial(config, root)
@@ -127,17 +141,21 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
     emit("train_tlbench_images_per_s", ours)
     emit("train_tlbench_precision", outcome.summary["precision_used"])
     torch.manual_seed(0)
-    model = models.resnet18(num_classes=10)
+    device = pick_device()  # the plain loop trains where ours did: a fair ratio on a GPU machine too
+    model = models.resnet18(num_classes=10).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = plain_loader(root, size, 32, workers)
     model.train()
     tick, seen = time.perf_counter(), 0
     for _ in range(epochs):
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             torch.nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
             seen += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     plain = seen / (time.perf_counter() - tick)
     emit("train_plain_fp32_images_per_s", plain)
     emit("train_speedup", ours / plain)
@@ -181,7 +199,13 @@ def bench_ray_overhead(few: int, many: int) -> None:
         import pandas as pd
 
         own = pd.read_parquet(root / f"r{many}" / "trials")["wall_s"].mean()
-        lanes = max(1, int(ray.cluster_resources().get("CPU", 1)))  # trials that run side by side
+        # Trials that run side by side: one per CPU, and on a GPU machine no more than the GPU shares allow.
+        resources = ray.cluster_resources()
+        share = scheduler.gpu_share(specs[0], options, resources.get("GPU", 0.0))
+        lanes = max(1, int(resources.get("CPU", 1) // options.cpus_per_trial))
+        if share > 0:
+            lanes = min(lanes, int(resources["GPU"] / share))
+        emit("ray_parallel_trials", float(lanes))
         emit(f"ray_grid_of_{few}_s", walls[few])
         emit(f"ray_grid_of_{many}_s", walls[many])
         emit("ray_trial_own_work_s", own)
@@ -192,13 +216,70 @@ def bench_ray_overhead(few: int, many: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def memory_shapes(grid_file: str) -> dict[str, dict[str, Any]]:
+    """One config per distinct memory shape of the grid's full profile, named for what sets its memory."""
+    from .spec import Grid
+
+    shapes: dict[str, dict[str, Any]] = {}
+    for trial in Grid.load(grid_file).expand(profile="full"):
+        config, train = trial.config, trial.config["train"]
+        freeze = train["freeze"] if isinstance(train["freeze"], str) else json.dumps(train["freeze"], separators=(",", ":"))
+        name = (f"{config['model']['arch']}[{freeze}] batch={train['batch_size']} {config['image_size']}px "
+                f"{train['optimizer']} {config['precision']}")
+        shapes.setdefault(name, config)
+    return shapes
+
+
+def bench_memory(grid_file: str, quick: bool) -> None:
+    """Peak memory of one epoch of each distinct trial shape, on synthetic data of that shape.
+
+    The pixels do not matter to memory, the shapes do: the arch and its head,
+    what trains (gradients and optimizer state), the batch and the image size.
+    The feature cache stays on, as in a real run: a head-only trial holds only
+    the head. Per arch, the largest peak over the device's memory is the share
+    a trial needs, printed beside the share the scheduler asks for."""
+    from . import catalog, spec
+    from .train import pick_device, run_trial
+
+    device = pick_device()
+    total_mb = torch.cuda.get_device_properties(device).total_memory / 2**20 if device.type == "cuda" else None
+    emit("memory_device", f"{device.type} ({total_mb:.0f} MB)" if total_mb else "cpu (peaks are the process's RSS high-water)")
+    worst: dict[str, float] = {}
+    root = Path(tempfile.mkdtemp(prefix="tlbench-memory-bench-"))
+    try:
+        for name, config in memory_shapes(grid_file).items():
+            batch = config["train"]["batch_size"]
+            size = 32 if quick else config["image_size"]
+            config = spec.merge(config, {
+                "epochs": 1, "image_size": max(size, catalog.arch_info(config["model"]["arch"]).min_image_size),
+                "dataset": {"source": "synthetic", "n_train": 2 * batch, "n_test": batch, "limit": None},
+                "model": {"weights": "none"}, "train": {"probe_steps": 1, "max_steps": 2 if quick else None},
+            })  # fmt: skip
+            outcome = run_trial(config, root)
+            peak = outcome.summary["peak_mem_mb"]
+            emit(f"peak_mem_mb {name}", peak)
+            arch = config["model"]["arch"]
+            worst[arch] = max(worst.get(arch, 0.0), peak)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    for arch, peak in worst.items():
+        emit(f"peak_mem_mb_max_{arch}", peak)
+        if total_mb:
+            emit(f"gpu_share_needed_{arch}", peak / total_mb)
+            emit(f"gpu_share_asked_{arch}", catalog.arch_info(arch).gpu_share)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tlbench.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs, measures nothing")
     parser.add_argument("--skip-ray", action="store_true", help="leave out the Ray Tune overhead bench")
+    parser.add_argument("--memory", action="store_true", help="only: peak memory of each distinct trial shape of --grid")
+    parser.add_argument("--grid", default="grid/reports.yaml", help="the grid whose shapes --memory measures (default %(default)s)")
     args = parser.parse_args(argv)
-    per_class, side, epochs, train_epochs = (4, 40, 2, 1) if args.quick else (60, 160, 10, 1)
-    size = 32 if args.quick else 112
+    if args.memory:
+        bench_memory(args.grid, args.quick)
+        return 0
+    per_class, side, size, epochs, train_epochs = SIZES["quick" if args.quick else "cuda" if torch.cuda.is_available() else "cpu"]
     emit("threads", torch.get_num_threads())
     root = Path(tempfile.mkdtemp(prefix="tlbench-bench-"))
     try:
@@ -208,14 +289,18 @@ def main(argv: list[str] | None = None) -> int:
         ours = bench_training(root, size, train_epochs, workers)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    from .cost import matmul_gflops
+    from .cost import peak_matmul_gflops
+    from .train import pick_device, resolve_precision
 
-    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    emit("cpu_matmul_gflops_fp32", fp32)
-    emit("cpu_matmul_gflops_bf16", bf16)
-    from .train import resolve_precision
-
-    peak = bf16 if resolve_precision("auto", torch.device("cpu")) == "bf16" else fp32
+    seconds = 0.1 if args.quick else 1.0
+    peaks = {"cpu": {p: peak_matmul_gflops(dtype, "cpu", seconds) for p, dtype in PRECISIONS.items()}}
+    device = pick_device()
+    if device.type == "cuda":
+        peaks["cuda"] = {p: peak_matmul_gflops(dtype, "cuda", seconds) for p, dtype in PRECISIONS.items()}
+    for kind, by_precision in peaks.items():
+        for precision, gflops in by_precision.items():
+            emit(f"{kind}_matmul_gflops_{precision}", gflops)
+    peak = peaks[device.type][resolve_precision("auto", device)]
     emit("train_flops_fraction", ours * training_flops_per_image(size) / 1e9 / peak)
     if not args.skip_ray:
         bench_ray_overhead(2, 6 if args.quick else 22)

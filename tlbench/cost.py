@@ -69,15 +69,57 @@ def trial_cost(config: dict[str, Any]) -> dict[str, float]:
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """This machine's measured matrix-multiply rate in GFLOP/s, the peak training can approach."""
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    """This machine's matrix-multiply rate in GFLOP/s at one size: a quick estimate (`grid plan`)."""
     import time
 
     import torch
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b  # warm-up
+    _sync(device)
     tick = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    _sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - tick) / 1e9
+
+
+def peak_matmul_gflops(dtype: torch.dtype, device: str = "cpu", min_seconds: float = 1.0) -> float:
+    """The best matrix-multiply rate over several sizes, each timed for at least `min_seconds`.
+
+    A training-efficiency fraction is only as honest as the peak it divides by:
+    one short timing at one size reads low (clock ramp-up, a size the library
+    tiles badly), which flatters the fraction. A size that does not fit ends the sweep."""
+    import time
+
+    import torch
+
+    sizes = (2048, 4096, 8192) if device.startswith("cuda") else (1024, 2048, 4096)
+    sync_every = 8 if device.startswith("cuda") else 1  # a sync per product would time the sync
+    best = 0.0
+    for n in sizes:
+        try:
+            a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+        except RuntimeError:  # out of memory at this size
+            break
+        a @ b
+        _sync(device)
+        repeats, elapsed = 0, 0.0
+        tick = time.perf_counter()
+        while elapsed < min_seconds:
+            a @ b
+            repeats += 1
+            if repeats % sync_every == 0:
+                _sync(device)
+                elapsed = time.perf_counter() - tick
+        _sync(device)
+        best = max(best, 2 * n**3 * repeats / (time.perf_counter() - tick) / 1e9)
+    return best
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
