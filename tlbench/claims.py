@@ -31,6 +31,7 @@ class ClaimResult:
     row_a: str
     row_b: str
     metric: str
+    metric_label: str
     better: str
     reading: str | None
     mean_a: float | None
@@ -65,7 +66,7 @@ def evaluate_claims(tables: list[Table]) -> list[ClaimResult]:
                     continue
                 cell_a, cell_b = a.cells[column], b.cells[column]
                 better = claim.get("better", "higher")
-                out.append(ClaimResult(table.report, table.id, claim["claim"], a.label, b.label, metric, better, reading,
+                out.append(ClaimResult(table.report, table.id, claim["claim"], a.label, b.label, metric, cell_a.label, better, reading,
                                        cell_a.mean, cell_b.mean, cell_a.digits, compare(cell_a.seeds, cell_b.seeds, better)))  # fmt: skip
     return out
 

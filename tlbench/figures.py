@@ -171,7 +171,7 @@ def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
     if best_row is None:
         return None
     candidates = done[done["trial_id"].isin(best_row.trial_ids)].sort_values("test_acc", ascending=False)
-    if not len(candidates) or candidates.iloc[0]["misclassified"] is None:
+    if not len(candidates) or not isinstance(candidates.iloc[0]["misclassified"], str):  # None, or NaN in a mixed frame
         return None
     images = json.loads(candidates.iloc[0]["misclassified"])
     if not images:

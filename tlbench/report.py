@@ -93,7 +93,22 @@ def scoreboard(tables: list[Table], claims: list[ClaimResult]) -> list[dict[str,
     return lines
 
 
-def table_view(table: Table, figure_paths: list[Path]) -> dict[str, Any]:
+FIGURE_CAPTIONS = {
+    "intervals": "Per row and metric: our mean (dot), its 95% CI (thick), the 95% prediction interval for one run (thin) "
+                 "and the reported number (red diamond). A diamond off the thin line is `above` / `below`.",
+    "table": "The first metric along the axis the rows step through: ours (mean ± std over seeds) solid, reported dashed.",
+    "misclassified": "Misclassified test images of the best row's best seed.",
+    "curves": "Learning curves: mean over seeds with a min–max band.",
+    "reported-vs-reproduced": "Every accuracy with both numbers: reported against ours (mean ± std); the diagonal is agreement.",
+}  # fmt: skip
+
+
+def figure_view(path: Path) -> dict[str, Any]:
+    kind = next((k for k in FIGURE_CAPTIONS if path.stem == k or path.stem.startswith(k + "-")), None)
+    return {"path": path, "stem": path.stem, "name": path.name, "caption": FIGURE_CAPTIONS.get(kind, "")}
+
+
+def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]) -> dict[str, Any]:
     """What a template needs of one table: its cells as text, with the verdict of each."""
     rows = []
     for row in table.rows:
@@ -104,7 +119,17 @@ def table_view(table: Table, figure_paths: list[Path]) -> dict[str, Any]:
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
     return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}",
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
-            "extras": extra_tables(table), "figures": figure_paths}  # fmt: skip
+            "extras": extra_tables(table), "figures": [figure_view(p) for p in figure_paths],
+            "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip
+
+
+def _report_anchor(report: str) -> str:
+    return f"claims-{figures.slug(report)}"
+
+
+def claims_by_report(claims: list[ClaimResult]) -> list[dict[str, Any]]:
+    return [{"report": report, "anchor": _report_anchor(report), "claims": [claim_view(c) for c in claims if c.report == report]}
+            for report in dict.fromkeys(c.report for c in claims)]
 
 
 def claim_view(claim: ClaimResult) -> dict[str, Any]:
@@ -112,7 +137,8 @@ def claim_view(claim: ClaimResult) -> dict[str, Any]:
     return {**claim.as_dict(), "diff_text": "–" if r.diff is None else f"{r.diff:+.{claim.digits}f}",
             "p_text": "–" if r.p_value is None else (f"{r.p_value:.3f}" if r.p_value >= 0.001 else f"{r.p_value:.1e}"),
             "seeds_text": _seeds_text(r),
-            "short": claim.short_verdict, "better_word": "higher" if claim.better == "higher" else "lower"}  # fmt: skip
+            "short": claim.short_verdict, "better_word": "higher" if claim.better == "higher" else "lower",
+            "metric_label": claim.metric_label}  # fmt: skip
 
 
 def _seeds_text(result: Comparison) -> str:
@@ -162,11 +188,11 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         own = [figures.table_intervals(table, figure_dir), figures.table_figure(spec, table, figure_dir)]
         if "misclassified" in table.extras:
             own.append(figures.misclassified(table, trials, figure_dir))
-        views.append(table_view(table, [p for p in own if p is not None]))
+        views.append(table_view(table, [p for p in own if p is not None], claims))
     general = [figures.reported_vs_reproduced(tables, figure_dir)]
     for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
         general.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
-    general = [p for p in general if p is not None]
+    general = [figure_view(p) for p in general if p is not None]
     done = int(trials["status"].isin(["ok", "diverged"]).sum()) if len(trials) else 0
     header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
               f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
@@ -174,7 +200,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     context = {
         "header": header, "synthetic": synthetic, "smoke_warning": SMOKE_WARNING, "notices": notices,
         "scoreboard": scoreboard(tables, claims), "number_columns": NUMBER_COLUMNS, "claim_columns": CLAIM_COLUMNS,
-        "tables": views, "claims": [claim_view(c) for c in claims], "figures": general,
+        "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
         "level": round(LEVEL * 100), "power": round(POWER * 100),
     }  # fmt: skip
     env = templates()

@@ -16,6 +16,7 @@ reproductions; tests/test_verdicts.py measures both). Pure numpy + scipy.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +124,9 @@ def compare(a: Summary, b: Summary, better: str = "higher") -> Comparison:
     unresolved = f"unresolved at {a.n if a.n == b.n else f'{a.n} and {b.n}'} seeds"
     if a.n < 2 or b.n < 2:  # no spread on one side: no test
         return Comparison(diff, None, a.n, b.n, unresolved, seeds)
-    p = float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # constant seeds (a parameter count) are expected, not a precision problem
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a.values, b.values, equal_var=False).pvalue)
     if math.isnan(p) or p >= ALPHA:  # NaN: both sides constant and equal
         return Comparison(diff, None if math.isnan(p) else p, a.n, b.n, unresolved, seeds)
     a_wins = diff > 0 if better == "higher" else diff < 0
