@@ -50,7 +50,7 @@ def diff_text(cell: Cell) -> str:
 
 def interval_text(bounds: tuple[float | None, float | None], digits: int) -> str:
     low, high = bounds
-    return "–" if low is None else f"{low:.{digits}f} – {high:.{digits}f}"
+    return "–" if low is None else f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def synthetic_profile(trials: pd.DataFrame) -> bool:
@@ -95,7 +95,7 @@ def scoreboard(tables: list[Table], claims: list[ClaimResult]) -> list[dict[str,
 
 FIGURE_CAPTIONS = {
     "intervals": "Per row and metric: our mean (dot), its 95% CI (thick), the 95% prediction interval for one run (thin) "
-                 "and the reported number (red diamond). A diamond off the thin line is `above` / `below`.",
+                 "and the reported number (red diamond). A diamond off the thin line is above / below.",
     "table": "The first metric along the axis the rows step through: ours (mean ± std over seeds) solid, reported dashed.",
     "misclassified": "Misclassified test images of the best row's best seed.",
     "curves": "Learning curves: mean over seeds with a min–max band.",
