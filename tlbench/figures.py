@@ -124,6 +124,7 @@ def table_intervals(table: Table, out: Path) -> Path:
                 ax.plot([cell.reported], [y + 0.22], "D", color="#c0392b", markersize=5)
         ax.set_title("\n".join(textwrap.wrap(metric_label(table.metrics[k]), 28)), fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # narrow panels: few ticks, no overlapping labels
         ax.grid(axis="x", alpha=0.3)
         ax.set_ylim(-0.7, len(labels) - 0.3)
     axes[0][0].set_yticks(ys, ["\n".join(textwrap.wrap(lbl, 26)) for lbl in labels], fontsize=7)
