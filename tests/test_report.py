@@ -1,9 +1,12 @@
-"""The report on results with known numbers: means, stds, differences, flags, pending, figures."""
+"""The report on results with known numbers: means, stds, intervals, verdicts, pending, figures, the page."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
+from scipy import stats
 from helpers import TINY_GRID
 from test_store import fake_row
 
@@ -33,16 +36,41 @@ def test_known_numbers_give_known_means_stds_and_differences(grid_and_results, t
     out = tmp_path / "report"
     assert report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)]) == 0
     table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row")
-    assert {"reported", "reproduced"} <= set(table.columns)
+    columns = ["reported", "reproduced", "std", "n", "ci_low", "ci_high", "pi_low", "pi_high", "verdict"]
+    assert set(columns) <= set(table.columns)
     fast, slow = table.loc["fast"], table.loc["slow"]
     assert fast["reproduced"] == pytest.approx(85.0)
     assert fast["std"] == pytest.approx(7.0710678)  # sample std of 80 and 90
     assert fast["n"] == 2 and fast["diff"] == pytest.approx(-5.0)
-    assert not fast["flag"]  # |-5| < 2 * 7.07
-    assert slow["reproduced"] == pytest.approx(70.0) and slow["n"] == 1 and slow["flag"]  # one seed: any gap flags
+    t = stats.t.ppf(0.975, 1)
+    assert fast["ci_high"] - 85.0 == pytest.approx(t * 7.0710678 / 2**0.5)
+    assert fast["pi_low"] == pytest.approx(85.0 - t * 7.0710678 * 1.5**0.5)
+    assert fast["verdict"] == "consistent" and not fast["flag"]  # 90 lies in the prediction interval
+    assert slow["reproduced"] == pytest.approx(70.0) and slow["n"] == 1
+    assert slow["verdict"] == "one run" and pd.isna(slow["pi_low"]) and not slow["flag"]  # one seed: no interval, no guess
     assert slow["status"] == "1 of 2 done, 1 pending"
     markdown = (out / "index.md").read_text()
     assert "85.0 ± 7.1 (2)" in markdown and "-5.0" in markdown and "1 of 2 done, 1 pending" in markdown
+    assert "| test.txt | – | 1 | 0 | 0 | 1 | 0 |" in markdown  # scoreboard: one consistent, one run
+
+
+def test_no_results_are_pending(grid_and_results, tmp_path):
+    grid_path, _ = grid_and_results
+    out = tmp_path / "report"
+    assert report.main(["--grid", str(grid_path), "--results", str(tmp_path / "empty"), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "tables" / "t-tiny.csv")
+    assert table["verdict"].tolist() == ["pending", "pending"] and table["n"].tolist() == [0, 0]
+
+
+def test_a_reported_number_outside_the_prediction_interval_is_below(write_grid, tmp_path):
+    grid_path = write_grid(TINY_GRID.replace("reported: {test_acc: 90.0}", "reported: {test_acc: 99.0}"))
+    store = Store(tmp_path / "results")
+    for spec in Grid.load(grid_path).expand():  # fast: 84.9 and 85.1, so the interval is 85 +- 2.2, far below 99
+        store.write(fake_row(spec, test_acc=(0.849, 0.851)[spec.seed] if spec.axes["train.lr"] == 3e-3 else 0.8), [])
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)])
+    fast = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row").loc["fast"]
+    assert fast["verdict"] == "below" and fast["flag"] and fast["pi_high"] < 99.0
 
 
 def test_figures_and_a_self_contained_html(grid_and_results, tmp_path):
@@ -50,9 +78,23 @@ def test_figures_and_a_self_contained_html(grid_and_results, tmp_path):
     out = tmp_path / "report"
     report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)])
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert figures == ["curves-tiny.png", "reported-vs-reproduced.png", "table-t-tiny.png"]
+    assert figures == ["curves-tiny.png", "intervals-t-tiny.png", "reported-vs-reproduced.png", "table-t-tiny.png"]
     html = (out / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "src='figures/" not in html
+    assert html.count("data:image/png;base64,") == 4 and "src='figures/" not in html and 'src="figures/' not in html
+    assert "<style>" in html and "<link" not in html  # CSS inline: one file to mail around
+
+
+def test_the_page_has_scoreboard_contents_tables_with_their_figures_and_claims(grid_and_results, tmp_path):
+    grid_path, results = grid_and_results
+    out = tmp_path / "report"
+    report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)])
+    html = (out / "index.html").read_text()
+    order = [html.index(marker) for marker in ('id="scoreboard"', 'id="contents"', 'id="table-t-tiny"', 'id="claims"', 'id="figures"')]
+    assert order == sorted(order)
+    assert 'href="#table-t-tiny"' in html and 'href="#claims"' in html
+    section = html[html.index('id="table-t-tiny"') : html.index('id="claims"')]
+    assert section.count("<img") == 2 and 'alt="intervals-t-tiny"' in section  # the table's own figures sit with it
+    assert re.search(r"<td class=\"v-consistent\">consistent", section) and "one run" in section
 
 
 def test_errored_trials_are_marked_not_dropped(grid_and_results, tmp_path):

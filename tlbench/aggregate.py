@@ -1,16 +1,16 @@
-"""The grid's tables from a results directory: reproduced mean +- std over seeds beside reported.
+"""The grid's tables from a results directory: reproduced numbers beside reported, with verdicts.
 
     build_tables(grid, results frame, profile) -> [Table]
 
 A row's trials are the ones its experiment expands to (all seeds); missing
 ones count as pending (k of n), errored and diverged ones are counted and
-named, never dropped silently. Works on partial results.
+named, never dropped silently. Works on partial results. Each cell keeps its
+seeds' values, its intervals and its verdict (tlbench/verdicts.py).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .spec import METRICS, Grid, row_trial_ids
+from .verdicts import Summary, number_verdict, summarize
 
 
 @dataclass
@@ -25,11 +26,21 @@ class Cell:
     metric: str
     label: str
     reported: float | None
-    mean: float | None
-    std: float | None
-    n: int
+    seeds: Summary  # our finite values, one per seed, already scaled
     digits: int
     scale: float = 1.0  # the table shows the result field times this (100 for percent)
+
+    @property
+    def mean(self) -> float | None:
+        return self.seeds.mean
+
+    @property
+    def std(self) -> float | None:
+        return self.seeds.std
+
+    @property
+    def n(self) -> int:
+        return self.seeds.n
 
     @property
     def diff(self) -> float | None:
@@ -38,13 +49,15 @@ class Cell:
         return self.mean - self.reported
 
     @property
+    def verdict(self) -> str | None:
+        """consistent / above / below / one run / pending; None where nothing was reported.
+        The reported number is known to half a unit of its last printed digit."""
+        return number_verdict(self.reported, self.seeds, resolution=0.5 * 10**-self.digits)
+
+    @property
     def flagged(self) -> bool:
-        """The gap exceeds twice the seed std (any gap with one seed)."""
-        if self.diff is None:
-            return False
-        if self.n <= 1 or self.std is None or math.isnan(self.std):
-            return abs(self.diff) > 0.5 * 10**-self.digits
-        return abs(self.diff) > 2 * self.std
+        """The reported number lies outside our 95% prediction interval for one run."""
+        return self.verdict in ("above", "below")
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Row:
     devices: list[str]
     errors: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    reading: str | None = None  # "as stated" / "as run" where the table follows both readings of its report
 
     @property
     def expected(self) -> int:
@@ -76,6 +90,13 @@ class Table:
     metrics: list[dict[str, Any]]
     rows: list[Row]
     extras: list[str]
+    report: str = ""  # the report file its rows' experiments come from
+    claims: list[dict[str, Any]] = field(default_factory=list)  # the report's comparisons of its rows
+
+    @property
+    def readings(self) -> list[str | None]:
+        """The readings its rows follow ("as stated", "as run"), or [None] for a table with one reading."""
+        return sorted({r.reading for r in self.rows if r.reading}) or [None]
 
 
 def metric_label(metric: dict[str, Any]) -> str:
@@ -87,7 +108,9 @@ def build_tables(grid: Grid, trials: pd.DataFrame, profile: str | None) -> list[
     tables = []
     for spec in grid.tables:
         rows = [_row(grid, spec, row, by_id, profile) for row in spec["rows"]]
-        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", [])))
+        report = grid.experiment(spec["rows"][0]["experiment"]).report
+        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", []),
+                            report, spec.get("claims", [])))  # fmt: skip
     return tables
 
 
@@ -104,14 +127,11 @@ def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataF
     for metric in table["metrics"]:
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
         values = usable[metric["key"]].astype(float).to_numpy() * scale if len(usable) else np.array([])
-        values = values[~np.isnan(values)]
-        mean = float(values.mean()) if len(values) else None
-        std = float(values.std(ddof=1)) if len(values) > 1 else (0.0 if len(values) == 1 else None)
         reported = (row.get("reported") or {}).get(metric["key"])
-        cells.append(Cell(metric["key"], metric_label(metric), reported, mean, std, len(values), digits, scale))
+        cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale))
     errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
     devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
-    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors)
+    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"))
     if len(usable) and table.get("extras"):
         out.extras = _extras(usable)
     return out
@@ -132,17 +152,22 @@ def _extras(usable: pd.DataFrame) -> dict[str, Any]:
 
 
 def tables_frame(tables: list[Table]) -> dict[str, pd.DataFrame]:
-    """One long frame per table: a line per (row, metric) with reported and reproduced side by side."""
+    """One long frame per table: a line per (row, metric) with reported and reproduced side by side,
+    our intervals and the verdict. One line per metric keeps every column one meaning (`reported`,
+    `ci_low`, ...) however many metrics a table has."""
     frames = {}
     for table in tables:
         lines = []
         for row in table.rows:
             for cell in row.cells:
+                (ci_low, ci_high), (pi_low, pi_high) = cell.seeds.ci, cell.seeds.pi
                 lines.append({
                     "table": table.id, "row": row.label, "metric": cell.metric, "label": cell.label,
                     "reported": cell.reported, "reproduced": cell.mean, "std": cell.std, "n": cell.n,
                     "expected": row.expected, "diff": cell.diff, "flag": cell.flagged, "status": row.status_text(),
                     "device": "; ".join(row.devices),
+                    "ci_low": ci_low, "ci_high": ci_high, "pi_low": pi_low, "pi_high": pi_high,
+                    "verdict": cell.verdict, "reading": row.reading,
                 })  # fmt: skip
         frames[table.id] = pd.DataFrame(lines)
     return frames

@@ -3,6 +3,7 @@
 - learning curves per experiment: train/val loss and accuracy by epoch, mean with a band over seeds;
 - per table whose rows step along one axis (layers unfrozen, data fraction):
   the first metric against that axis, one line per experiment, reported dashed;
+- per table, every row and metric: our mean with its 95% CI and prediction interval, reported beside it;
 - reported vs reproduced, every cell of every table;
 - misclassified test images of a table's best model.
 """
@@ -103,6 +104,43 @@ def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     return _save(fig, out / f"table-{slug(table.id)}.png")
 
 
+def table_intervals(table: Table, out: Path) -> Path:
+    """One panel per metric, one line per row: the prediction interval for one run (thin), the CI of our
+    mean (thick), our mean (dot) and the reported number (red diamond). A reported number off the thin
+    line is the verdict `above` / `below` at a glance."""
+    labels = [f"{r.label} ({r.reading})" if r.reading else r.label for r in table.rows]
+    n_metrics = len(table.metrics)
+    fig, axes = plt.subplots(1, n_metrics, figsize=(min(13, 2.2 + 3.6 * n_metrics), 1.1 + 0.42 * len(labels)), squeeze=False, sharey=True)
+    ys = np.arange(len(labels))[::-1]
+    for k, ax in enumerate(axes[0]):
+        for y, row in zip(ys, table.rows):
+            cell = row.cells[k]
+            if cell.seeds.n > 1:
+                ax.plot(cell.seeds.pi, [y, y], color="#7a9cc6", linewidth=1.5, solid_capstyle="butt")
+                ax.plot(cell.seeds.ci, [y, y], color="#1f4e8c", linewidth=5, solid_capstyle="butt")
+            if cell.mean is not None:
+                ax.plot([cell.mean], [y], "o", color="#1f4e8c", markersize=5)
+            if cell.reported is not None:
+                ax.plot([cell.reported], [y + 0.22], "D", color="#c0392b", markersize=5)
+        ax.set_title("\n".join(textwrap.wrap(metric_label(table.metrics[k]), 28)), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # narrow panels: few ticks, no overlapping labels
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-0.7, len(labels) - 0.3)
+    axes[0][0].set_yticks(ys, ["\n".join(textwrap.wrap(lbl, 26)) for lbl in labels], fontsize=7)
+    handles = [plt.Line2D([], [], color="#7a9cc6", linewidth=1.5, label="95% prediction interval (one run)"),
+               plt.Line2D([], [], color="#1f4e8c", linewidth=5, label="95% CI of our mean"),
+               plt.Line2D([], [], marker="o", color="#1f4e8c", linestyle="", label="our mean"),
+               plt.Line2D([], [], marker="D", color="#c0392b", linestyle="", label="reported")]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.9 / (1.1 + 0.42 * len(labels)) * 0.6, 1, 1))
+    path = out / f"intervals-{slug(table.id)}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _axis_label(value: Any) -> str:
     if isinstance(value, dict) and len(value) == 1:
         (key, arg), = value.items()
@@ -134,7 +172,7 @@ def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
     if best_row is None:
         return None
     candidates = done[done["trial_id"].isin(best_row.trial_ids)].sort_values("test_acc", ascending=False)
-    if not len(candidates) or candidates.iloc[0]["misclassified"] is None:
+    if not len(candidates) or not isinstance(candidates.iloc[0]["misclassified"], str):  # None, or NaN in a mixed frame
         return None
     images = json.loads(candidates.iloc[0]["misclassified"])
     if not images:

@@ -1,7 +1,9 @@
-"""`python -m tlbench.report`: the grid's tables and figures from a results directory.
+"""`python -m tlbench.report`: the grid's tables, verdicts, claims and figures from a results directory.
 
-Writes <out>/index.md, <out>/index.html (figures embedded), <out>/tables/<id>.csv
-(reported and reproduced side by side) and <out>/figures/*.png. Reads partial
+Writes <out>/index.md and <out>/index.html (one self-contained file: figures
+embedded, CSS inline), both from the Jinja2 templates in tlbench/templates/;
+<out>/tables/<id>.csv (reported and reproduced side by side, with intervals and
+verdicts), <out>/tables/claims.csv and <out>/figures/*.png. Reads partial
 results as they are; exit 2 on a bad grid file.
 """
 
@@ -9,27 +11,26 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import jinja2
 import pandas as pd
 
 from . import figures
 from .aggregate import Cell, Table, build_tables, metric_label, tables_frame
+from .claims import ClaimResult, claims_frame, evaluate_claims
 from .spec import Grid, GridError
 from .store import Store
+from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 
-SMOKE_WARNING = ("**This report ran on synthetic data with random weights.** It tests the pipeline, not the "
-                 "findings: its numbers say nothing about the reports' claims.")  # fmt: skip
-
-
-STYLE = (
-    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;font-size:13px}"
-    ".flag{background:#fde2e2}.warn{background:#fff3cd;padding:.8em;border:1px solid #e0c36a}img{max-width:100%}"
-)
+SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its verdicts are computed exactly as for "
+                 "a real run, but they are about synthetic data: they test the pipeline, and say nothing about "
+                 "the reports' numbers or claims.")  # fmt: skip
+NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending")
+CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending")
 
 
 def fmt(value: float | None, digits: int) -> str:
@@ -44,36 +45,17 @@ def cell_text(cell: Cell) -> str:
 
 
 def diff_text(cell: Cell) -> str:
-    if cell.diff is None:
-        return "–"
-    return f"{cell.diff:+.{cell.digits}f}" + (" ⚠" if cell.flagged else "")
+    return "–" if cell.diff is None else f"{cell.diff:+.{cell.digits}f}"
+
+
+def interval_text(bounds: tuple[float | None, float | None], digits: int) -> str:
+    low, high = bounds
+    return "–" if low is None else f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def synthetic_profile(trials: pd.DataFrame) -> bool:
     return bool(len(trials)) and bool(((trials["dataset.source"] == "synthetic") | (trials["model.weights"] == "none")).all()) \
         and bool((trials["dataset.source"] == "synthetic").any())
-
-
-def markdown_table(table: Table, synthetic: bool) -> str:
-    lines = [f"## {table.id}: {table.title}", ""]
-    if synthetic:
-        lines += ["_Synthetic data, random weights: a pipeline check, not a reproduction._", ""]
-    header = ["row"]
-    for metric in table.metrics:
-        header += [f"{metric_label(metric)}: ours", "reported", "diff"]
-    header += ["trials", "device"]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for row in table.rows:
-        cells = []
-        for cell in row.cells:
-            cells += [cell_text(cell), fmt(cell.reported, cell.digits), diff_text(cell)]
-        lines.append("| " + " | ".join([row.label, *cells, row.status_text(), "; ".join(row.devices) or "–"]) + " |")
-    for row in table.rows:
-        for error in row.errors[:3]:
-            lines.append(f"\n- error in {row.label}: `{error[:300]}`")
-    lines += extras_markdown(table)
-    return "\n".join(lines) + "\n"
 
 
 def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -95,57 +77,91 @@ def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
     return out
 
 
-def extras_markdown(table: Table) -> list[str]:
-    out = []
-    for caption, header, rows in extra_tables(table):
-        out += ["", caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(row) + " |" for row in rows]
-    return out
+def scoreboard(tables: list[Table], claims: list[ClaimResult]) -> list[dict[str, Any]]:
+    """Per report (and per reading, side by side, where its tables follow both): verdict counts.
+
+    A row or claim with no reading belongs to every reading of its report."""
+    lines = []
+    for report in dict.fromkeys(t.report for t in tables):
+        mine = [t for t in tables if t.report == report]
+        readings = sorted({r for t in mine for r in t.readings if r}) or [None]
+        for reading in readings:
+            numbers = Counter(c.verdict for t in mine for r in t.rows if r.reading in (reading, None) for c in r.cells if c.verdict)
+            tested = Counter(c.short_verdict for c in claims if c.report == report and c.reading in (reading, None))
+            lines.append({"report": report, "reading": reading,
+                          "numbers": [numbers.get(k, 0) for k in NUMBER_COLUMNS], "claims": [tested.get(k, 0) for k in CLAIM_COLUMNS]})  # fmt: skip
+    return lines
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+FIGURE_CAPTIONS = {
+    "intervals": "Per row and metric: our mean (dot), its 95% CI (thick), the 95% prediction interval for one run (thin) "
+                 "and the reported number (red diamond). A diamond off the thin line is above / below.",
+    "table": "The first metric along the axis the rows step through: ours (mean ± std over seeds) solid, reported dashed.",
+    "misclassified": "Misclassified test images of the best row's best seed.",
+    "curves": "Learning curves: mean over seeds with a min–max band.",
+    "reported-vs-reproduced": "Every accuracy with both numbers: reported against ours (mean ± std); the diagonal is agreement.",
+}  # fmt: skip
 
 
-def extras_html(table: Table) -> list[str]:
-    out = []
-    for caption, header, rows in extra_tables(table):
-        out += [f"<p>{html.escape(caption)}</p>", _html_table(header, rows)]
-    return out
+def figure_view(path: Path) -> dict[str, Any]:
+    kind = next((k for k in FIGURE_CAPTIONS if path.stem == k or path.stem.startswith(k + "-")), None)
+    return {"path": path, "stem": path.stem, "name": path.name, "caption": FIGURE_CAPTIONS.get(kind, "")}
 
 
-def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, header: str, notices: list[str]) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>tlbench report</title>", f"<style>{STYLE}</style>",
-             "</head><body>", "<h1>tlbench report</h1>", f"<p>{html.escape(header)}</p>"]
-    if synthetic:
-        parts.append(f"<p class='warn'>{html.escape(SMOKE_WARNING.replace('**', ''))}</p>")
-    parts += [f"<p class='warn'>{html.escape(n)}</p>" for n in notices]
-    for table in tables:
-        parts.append(f"<h2>{html.escape(table.id)}: {html.escape(table.title)}</h2>")
-        if synthetic:
-            parts.append("<p><em>Synthetic data, random weights: a pipeline check, not a reproduction.</em></p>")
-        parts.append("<table><tr><th>row</th>")
-        for metric in table.metrics:
-            label = html.escape(metric_label(metric))
-            parts.append(f"<th>{label}: ours</th><th>reported</th><th>diff</th>")
-        parts.append("<th>trials</th><th>device</th></tr>")
-        for row in table.rows:
-            parts.append(f"<tr><td>{html.escape(row.label)}</td>")
-            for cell in row.cells:
-                css = " class='flag'" if cell.flagged else ""
-                parts.append(f"<td>{html.escape(cell_text(cell))}</td><td>{fmt(cell.reported, cell.digits)}</td><td{css}>{html.escape(diff_text(cell))}</td>")
-            parts.append(f"<td>{html.escape(row.status_text())}</td><td>{html.escape('; '.join(row.devices) or '–')}</td></tr>")
-        parts.append("</table>")
-        parts += [f"<p>error in {html.escape(row.label)}: <code>{html.escape(e[:300])}</code></p>" for row in table.rows for e in row.errors[:3]]
-        parts += extras_html(table)
-    parts.append("<h2>Figures</h2>")
-    for path in figure_paths:
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h3>{html.escape(path.stem)}</h3><img alt='{html.escape(path.stem)}' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]) -> dict[str, Any]:
+    """What a template needs of one table: its cells as text, with the verdict of each."""
+    rows = []
+    for row in table.rows:
+        cells = [{"ours": cell_text(c), "reported": fmt(c.reported, c.digits), "diff": diff_text(c),
+                  "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.seeds.pi, c.digits), "verdict": c.verdict or "–"}
+                 for c in row.cells]  # fmt: skip
+        rows.append({"label": row.label, "reading": row.reading, "cells": cells, "status": row.status_text(),
+                     "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
+    return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}",
+            "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
+            "extras": extra_tables(table), "figures": [figure_view(p) for p in figure_paths],
+            "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip
+
+
+def _report_anchor(report: str) -> str:
+    return f"claims-{figures.slug(report)}"
+
+
+def claims_by_report(claims: list[ClaimResult]) -> list[dict[str, Any]]:
+    return [{"report": report, "anchor": _report_anchor(report), "claims": [claim_view(c) for c in claims if c.report == report]}
+            for report in dict.fromkeys(c.report for c in claims)]
+
+
+def claim_view(claim: ClaimResult) -> dict[str, Any]:
+    r = claim.result
+    return {**claim.as_dict(), "diff_text": "–" if r.diff is None else f"{r.diff:+.{claim.digits}f}",
+            "p_text": "–" if r.p_value is None else (f"{r.p_value:.3f}" if r.p_value >= 0.001 else f"{r.p_value:.1e}"),
+            "seeds_text": _seeds_text(r),
+            "short": claim.short_verdict, "better_word": "higher" if claim.better == "higher" else "lower",
+            "metric_label": claim.metric_label}  # fmt: skip
+
+
+def _seeds_text(result: Comparison) -> str:
+    if result.seeds_to_resolve is not None:
+        return str(result.seeds_to_resolve)
+    tested = result.verdict.startswith("unresolved") and min(result.n_a, result.n_b) > 1 and result.diff
+    return f"> {MAX_SEEDS}" if tested else "–"  # an effect too small for any practical number of seeds
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _markdown_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def templates() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("tlbench", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
+    env.filters["data_uri"] = _data_uri
+    env.filters["md"] = _markdown_cell
+    return env
 
 
 def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> dict[str, object]:
@@ -159,36 +175,39 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
             print(f"warning: the results were run with profile {profile!r}, which {grid.file} lacks; using full", file=sys.stderr)
             profile = "full"
     tables = build_tables(grid, trials, profile)
+    claims = evaluate_claims(tables)
     epochs = store.read_epochs().to_pandas()
     synthetic = synthetic_profile(trials)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table_id, frame in tables_frame(tables).items():
         frame.to_csv(out / "tables" / f"{table_id}.csv", index=False)
+    claims_frame(claims).to_csv(out / "tables" / "claims.csv", index=False)
     figure_dir = out / "figures"
-    made = [figures.reported_vs_reproduced(tables, figure_dir)]
-    for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
-        made.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
+    views = []
     for spec, table in zip(grid.tables, tables):
-        made.append(figures.table_figure(spec, table, figure_dir))
+        own = [figures.table_intervals(table, figure_dir), figures.table_figure(spec, table, figure_dir)]
         if "misclassified" in table.extras:
-            made.append(figures.misclassified(table, trials, figure_dir))
-    figure_paths = [p for p in made if p is not None]
+            own.append(figures.misclassified(table, trials, figure_dir))
+        views.append(table_view(table, [p for p in own if p is not None], claims))
+    general = [figures.reported_vs_reproduced(tables, figure_dir)]
+    for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
+        general.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
+    general = [figure_view(p) for p in general if p is not None]
     done = int(trials["status"].isin(["ok", "diverged"]).sum()) if len(trials) else 0
     header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
               f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
-    lines = ["# tlbench report", "", header, ""]
-    if synthetic:
-        lines += [SMOKE_WARNING, ""]
     notices = [f"{len(bad)} unreadable result file(s) (their trials count as pending): " + ", ".join(p.name for p, _ in bad)] if bad else []
-    lines += [f"**{n}**" for n in notices] + ([""] if notices else [])
-    lines += [("Each cell: ours as mean ± std over seeds (n), the reported number, and ours minus reported; "
-               "⚠ marks a gap larger than twice the seed std (any gap with one seed)."), ""]
-    md_tables = [markdown_table(t, synthetic) for t in tables]
-    lines += md_tables
-    lines += ["## Figures", ""] + [f"![{p.stem}](figures/{p.name})" for p in figure_paths]
-    (out / "index.md").write_text("\n".join(lines) + "\n")
-    (out / "index.html").write_text(html_page(tables, figure_paths, synthetic, header, notices))
-    return {"tables": len(tables), "figures": len(figure_paths), "unreadable": len(bad), "profile": profile}
+    context = {
+        "header": header, "synthetic": synthetic, "smoke_warning": SMOKE_WARNING, "notices": notices,
+        "scoreboard": scoreboard(tables, claims), "number_columns": NUMBER_COLUMNS, "claim_columns": CLAIM_COLUMNS,
+        "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
+        "level": round(LEVEL * 100), "power": round(POWER * 100),
+    }  # fmt: skip
+    env = templates()
+    (out / "index.md").write_text(env.get_template("report.md.j2").render(**context))
+    (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
+    n_figures = len(general) + sum(len(v["figures"]) for v in views)
+    return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "unreadable": len(bad), "profile": profile}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = write_report(grid, results, out, args.profile)
     if summary["unreadable"]:
         print(f"warning: {summary['unreadable']} unreadable result file(s), listed in {out / 'index.md'}", file=sys.stderr)
-    print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['figures']} figures (profile {summary['profile']})")
+    print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['claims']} claims, "
+          f"{summary['figures']} figures (profile {summary['profile']})")
     return 0
 
 

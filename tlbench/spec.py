@@ -38,10 +38,16 @@ METRICS = {
     "epoch_s_mean": "time per epoch (s)", "images_per_s": "images/s",
     "total_params": "parameters", "trainable_params": "trainable parameters",
 }  # fmt: skip
-TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras")
+TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 METRIC_KEYS = ("key", "label", "scale", "digits")
-ROW_KEYS = ("label", "experiment", "where", "reported")
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading")
+# A row may say which reading of an ambiguous report it follows; both readings share the row's label.
+READINGS = ("as stated", "as run")
+# A claim of the report about its table: "row_a is better than row_b" on one metric (default the first),
+# higher or lower being better. Tested with Welch's t-test on our seeds (tlbench/verdicts.py).
+CLAIM_KEYS = ("claim", "row_a", "row_b", "metric", "better")
+CLAIM_BETTER = ("higher", "lower")
 DEFAULT_SEEDS = [0]
 
 
@@ -335,8 +341,40 @@ def _check_tables(grid: Grid, doc: YamlDoc) -> None:
         rows = table.get("rows")
         if not isinstance(rows, list) or not rows:
             raise doc.error("expected a non-empty list of rows", (*path, "rows"))
+        seen_rows: dict[tuple[str, Any], int] = {}
         for j, row in enumerate(rows):
             _check_row(grid, doc, row, (*path, "rows", j), names, keys)
+            key = (row["label"], row.get("reading"))
+            if key in seen_rows:
+                raise doc.error(f"duplicate row label {row['label']!r} (first at rows[{seen_rows[key]}]); "
+                                "two rows may share a label only with different `reading`s", (*path, "rows", j, "label"))  # fmt: skip
+            seen_rows[key] = j
+        _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
+
+
+def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], metric_keys: list[str]) -> None:
+    if claims is None:
+        return
+    if not isinstance(claims, list):
+        raise doc.error("expected a list of {claim: <the report's words>, row_a: <label>, row_b: <label>, metric, better}", path)
+    for k, claim in enumerate(claims):
+        cpath = (*path, k)
+        if not isinstance(claim, dict):
+            raise doc.error("expected {claim: <the report's words>, row_a: <label>, row_b: <label>, metric, better}", cpath)
+        for key in claim:
+            if key not in CLAIM_KEYS:
+                raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(CLAIM_KEYS)}{suggest(key, CLAIM_KEYS)}", (*cpath, key))
+        if not isinstance(claim.get("claim"), str) or not claim["claim"]:
+            raise doc.error("every claim needs the report's words as a string `claim`", (*cpath, "claim"))
+        for side in ("row_a", "row_b"):
+            if claim.get(side) not in labels:
+                raise doc.error(f"claim names a row this table lacks: {expected_one_of(claim.get(side), dict.fromkeys(labels))}", (*cpath, side))
+        if claim["row_a"] == claim["row_b"]:
+            raise doc.error(f"a claim compares two different rows; both are {claim['row_a']!r}", (*cpath, "row_b"))
+        if "metric" in claim and claim["metric"] not in metric_keys:
+            raise doc.error(f"claim metric is not a column of this table: {expected_one_of(claim['metric'], metric_keys)}", (*cpath, "metric"))
+        if "better" in claim and claim["better"] not in CLAIM_BETTER:
+            raise doc.error(expected_one_of(claim["better"], CLAIM_BETTER), (*cpath, "better"))
 
 
 def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str]) -> None:
@@ -360,6 +398,8 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
         values = [v["name"] for v in exp.axes[axis]] if axis == VARIANT_AXIS else exp.axes[axis]
         if value not in values:
             raise doc.error(f"axis {axis} of {name!r} has no value {_show(value)}; values: {', '.join(map(_show, values))}", (*path, "where", axis))
+    if "reading" in row and row["reading"] not in READINGS:
+        raise doc.error(expected_one_of(row["reading"], READINGS), (*path, "reading"))
     reported = row.get("reported") or {}
     if not isinstance(reported, dict):
         raise doc.error("expected a mapping of metric key -> reported number", (*path, "reported"))
@@ -392,4 +432,4 @@ def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
     return value
 
 
-__all__ = ["METRICS", "Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids"]
+__all__ = ["CLAIM_BETTER", "METRICS", "READINGS", "Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids"]

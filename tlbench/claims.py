@@ -1,0 +1,81 @@
+"""The reports' claims about their own tables, tested on our seeds.
+
+    evaluate_claims([Table]) -> [ClaimResult] --claims_frame--> tables/claims.csv
+
+A claim (grid file, `tables[].claims`) says row_a beats row_b on one metric.
+Welch's t-test on our seeds says `supported`, `reversed` or `unresolved at n
+seeds` with the seeds per row that would resolve it (tlbench/verdicts.py). A
+table that follows both readings of its report has its claims tested within
+each reading: the rows with the claim's labels and that reading (or no reading).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from .aggregate import Row, Table
+from .verdicts import Comparison, compare
+
+CLAIM_COLUMNS = ["report", "table", "claim", "row_a", "row_b", "diff", "p_value", "n_a", "n_b", "verdict",
+                 "metric", "better", "reading", "seeds_to_resolve", "mean_a", "mean_b"]  # fmt: skip
+
+
+@dataclass
+class ClaimResult:
+    report: str
+    table: str
+    claim: str
+    row_a: str
+    row_b: str
+    metric: str
+    metric_label: str
+    better: str
+    reading: str | None
+    mean_a: float | None
+    mean_b: float | None
+    digits: int
+    result: Comparison
+
+    @property
+    def short_verdict(self) -> str:
+        """supported / reversed / unresolved / pending: what a scoreboard counts."""
+        return self.result.verdict.split(" at ")[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {
+            "report": self.report, "table": self.table, "claim": self.claim, "row_a": self.row_a, "row_b": self.row_b,
+            "diff": r.diff, "p_value": r.p_value, "n_a": r.n_a, "n_b": r.n_b, "verdict": r.verdict,
+            "metric": self.metric, "better": self.better, "reading": self.reading,
+            "seeds_to_resolve": r.seeds_to_resolve, "mean_a": self.mean_a, "mean_b": self.mean_b,
+        }  # fmt: skip
+
+
+def evaluate_claims(tables: list[Table]) -> list[ClaimResult]:
+    out = []
+    for table in tables:
+        for claim in table.claims:
+            metric = claim.get("metric", table.metrics[0]["key"])
+            column = [m["key"] for m in table.metrics].index(metric)
+            for reading in table.readings:
+                a, b = _row(table, claim["row_a"], reading), _row(table, claim["row_b"], reading)
+                if a is None or b is None:  # a label that only one reading has
+                    continue
+                cell_a, cell_b = a.cells[column], b.cells[column]
+                better = claim.get("better", "higher")
+                out.append(ClaimResult(table.report, table.id, claim["claim"], a.label, b.label, metric, cell_a.label, better, reading,
+                                       cell_a.mean, cell_b.mean, cell_a.digits, compare(cell_a.seeds, cell_b.seeds, better)))  # fmt: skip
+    return out
+
+
+def _row(table: Table, label: str, reading: str | None) -> Row | None:
+    """The row with this label under this reading; a row with no reading belongs to both."""
+    matches = [r for r in table.rows if r.label == label and r.reading in (reading, None)]
+    return next((r for r in matches if r.reading == reading), matches[0] if matches else None)
+
+
+def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
+    return pd.DataFrame([r.as_dict() for r in results], columns=CLAIM_COLUMNS)
