@@ -136,7 +136,11 @@ def canonical_freeze(freeze: Any, arch: str) -> Any:
             return "head"
     if isinstance(freeze, dict) and "gradual" in freeze:
         arg = freeze["gradual"]
-        return {"gradual": {"every": arg.get("every", 1), "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}}
+        every = arg.get("every", 1)
+        out = {"every": every, "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}
+        if arg.get("first", every) != every:  # the default stays unspelled, so ids from before `first` hold
+            out["first"] = arg["first"]
+        return {"gradual": out}
     return freeze
 
 

@@ -59,10 +59,20 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 
 def preflight(trials: list[TrialSpec]) -> None:
-    """Checks that need torch, still before anything runs: module paths that the arch has."""
+    """Checks that need torch, still before anything runs: weights names and module paths that the arch has."""
+    from . import catalog
+
+    named = [t for t in trials if t.config["model"]["weights"] not in catalog.WEIGHTS and not catalog.is_custom_arch(t.config["model"]["arch"])]
+    if named:
+        from .models import weights_enum
+
+        for spec in named:
+            try:
+                weights_enum(spec.config["model"]["arch"], spec.config["model"]["weights"])
+            except ValueError as exc:
+                raise GridError(f"experiment {spec.experiment!r}: {exc}", file="grid") from None
     if not any(isinstance(t.config["train"]["freeze"], dict) for t in trials):
         return
-    from . import catalog
     from .models import module_names
 
     for spec in trials:

@@ -22,7 +22,7 @@ import yaml
 
 from .config import Checker, canonical_freeze, check_resolved, merge, set_path, undot
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, format_path, suggest
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults, is_int, is_number
+from .schema import EXPERIMENT_KEYS, FIELDS, defaults, hashed_items, is_int, is_number
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
@@ -31,6 +31,7 @@ VARIANT_AXIS = "variant"  # an axis of named override sets: [{name: ..., set: {.
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
     "train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc", "best_val_acc": "best val acc",
+    "best_test_acc": "best-epoch test acc",
     "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
     "precision_weighted": "precision (weighted)", "recall_weighted": "recall (weighted)",
     "f1_weighted": "F1 (weighted)", "precision_macro": "precision (macro)", "recall_macro": "recall (macro)",
@@ -74,7 +75,7 @@ class Experiment:
 
 
 def trial_id(config: dict[str, Any]) -> str:
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(hashed_items(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
