@@ -68,7 +68,9 @@ def markdown_table(table: Table, synthetic: bool) -> str:
         cells = []
         for cell in row.cells:
             cells += [cell_text(cell), fmt(cell.reported, cell.digits), diff_text(cell)]
-        lines.append("| " + " | ".join([row.label, *cells, row.status_text(), "; ".join(row.devices) or "–"]) + " |")
+        lines.append("| " + " | ".join([row.title, *cells, row.status_text(), "; ".join(row.devices) or "–"]) + " |")
+    lines += [""] + [f"- {note}" for note in table.notes] if table.notes else []
+    lines += [f"- {row.title}: {row.note}" for row in table.rows if row.note]
     for row in table.rows:
         for error in row.errors[:3]:
             lines.append(f"\n- error in {row.label}: `{error[:300]}`")
@@ -86,13 +88,35 @@ def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
             lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
                      for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
             out.append((f"Per class, {row.label} (mean over seeds):", ["class", "precision", "recall", "F1", "support"], lines))
-        confusion = row.extras.get("confusion")
-        if confusion and "confusion" in table.extras:
-            caption = (f"Confusion matrix, {row.label} (rows true, columns predicted; "
-                       f"summed over {row.extras['confusion_seeds']} seed(s)):")
-            out.append((caption, ["true \\ pred", *map(str, range(len(confusion)))],
-                        [[str(i), *map(str, line)] for i, line in enumerate(confusion)]))
+        reported = row.extras.get("reported", {})
+        if "per_class" in table.extras and reported.get("per_class"):
+            out.append(per_seed_per_class(row, reported["per_class"]))
+        if "confusion" in table.extras:  # one test set's counts: per seed, never summed over seeds
+            for seed in row.extras.get("per_seed", []):
+                if seed["confusion"] is None:
+                    continue
+                theirs = reported.get("confusion")
+                caption = (f"Confusion matrix, {row.label}, seed {seed['seed']} (rows true, columns predicted"
+                           + ("; ours / reported" if theirs else "") + "):")
+                lines = [[str(i), *(f"{c} / {theirs[i][j]}" if theirs else str(c) for j, c in enumerate(line))]
+                         for i, line in enumerate(seed["confusion"])]
+                out.append((caption, ["true \\ pred", *map(str, range(len(seed["confusion"])))], lines))
     return out
+
+
+def per_seed_per_class(row: Any, reported: dict[str, dict[str, float]]) -> tuple[str, list[str], list[list[str]]]:
+    """Each seed's per-class precision / recall / F1 / support beside the reported ones (ours / reported)."""
+    lines = []
+    for seed in row.extras.get("per_seed", []):
+        ours = seed["per_class"]
+        if ours is None:
+            continue
+        names = ours.get("classes") or [str(i) for i in range(len(ours["precision"]))]
+        for i, name in enumerate(names):
+            theirs = reported.get(name, {})
+            cells = [f"{ours[k][i]:.3f} / {fmt(theirs.get(k), 2)}" for k in ("precision", "recall", "f1")]
+            lines.append([str(seed["seed"]), name, *cells, f"{ours['support'][i]:.0f} / {fmt(theirs.get('support'), 0)}"])
+    return (f"Per class and seed, {row.label} (ours / reported):", ["seed", "class", "precision", "recall", "F1", "support"], lines)
 
 
 def extras_markdown(table: Table) -> list[str]:
@@ -132,12 +156,14 @@ def html_page(tables: list[Table], figure_paths: list[Path], synthetic: bool, he
             parts.append(f"<th>{label}: ours</th><th>reported</th><th>diff</th>")
         parts.append("<th>trials</th><th>device</th></tr>")
         for row in table.rows:
-            parts.append(f"<tr><td>{html.escape(row.label)}</td>")
+            parts.append(f"<tr><td>{html.escape(row.title)}</td>")
             for cell in row.cells:
                 css = " class='flag'" if cell.flagged else ""
                 parts.append(f"<td>{html.escape(cell_text(cell))}</td><td>{fmt(cell.reported, cell.digits)}</td><td{css}>{html.escape(diff_text(cell))}</td>")
             parts.append(f"<td>{html.escape(row.status_text())}</td><td>{html.escape('; '.join(row.devices) or '–')}</td></tr>")
         parts.append("</table>")
+        parts += [f"<p>{html.escape(note)}</p>" for note in table.notes]
+        parts += [f"<p>{html.escape(row.title)}: {html.escape(row.note)}</p>" for row in table.rows if row.note]
         parts += [f"<p>error in {html.escape(row.label)}: <code>{html.escape(e[:300])}</code></p>" for row in table.rows for e in row.errors[:3]]
         parts += extras_html(table)
     parts.append("<h2>Figures</h2>")

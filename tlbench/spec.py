@@ -42,7 +42,8 @@ METRICS = {
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 METRIC_KEYS = ("key", "label", "scale", "digits")
-ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note")
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion")
+PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # Which reading of a report a row reproduces: its text, or the code that produced its numbers.
 READINGS = ("as stated", "as run")
 DEFAULT_SEEDS = [0]
@@ -350,7 +351,7 @@ def _check_tables(grid: Grid, doc: YamlDoc) -> None:
         if not isinstance(rows, list) or not rows:
             raise doc.error("expected a non-empty list of rows", (*path, "rows"))
         for j, row in enumerate(rows):
-            _check_row(grid, doc, row, (*path, "rows", j), names, keys)
+            _check_row(grid, doc, row, (*path, "rows", j), names, keys, table.get("extras", []))
         _check_readings(doc, rows, path)
 
 
@@ -371,7 +372,27 @@ def _check_readings(doc: YamlDoc, rows: list[dict[str, Any]], path: KeyPath) -> 
                             f"{other.get('reported')}: both readings sit beside the same reported number", (*path, "rows", j, "reported"))
 
 
-def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str]) -> None:
+def _check_reported_extras(doc: YamlDoc, row: dict[str, Any], path: KeyPath, extras: list[str]) -> None:
+    """A row's reported per-class metrics ({class: {precision, recall, f1, support}}) and confusion counts ([[int]])."""
+    if "reported_per_class" in row:
+        if "per_class" not in extras:
+            raise doc.error("reported_per_class needs `extras: [per_class]` on its table", (*path, "reported_per_class"))
+        value = row["reported_per_class"]
+        ok = isinstance(value, dict) and value and all(
+            isinstance(m, dict) and set(m) <= set(PER_CLASS_KEYS) and all(is_number(v) for v in m.values()) for m in value.values())
+        if not ok:
+            raise doc.error(f"expected {{class name: {{{', '.join(PER_CLASS_KEYS)}: number}}}}", (*path, "reported_per_class"))
+    if "reported_confusion" in row:
+        if "confusion" not in extras:
+            raise doc.error("reported_confusion needs `extras: [confusion]` on its table", (*path, "reported_confusion"))
+        value = row["reported_confusion"]
+        ok = isinstance(value, list) and value and all(
+            isinstance(r, list) and len(r) == len(value) and all(is_int(c) and c >= 0 for c in r) for r in value)
+        if not ok:
+            raise doc.error("expected a square matrix of counts (rows true, columns predicted)", (*path, "reported_confusion"))
+
+
+def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str], extras: list[str] = ()) -> None:
     if not isinstance(row, dict):
         raise doc.error("expected {label, experiment, where, reported}", path)
     for key in row:
@@ -383,6 +404,7 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
         raise doc.error(f"reading: {expected_one_of(row['reading'], READINGS)}", (*path, "reading"))
     if "note" in row and not isinstance(row["note"], str):
         raise doc.error("expected a string", (*path, "note"))
+    _check_reported_extras(doc, row, path, extras)
     name = row.get("experiment")
     if name not in names:
         raise doc.error(f"table row names a missing experiment: {expected_one_of(name, names)}", (*path, "experiment"))
