@@ -93,7 +93,7 @@ def test_as_run_s2_higher_lr_and_lr_per_layer_are_the_baselines_trials():
 
 
 def test_list_json_shows_corrections_and_what_each_trial_feeds():
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--json", "--only", "r002-*", "r003-*", "r004-*"],
+    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--json", "--only", "r002-*", "--only", "r003-*", "--only", "r004-*"],
                           capture_output=True, text=True, check=True, timeout=120)
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert all({"config", "tables", "trial_id", "axes", "status"} <= set(r) for r in rows)
