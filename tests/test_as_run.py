@@ -19,6 +19,11 @@ from tlbench.grid import preflight
 from tlbench.spec import Grid, GridError, trial_id
 
 
+def small(epochs: int, **train_keys) -> dict:
+    """A seconds-long trial: 64 train-pool images, two steps per epoch."""
+    return resolved(epochs=epochs, dataset={"n_train": 64, "n_test": 32}, train={"batch_size": 16, "max_steps": 2, **train_keys})
+
+
 def _watch_epochs(monkeypatch) -> list[dict]:
     """Wraps Runner.train_epoch: per epoch, the optimizer's state at its start and BN statistics before / after."""
     seen: list[dict] = []
@@ -40,18 +45,18 @@ def _watch_epochs(monkeypatch) -> list[dict]:
 def test_batchnorm_reestimates_in_epoch_one_only_when_train_mode_epochs_is_one(monkeypatch):
     """002 as run: a frozen BatchNorm's statistics move in epoch 1 (model.train()), never after (model.eval())."""
     seen = _watch_epochs(monkeypatch)
-    train.run_trial(resolved(epochs=3, train={"freeze": "head", "train_mode_epochs": 1}), feature_cache=False)
+    train.run_trial(small(3, freeze="head", train_mode_epochs=1), feature_cache=False)
     assert [e["bn_moved"] for e in seen] == [True, False, False]
     assert [e["training"] for e in seen] == [True, False, False]
     seen.clear()
-    train.run_trial(resolved(epochs=2, train={"freeze": "head"}), feature_cache=False)
+    train.run_trial(small(2, freeze="head"), feature_cache=False)
     assert [e["bn_moved"] for e in seen] == [False, False]  # as stated: a frozen BatchNorm keeps its statistics
 
 
 @pytest.mark.parametrize("per_epoch", [True, False])
 def test_optimizer_rebuilt_every_epoch_starts_without_momentum(monkeypatch, per_epoch):
     seen = _watch_epochs(monkeypatch)
-    config = resolved(epochs=3, train={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "optimizer_per_epoch": per_epoch})
+    config = small(3, optimizer="sgd", momentum=0.9, nesterov=True, optimizer_per_epoch=per_epoch)
     train.run_trial(config, feature_cache=False)
     states = [e["state_at_start"] for e in seen]
     assert states[0] == 0
@@ -60,14 +65,14 @@ def test_optimizer_rebuilt_every_epoch_starts_without_momentum(monkeypatch, per_
 
 def test_step_schedule_never_decays_when_the_optimizer_is_rebuilt_each_epoch():
     base = {"optimizer": "sgd", "lr": 1e-2, "lr_step": 1, "lr_gamma": 0.1}
-    rebuilt = train.run_trial(resolved(epochs=3, train={**base, "optimizer_per_epoch": True}), feature_cache=False)
-    kept = train.run_trial(resolved(epochs=3, train=base), feature_cache=False)
+    rebuilt = train.run_trial(small(3, **base, optimizer_per_epoch=True), feature_cache=False)
+    kept = train.run_trial(small(3, **base), feature_cache=False)
     assert [e["lr"] for e in rebuilt.epochs] == [1e-2] * 3
     assert [e["lr"] for e in kept.epochs] == pytest.approx([1e-2, 1e-3, 1e-4])
 
 
 def test_test_every_epoch_reports_the_best_epochs_test_accuracy_and_the_last_test_loss():
-    outcome = train.run_trial(resolved(epochs=3, train={"test_every_epoch": True}), feature_cache=False)
+    outcome = train.run_trial(small(3, test_every_epoch=True), feature_cache=False)
     per_epoch = [e["test_acc"] for e in outcome.epochs]
     assert len(per_epoch) == 3 and outcome.summary["best_test_acc"] == max(per_epoch)
     assert outcome.epochs[per_epoch.index(max(per_epoch))]["epoch"] == outcome.summary["best_test_epoch"]
@@ -76,8 +81,8 @@ def test_test_every_epoch_reports_the_best_epochs_test_accuracy_and_the_last_tes
 
 
 def test_validation_is_augmented_only_where_augment_val_says_so():
-    plain = train.run_trial(resolved(epochs=1, train={"augment": "strong"}), feature_cache=False)
-    augmented = train.run_trial(resolved(epochs=1, train={"augment": "strong", "augment_val": True}), feature_cache=False)
+    plain = train.run_trial(small(1, augment="strong"), feature_cache=False)
+    augmented = train.run_trial(small(1, augment="strong", augment_val=True), feature_cache=False)
     assert plain.summary["train_loss"] == augmented.summary["train_loss"]  # the same training draws
     assert plain.summary["val_loss"] != augmented.summary["val_loss"]
 
