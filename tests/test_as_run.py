@@ -154,3 +154,28 @@ def test_greedy_split_is_the_one_a_trial_loads():
     expected_train, expected_val = data.greedy_fill(pool.numpy(), ["class0", "class1"], 0.2, None)
     assert splits.train.index.tolist() == expected_train.tolist() and splits.val.index.tolist() == expected_val.tolist()
     assert torch.equal(data.load(cfg, 32, "unused", seed=1).train.index, splits.train.index)  # no seed in the fill
+
+
+@pytest.mark.parametrize("rows, words", [
+    ("      - {label: fast, reading: as stated, experiment: tiny, where: {train.lr: 3.0e-3}, reported: {test_acc: 90.0}}\n"
+     "      - {label: fast, reading: as runn, experiment: tiny, where: {train.lr: 1.0e-3}, reported: {test_acc: 90.0}}\n",
+     ["reading", "as runn", "as run"]),
+    ("      - {label: fast, reading: as stated, experiment: tiny, where: {train.lr: 3.0e-3}, reported: {test_acc: 90.0}}\n"
+     "      - {label: fast, reading: as run, experiment: tiny, where: {train.lr: 1.0e-3}, reported: {test_acc: 80.0}}\n",
+     ["same reported number"]),
+    ("      - {label: fast, experiment: tiny, where: {train.lr: 3.0e-3}, reported: {test_acc: 90.0}}\n"
+     "      - {label: fast, experiment: tiny, where: {train.lr: 1.0e-3}, reported: {test_acc: 90.0}}\n",
+     ["share a label only as two readings"]),
+])  # fmt: skip
+def test_table_rows_name_a_valid_reading_of_one_reported_number(tmp_path, rows, words):
+    head, _, _ = TINY_GRID.partition("    rows:\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(head + "    rows:\n" + rows + "profiles:\n  quick: {seeds: [0], epochs: 1}\n")
+    with pytest.raises(GridError) as err:
+        Grid.load(path)
+    assert all(w in str(err.value) for w in words), str(err.value)
+    # and the two readings of one number load
+    good = rows.replace("as runn", "as run").replace("test_acc: 80.0", "test_acc: 90.0")
+    if "reading" in good:
+        path.write_text(head + "    rows:\n" + good + "profiles:\n  quick: {seeds: [0], epochs: 1}\n")
+        assert len(Grid.load(path).tables[0]["rows"]) == 2

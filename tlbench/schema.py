@@ -188,7 +188,9 @@ SCHEMA: dict[str, Any] = {
         "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=catalog.CLASS_WEIGHTS),
         "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=catalog.SAMPLERS),
         "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
-        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | {gradual: {every: k}}",
+        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
+                        "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
+                        "002 new_main.py:245-249 opens layer4 at epoch 0: first 0)",
                         check=_freeze),
         "optimizer_per_epoch": Field(
             "bool", False,
