@@ -179,3 +179,13 @@ def test_table_rows_name_a_valid_reading_of_one_reported_number(tmp_path, rows, 
     if "reading" in good:
         path.write_text(head + "    rows:\n" + good + "profiles:\n  quick: {seeds: [0], epochs: 1}\n")
         assert len(Grid.load(path).tables[0]["rows"]) == 2
+
+
+def test_a_rows_reading_reaches_the_table_csv_frame():
+    from tlbench.aggregate import Cell, Row, Table, tables_frame
+
+    cell = Cell("test_acc", "test acc", 88.77, 88.1, 0.3, 3, 2, 100)
+    rows = [Row("baseline", "e", ["a"], {"ok": 1}, [cell], [], reading=r) for r in ("as stated", "as run")]
+    frame = tables_frame([Table("t", "t", [{"key": "test_acc"}], rows, [])])["t"]
+    assert frame["reading"].tolist() == ["as stated", "as run"] and frame["row"].tolist() == ["baseline", "baseline"]
+    assert [r.title for r in rows] == ["baseline [as stated]", "baseline [as run]"]
