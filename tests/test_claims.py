@@ -86,7 +86,7 @@ BAD_CLAIMS = [
     ("a row against itself", CLAIMS_GRID.replace("row_a: fast, row_b: slow}", "row_a: fast, row_b: fast}", 1), ["two different rows"], "fast beats slow"),
     ("no words", CLAIMS_GRID.replace('claim: "fast beats slow", ', "", 1), ["the report's words"], "row_a: fast, row_b: slow}"),
     ("bad reading", TINY_GRID.replace("reported: {test_acc: 80.0}}", "reported: {test_acc: 80.0}, reading: as told}"), ["as told", "as stated, as run"], "as told"),
-    ("duplicate label", TINY_GRID.replace("label: slow", "label: fast"), ["duplicate row label 'fast'"], ("label: fast", 2)),
+    ("duplicate label", TINY_GRID.replace("label: slow", "label: fast"), ["label 'fast' is also row 0"], ("label: fast", 2)),
 ]
 
 

@@ -94,6 +94,22 @@ def test_gradual_unfreezing_schedule_epoch_by_epoch():
     assert bns and all(not m.training for m in bns)
 
 
+def test_gradual_unfreezing_as_002_ran_it():
+    """002 as run (new_main.py:245-249): layer4 with the head from epoch 1, layer3 at 3, layer2 at 5, layer1 at 7;
+    every BatchNorm in train mode in epoch 1 (model.train() undoes the freeze), eval mode after."""
+    built, plan = _build("resnet18", {"gradual": {"every": 2, "first": 0}}, 37, [])
+    stage = [head(512, 37)]
+    for block in ("layer4", "layer3", "layer2", "layer1"):
+        stage.append(stage[-1] + R18[block])
+    expected = [stage[1], stage[1], stage[2], stage[2], stage[3], stage[3], stage[4], stage[4], stage[4], stage[4]]
+    assert [models.apply_stage(built, plan, epoch) for epoch in range(10)] == expected
+    bns = [m for m in built.module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    models.set_train_mode(built, plan, 0, train_mode_epochs=1)
+    assert all(m.training for m in bns)
+    models.set_train_mode(built, plan, 1, train_mode_epochs=1)
+    assert not any(m.training for m in built.module.modules())
+
+
 @pytest.mark.parametrize("freeze, stats_move", [("head", False), ("bn", True)])
 def test_batchnorm_statistics_move_only_where_batchnorm_trains(freeze, stats_move):
     """A frozen BatchNorm keeps its statistics in train mode; the bn strategy lets them adapt."""

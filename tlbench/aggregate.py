@@ -70,7 +70,13 @@ class Row:
     devices: list[str]
     errors: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
-    reading: str | None = None  # "as stated" / "as run" where the table follows both readings of its report
+    reading: str | None = None  # as stated | as run, where the table holds both readings of a report
+    note: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The label with its reading, where it has one: two rows of one reported number tell apart."""
+        return f"{self.label} [{self.reading}]" if self.reading else self.label
 
     @property
     def expected(self) -> int:
@@ -92,6 +98,7 @@ class Table:
     extras: list[str]
     report: str = ""  # the report file its rows' experiments come from
     claims: list[dict[str, Any]] = field(default_factory=list)  # the report's comparisons of its rows
+    notes: list[str] = field(default_factory=list)  # the grid table's notes: readings, selections, why numbers differ
 
     @property
     def readings(self) -> list[str | None]:
@@ -110,7 +117,7 @@ def build_tables(grid: Grid, trials: pd.DataFrame, profile: str | None) -> list[
         rows = [_row(grid, spec, row, by_id, profile) for row in spec["rows"]]
         report = grid.experiment(spec["rows"][0]["experiment"]).report
         tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", []),
-                            report, spec.get("claims", [])))  # fmt: skip
+                            report, spec.get("claims", []), spec.get("notes", [])))  # fmt: skip
     return tables
 
 
@@ -131,17 +138,24 @@ def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataF
         cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale))
     errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
     devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
-    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"))
+    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"))
     if len(usable) and table.get("extras"):
         out.extras = _extras(usable)
+    out.extras["reported"] = {k: row[f"reported_{k}"] for k in ("per_class", "confusion") if f"reported_{k}" in row}
     return out
 
 
 def _extras(usable: pd.DataFrame) -> dict[str, Any]:
-    """Per-class precision/recall/F1 (mean over seeds) and the confusion matrix (summed over seeds)."""
+    """Per-class precision/recall/F1 (mean over seeds) and the confusion matrix (summed over seeds), and
+    `per_seed`: each seed's own per-class metrics and confusion counts, the ones a reported
+    confusion matrix (one test set's counts) compares with."""
     per_class = [json.loads(p) for p in usable["per_class"].dropna()]
     confusion = [np.asarray(json.loads(c)) for c in usable["confusion"].dropna()]
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"per_seed": [
+        {"seed": int(r["seed"]), "per_class": json.loads(r["per_class"]) if isinstance(r["per_class"], str) else None,
+         "confusion": json.loads(r["confusion"]) if isinstance(r["confusion"], str) else None}
+        for _, r in usable.sort_values("seed").iterrows()
+    ]}
     if per_class:
         out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}
         out["per_class"]["classes"] = per_class[0].get("classes")
@@ -162,12 +176,12 @@ def tables_frame(tables: list[Table]) -> dict[str, pd.DataFrame]:
             for cell in row.cells:
                 (ci_low, ci_high), (pi_low, pi_high) = cell.seeds.ci, cell.seeds.pi
                 lines.append({
-                    "table": table.id, "row": row.label, "metric": cell.metric, "label": cell.label,
+                    "table": table.id, "row": row.label, "reading": row.reading, "metric": cell.metric, "label": cell.label,
                     "reported": cell.reported, "reproduced": cell.mean, "std": cell.std, "n": cell.n,
                     "expected": row.expected, "diff": cell.diff, "flag": cell.flagged, "status": row.status_text(),
                     "device": "; ".join(row.devices),
                     "ci_low": ci_low, "ci_high": ci_high, "pi_low": pi_low, "pi_high": pi_high,
-                    "verdict": cell.verdict, "reading": row.reading,
+                    "verdict": cell.verdict,
                 })  # fmt: skip
         frames[table.id] = pd.DataFrame(lines)
     return frames

@@ -136,7 +136,11 @@ def canonical_freeze(freeze: Any, arch: str) -> Any:
             return "head"
     if isinstance(freeze, dict) and "gradual" in freeze:
         arg = freeze["gradual"]
-        return {"gradual": {"every": arg.get("every", 1), "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}}
+        every = arg.get("every", 1)
+        out = {"every": every, "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}
+        if arg.get("first", every) != every:  # the default stays unspelled, so ids from before `first` hold
+            out["first"] = arg["first"]
+        return {"gradual": out}
     return freeze
 
 
@@ -188,6 +192,10 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("dataset.limit", f"null: limit takes the first N images of datasets without a test split, not {data['name']}"))
     if dinfo.has_test_split and data["split"] is not None:
         problems.append(("dataset.split", f"null: {data['name']} has an official test split (use val_fraction)"))
+    if not dinfo.has_test_split and data["split_method"] == "greedy":
+        problems.append(("dataset.split_method", f"stratified or random: the greedy fill splits an official train pool into train/val, {data['name']} has none"))
+    if not dinfo.has_test_split and data["train_resize"] is not None:
+        problems.append(("dataset.train_resize", f"null: {data['name']} cuts its test split from the same pool as train"))
     if not dinfo.has_test_split and data["split"] is None:
         problems.append(("dataset.split", f"train/val/test fractions: {data['name']} has no official test split"))
     imbalance = data["imbalance"]

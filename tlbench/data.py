@@ -4,12 +4,14 @@
 
 Images are decoded and resized once per (pool, size, resize mode) into a
 memory-mapped .npy under `<data>/.tlbench-cache/`, shared by every trial and
-rerun on the machine; a trial then only indexes tensors. Splits are stratified
-and seeded by the trial's seed:
+rerun on the machine; a trial then only indexes tensors. Splits are seeded by
+the trial's seed and, by default (`split_method: stratified`), stratified:
 - val: `val_fraction` of the train pool, every class in proportion;
 - train: `train_fraction` of what is left, every class in proportion;
 - imbalance: of the minority group's classes, train keeps only `keep`;
 - datasets without a test split are first cut by `split` (train/val/test).
+`split_method: random` draws the same shares unstratified; `greedy` is 002's
+deterministic per-class fill (`greedy_fill`), imbalance included.
 """
 
 from __future__ import annotations
@@ -88,22 +90,55 @@ def load(cfg: dict[str, Any], image_size: int, root: str | Path, seed: int) -> S
     train_pool, test_pool, classes = _pools(cfg, target, image_size, root)
     rng = np.random.default_rng(seed)
     labels = train_pool.labels.numpy()
+    groups = list(info.groups.get(target) or classes)
+    take = stratified_take if cfg["split_method"] != "random" else random_take
+    all_idx = np.arange(len(labels))
     if test_pool is None:  # one pool: cut the test split off first
         _, val_share, test_share = cfg["split"]
-        all_idx = np.arange(len(labels))
-        test_idx, rest = stratified_take(labels, all_idx, round(test_share * len(all_idx)), rng)
-        val_idx, train_idx = stratified_take(labels, rest, round(val_share * len(all_idx)), rng)
+        test_idx, rest = take(labels, all_idx, round(test_share * len(all_idx)), rng)
+        val_idx, train_idx = take(labels, rest, round(val_share * len(all_idx)), rng)
         test_set = train_pool.subset(np.sort(test_idx))
+    elif cfg["split_method"] == "greedy":
+        train_idx, val_idx = greedy_fill(labels, groups, cfg["val_fraction"], cfg["imbalance"])
+        test_set = test_pool
     else:
-        all_idx = np.arange(len(labels))
-        val_idx, train_idx = stratified_take(labels, all_idx, round(cfg["val_fraction"] * len(all_idx)), rng)
+        val_idx, train_idx = take(labels, all_idx, round(cfg["val_fraction"] * len(all_idx)), rng)
         test_set = test_pool
     if cfg["train_fraction"] < 1:
-        train_idx, _ = stratified_take(labels, train_idx, round(cfg["train_fraction"] * len(train_idx)), rng)
-    groups = list(info.groups.get(target) or classes)
-    if cfg["imbalance"] is not None:
+        train_idx, _ = take(labels, train_idx, round(cfg["train_fraction"] * len(train_idx)), rng)
+    if cfg["imbalance"] is not None and cfg["split_method"] != "greedy":
         train_idx = _drop_minority(labels, train_idx, groups, cfg["imbalance"], rng)
     return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups)
+
+
+def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imbalance: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """002's split (new_main.py:43-61 `split_data`): (train, val) positions.
+
+    Image by image in pool order, per class: the first image and any image while
+    the class's train share (of the images seen so far) is under its target go to
+    train; else to val while its val share is under val_fraction; else the image
+    is dropped. The train target is 1 - val_fraction, times imbalance.keep for
+    the minority group's classes (the text: val keeps 20% of every class, train
+    25% of the rest of each cat breed: 0.25 x 0.8 = 0.2, the code's cat target)."""
+    seen: dict[int, list[int]] = {}  # class -> [to train, to val, seen]
+    train, val = [], []
+    for i, label in enumerate(labels.tolist()):
+        counts = seen.setdefault(label, [0, 0, 0])
+        keep = imbalance["keep"] if imbalance is not None and groups[label] == imbalance["minority"] else 1.0
+        if counts[2] == 0 or counts[0] / counts[2] < keep * (1 - val_fraction):
+            train.append(i)
+            counts[0] += 1
+        elif counts[1] / counts[2] < val_fraction:
+            val.append(i)
+            counts[1] += 1
+        counts[2] += 1
+    return np.asarray(train, dtype=np.int64), np.asarray(val, dtype=np.int64)
+
+
+def random_take(labels: np.ndarray, idx: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Draw n of idx uniformly, whatever their classes (an unstratified split): (taken, rest)."""
+    members = rng.permutation(np.asarray(idx))
+    return members[:n], members[n:]
 
 
 def stratified_take(labels: np.ndarray, idx: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -165,12 +200,12 @@ def _real_pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tupl
         test, test_classes = sources.imagefolder(root, cfg["path"], False)
         if test_classes != classes:
             raise DataError(f"imagefolder {root / cfg['path']}: train classes {classes} differ from test classes {test_classes}")
-        return decode(train, size, resize, root), decode(test, size, resize, root), classes
+        return decode(train, size, cfg["train_resize"] or resize, root), decode(test, size, resize, root), classes
     else:  # catalog and this function must agree; a test checks it
         raise KeyError(f"no loader for dataset {name!r}")
     n_classes = info.targets[target]
     classes = sources.class_names(name, target, n_classes)
-    train_set = decode(pools[0], size, resize, root)
+    train_set = decode(pools[0], size, cfg["train_resize"] or resize, root)
     test_set = decode(pools[1], size, resize, root) if pools[1] is not None else None
     return train_set, test_set, classes
 

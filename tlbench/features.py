@@ -71,6 +71,10 @@ def find_cut(built: Built, plan: FreezePlan, train: dict[str, Any], image_size: 
         return "gradual unfreezing moves the cut every stage"
     if train["augment"] == "strong":
         return "random crops, rotations and colour jitter change the input every epoch"
+    if train["train_mode_epochs"] is not None:
+        return "frozen BatchNorm layers re-estimate their statistics (train.train_mode_epochs)"
+    if train["augment_val"]:
+        return "the validation split is augmented (train.augment_val)"
     stages = forward_chain(built)
     if stages is None:
         return f"{built.arch} is not a plain chain of modules"

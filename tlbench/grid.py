@@ -13,8 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from .cost import GPU_IMAGES_PER_S, trial_cost
-from .spec import Grid, GridError, TrialSpec
-from .store import DONE, Store
+from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
+from .store import DONE, Store, flatten_config
 
 DEFAULT_GRID = "grid/reports.yaml"
 DEFAULT_PROFILE = "full"
@@ -59,10 +59,20 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 
 def preflight(trials: list[TrialSpec]) -> None:
-    """Checks that need torch, still before anything runs: module paths that the arch has."""
+    """Checks that need torch, still before anything runs: weights names and module paths that the arch has."""
+    from . import catalog
+
+    named = [t for t in trials if t.config["model"]["weights"] not in catalog.WEIGHTS and not catalog.is_custom_arch(t.config["model"]["arch"])]
+    if named:
+        from .models import weights_enum
+
+        for spec in named:
+            try:
+                weights_enum(spec.config["model"]["arch"], spec.config["model"]["weights"])
+            except ValueError as exc:
+                raise GridError(f"experiment {spec.experiment!r}: {exc}", file="grid") from None
     if not any(isinstance(t.config["train"]["freeze"], dict) for t in trials):
         return
-    from . import catalog
     from .models import module_names
 
     for spec in trials:
@@ -85,15 +95,18 @@ def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    _, trials = load_trials(args)
+    grid, trials = load_trials(args)
     statuses, bad = Store(Path(args.results)).statuses()
     for path, problem in bad:
         print(f"warning: unreadable result {path}: {problem} (its trial counts as pending)", file=sys.stderr)
+    feeds = table_rows_of_trials(grid, args.profile, [item for group in args.overrides for item in group]) if args.json else {}
     for spec in trials:
         status = status_of(spec, statuses)
         if args.json:
+            # config: the resolved config as the result files' dotted columns (JSON text for lists and mappings)
             print(json.dumps({"trial_id": spec.trial_id, "experiment": spec.experiment, "experiments": list(spec.experiments),
-                              "report": spec.report, "seed": spec.seed, "axes": spec.axes, "status": status}))
+                              "report": spec.report, "seed": spec.seed, "axes": spec.axes, "status": status,
+                              "config": flatten_config(spec.config), "tables": feeds.get(spec.trial_id, [])}))
         else:
             axes = " ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in spec.axes.items())
             print(f"{spec.trial_id}  {status:7s}  {spec.experiment}  seed={spec.seed}  {axes}")

@@ -49,18 +49,43 @@ def build(cfg: dict[str, Any], n_outputs: int) -> Built:
     return Built(module, arch, head, info)
 
 
-def _torchvision(arch: str, weights: str) -> nn.Module:
+def weights_names(arch: str) -> list[str]:
+    """The weights names `model.weights` accepts for a torchvision arch: none, imagenet, DEFAULT and its enum's members."""
+    from torchvision import models
+
+    return ["none", "imagenet", "DEFAULT", *(w.name for w in models.get_model_weights(arch))]
+
+
+def weights_enum(arch: str, weights: str) -> Any:
+    """The torchvision weights enum member that `model.weights` names (None: random init).
+
+    `imagenet` is an alias of DEFAULT (whatever torchvision ships as best); a
+    report that names its weights (002: IMAGENET1K_V1) says so by name."""
     from torchvision import models
 
     if weights == "none":
+        return None
+    enum = models.get_model_weights(arch)
+    name = "DEFAULT" if weights == "imagenet" else weights
+    if name == "DEFAULT":
+        return enum.DEFAULT
+    if name not in enum.__members__:
+        raise ValueError(f"model.weights {weights!r}: {arch} has no such weights; valid: {', '.join(weights_names(arch))}")
+    return enum[name]
+
+
+def _torchvision(arch: str, weights: str) -> nn.Module:
+    from torchvision import models
+
+    enum = weights_enum(arch, weights)
+    if enum is None:
         return models.get_model(arch, weights=None)
-    enum = models.get_model_weights(arch).DEFAULT
     try:
         state = enum.get_state_dict(progress=False, check_hash=False)
     except Exception as exc:  # offline: URLError and friends
         hub = torch.hub.get_dir()
         raise WeightsMissing(
-            f"ImageNet weights for {arch} are not cached and could not be downloaded ({type(exc).__name__}: {exc}). "
+            f"ImageNet weights {enum} for {arch} are not cached and could not be downloaded ({type(exc).__name__}: {exc}). "
             f"Put {enum.url.rsplit('/', 1)[-1]} (from {enum.url}) in {hub}/checkpoints/ (set TORCH_HOME to move it), "
             f"or run with model.weights: none."
         ) from None
@@ -159,9 +184,10 @@ def freeze_plan(freeze: Any, built: Built) -> FreezePlan:
     if kind == "frozen":
         frozen = _under(arg)
         return FreezePlan([(0, lambda name: _under([head])(name) or not frozen(name))])
-    if kind == "gradual":  # head first, then one more block every `every` epochs
+    if kind == "gradual":  # the head, then one more block every `every` epochs, the first at epoch `first`
         blocks, every = arg["blocks"], arg["every"]
-        stages = [(k * every, _under([head, *blocks[:k]])) for k in range(len(blocks) + 1)]
+        first = arg.get("first", every)
+        stages = [(0, _under([head]))] + [(first + (k - 1) * every, _under([head, *blocks[:k]])) for k in range(1, len(blocks) + 1)]
         return FreezePlan(stages, freeze_all_bn_stats=True)
     raise KeyError(f"no freeze strategy {kind!r}; valid: {', '.join((*catalog.FREEZE_WORDS, *catalog.FREEZE_KEYS))}")
 
@@ -187,11 +213,17 @@ def apply_stage(built: Built, plan: FreezePlan, epoch: int) -> int:
     return count
 
 
-def set_train_mode(built: Built, plan: FreezePlan) -> None:
+def set_train_mode(built: Built, plan: FreezePlan, epoch: int = 0, train_mode_epochs: int | None = None) -> None:
     """Train mode, except BatchNorm layers that do not train: they keep their statistics.
 
     A frozen layer is frozen whole; letting its running mean drift with the new
-    data would change the features the head learns from (and break caching)."""
+    data would change the features the head learns from (and break caching).
+    With `train_mode_epochs` k (002's code, see schema), the whole network is in
+    train mode for the first k epochs, frozen BatchNorm included, and in eval
+    mode after."""
+    if train_mode_epochs is not None:
+        built.module.train(epoch < train_mode_epochs)
+        return
     built.module.train()
     for module in built.module.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):

@@ -68,13 +68,35 @@ def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
             lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
                      for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
             out.append((f"Per class, {row.label} (mean over seeds):", ["class", "precision", "recall", "F1", "support"], lines))
-        confusion = row.extras.get("confusion")
-        if confusion and "confusion" in table.extras:
-            caption = (f"Confusion matrix, {row.label} (rows true, columns predicted; "
-                       f"summed over {row.extras['confusion_seeds']} seed(s)):")
-            out.append((caption, ["true \\ pred", *map(str, range(len(confusion)))],
-                        [[str(i), *map(str, line)] for i, line in enumerate(confusion)]))
+        reported = row.extras.get("reported", {})
+        if "per_class" in table.extras and reported.get("per_class"):
+            out.append(per_seed_per_class(row, reported["per_class"]))
+        if "confusion" in table.extras:  # one test set's counts: per seed, never summed over seeds
+            for seed in row.extras.get("per_seed", []):
+                if seed["confusion"] is None:
+                    continue
+                theirs = reported.get("confusion")
+                caption = (f"Confusion matrix, {row.label}, seed {seed['seed']} (rows true, columns predicted"
+                           + ("; ours / reported" if theirs else "") + "):")
+                lines = [[str(i), *(f"{c} / {theirs[i][j]}" if theirs else str(c) for j, c in enumerate(line))]
+                         for i, line in enumerate(seed["confusion"])]
+                out.append((caption, ["true \\ pred", *map(str, range(len(seed["confusion"])))], lines))
     return out
+
+
+def per_seed_per_class(row: Any, reported: dict[str, dict[str, float]]) -> tuple[str, list[str], list[list[str]]]:
+    """Each seed's per-class precision / recall / F1 / support beside the reported ones (ours / reported)."""
+    lines = []
+    for seed in row.extras.get("per_seed", []):
+        ours = seed["per_class"]
+        if ours is None:
+            continue
+        names = ours.get("classes") or [str(i) for i in range(len(ours["precision"]))]
+        for i, name in enumerate(names):
+            theirs = reported.get(name, {})
+            cells = [f"{ours[k][i]:.3f} / {fmt(theirs.get(k), 2)}" for k in ("precision", "recall", "f1")]
+            lines.append([str(seed["seed"]), name, *cells, f"{ours['support'][i]:.0f} / {fmt(theirs.get('support'), 0)}"])
+    return (f"Per class and seed, {row.label} (ours / reported):", ["seed", "class", "precision", "recall", "F1", "support"], lines)
 
 
 def scoreboard(tables: list[Table], claims: list[ClaimResult]) -> list[dict[str, Any]]:
@@ -115,9 +137,9 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
         cells = [{"ours": cell_text(c), "reported": fmt(c.reported, c.digits), "diff": diff_text(c),
                   "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.seeds.pi, c.digits), "verdict": c.verdict or "–"}
                  for c in row.cells]  # fmt: skip
-        rows.append({"label": row.label, "reading": row.reading, "cells": cells, "status": row.status_text(),
+        rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
-    return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}",
+    return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
             "extras": extra_tables(table), "figures": [figure_view(p) for p in figure_paths],
             "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip

@@ -22,7 +22,7 @@ import yaml
 
 from .config import Checker, canonical_freeze, check_resolved, merge, set_path, undot
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, format_path, suggest
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults, is_int, is_number
+from .schema import EXPERIMENT_KEYS, FIELDS, defaults, hashed_items, is_int, is_number
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
@@ -31,6 +31,7 @@ VARIANT_AXIS = "variant"  # an axis of named override sets: [{name: ..., set: {.
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
     "train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc", "best_val_acc": "best val acc",
+    "best_test_acc": "best-epoch test acc",
     "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
     "precision_weighted": "precision (weighted)", "recall_weighted": "recall (weighted)",
     "f1_weighted": "F1 (weighted)", "precision_macro": "precision (macro)", "recall_macro": "recall (macro)",
@@ -41,8 +42,9 @@ METRICS = {
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 METRIC_KEYS = ("key", "label", "scale", "digits")
-ROW_KEYS = ("label", "experiment", "where", "reported", "reading")
-# A row may say which reading of an ambiguous report it follows; both readings share the row's label.
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion")
+PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
+# Which reading of a report a row reproduces: its text, or the code that produced its numbers.
 READINGS = ("as stated", "as run")
 # A claim of the report about its table: "row_a is better than row_b" on one metric (default the first),
 # higher or lower being better. Tested with Welch's t-test on our seeds (tlbench/verdicts.py).
@@ -80,7 +82,7 @@ class Experiment:
 
 
 def trial_id(config: dict[str, Any]) -> str:
-    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(hashed_items(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -131,29 +133,40 @@ class Grid:
             raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
         trials: dict[str, TrialSpec] = {}
         for exp in selected:
-            seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
-            for axis_values, axis_cfg in _axis_points(exp):
-                config = merge(merge(merge(merge(self.defaults, exp.config), axis_cfg), profile_cfg), set_cfg)
-                config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
-                problems = check_resolved(config)
-                if problems:
-                    key, expected = problems[0]
-                    where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
-                    origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
-                    origin += f" under profile {profile!r}" if profile else ""
-                    path = ("experiments", exp.index)
-                    message = f"{origin}: {key}: expected {expected}"
-                    raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
-                for seed in seeds:
-                    resolved = {**config, "seed": seed}
-                    tid = trial_id(resolved)
-                    if tid in trials:
-                        known = trials[tid]
-                        if exp.name not in known.experiments:
-                            trials[tid] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
-                        continue
-                    trials[tid] = TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,))
+            for spec in self.points(exp, profile, overrides, (profile_cfg, profile_seeds), (set_cfg, set_seeds)):
+                known = trials.get(spec.trial_id)
+                if known is None:
+                    trials[spec.trial_id] = spec
+                elif exp.name not in known.experiments:
+                    trials[spec.trial_id] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
         return list(trials.values())
+
+    def points(self, exp: Experiment, profile: str | None = None, overrides: list[str] | None = None,
+               _profile: tuple[dict[str, Any], list[int] | None] | None = None,
+               _set: tuple[dict[str, Any], list[int] | None] | None = None) -> list[TrialSpec]:
+        """Every (axis point, seed) of one experiment as a trial, before deduplication:
+        two axis points that resolve to one config (002's as-run 'higher lr' and its
+        baseline) both appear, with the same trial id."""
+        profile_cfg, profile_seeds = _profile if _profile is not None else self._profile(profile)
+        set_cfg, set_seeds = _set if _set is not None else parse_overrides(overrides or [], self.file)
+        seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
+        out = []
+        for axis_values, axis_cfg in _axis_points(exp):
+            config = merge(merge(merge(merge(self.defaults, exp.config), axis_cfg), profile_cfg), set_cfg)
+            config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
+            problems = check_resolved(config)
+            if problems:
+                key, expected = problems[0]
+                where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
+                origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
+                origin += f" under profile {profile!r}" if profile else ""
+                path = ("experiments", exp.index)
+                message = f"{origin}: {key}: expected {expected}"
+                raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
+            for seed in seeds:
+                resolved = {**config, "seed": seed}
+                out.append(TrialSpec(trial_id(resolved), exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
+        return out
 
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
@@ -341,14 +354,9 @@ def _check_tables(grid: Grid, doc: YamlDoc) -> None:
         rows = table.get("rows")
         if not isinstance(rows, list) or not rows:
             raise doc.error("expected a non-empty list of rows", (*path, "rows"))
-        seen_rows: dict[tuple[str, Any], int] = {}
         for j, row in enumerate(rows):
-            _check_row(grid, doc, row, (*path, "rows", j), names, keys)
-            key = (row["label"], row.get("reading"))
-            if key in seen_rows:
-                raise doc.error(f"duplicate row label {row['label']!r} (first at rows[{seen_rows[key]}]); "
-                                "two rows may share a label only with different `reading`s", (*path, "rows", j, "label"))  # fmt: skip
-            seen_rows[key] = j
+            _check_row(grid, doc, row, (*path, "rows", j), names, keys, table.get("extras", []))
+        _check_readings(doc, rows, path)
         _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
 
 
@@ -377,7 +385,44 @@ def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], m
             raise doc.error(expected_one_of(claim["better"], CLAIM_BETTER), (*cpath, "better"))
 
 
-def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str]) -> None:
+def _check_readings(doc: YamlDoc, rows: list[dict[str, Any]], path: KeyPath) -> None:
+    """Rows of one label are one reported number under its readings: distinct readings, the same number."""
+    first: dict[str, tuple[int, dict[str, Any]]] = {}
+    for j, row in enumerate(rows):
+        label = row["label"]
+        if label not in first:
+            first[label] = (j, row)
+            continue
+        k, other = first[label]
+        if not (row.get("reading") and other.get("reading")) or row["reading"] == other["reading"]:
+            raise doc.error(f"label {label!r} is also row {k}: rows may share a label only as two readings "
+                            f"(reading: {' | '.join(READINGS)}) of one reported number", (*path, "rows", j, "label"))
+        if (row.get("reported") or {}) != (other.get("reported") or {}):
+            raise doc.error(f"row {label!r} ({row['reading']}) reports {row.get('reported')}, its {other['reading']} row {k} "
+                            f"{other.get('reported')}: both readings sit beside the same reported number", (*path, "rows", j, "reported"))
+
+
+def _check_reported_extras(doc: YamlDoc, row: dict[str, Any], path: KeyPath, extras: list[str]) -> None:
+    """A row's reported per-class metrics ({class: {precision, recall, f1, support}}) and confusion counts ([[int]])."""
+    if "reported_per_class" in row:
+        if "per_class" not in extras:
+            raise doc.error("reported_per_class needs `extras: [per_class]` on its table", (*path, "reported_per_class"))
+        value = row["reported_per_class"]
+        ok = isinstance(value, dict) and value and all(
+            isinstance(m, dict) and set(m) <= set(PER_CLASS_KEYS) and all(is_number(v) for v in m.values()) for m in value.values())
+        if not ok:
+            raise doc.error(f"expected {{class name: {{{', '.join(PER_CLASS_KEYS)}: number}}}}", (*path, "reported_per_class"))
+    if "reported_confusion" in row:
+        if "confusion" not in extras:
+            raise doc.error("reported_confusion needs `extras: [confusion]` on its table", (*path, "reported_confusion"))
+        value = row["reported_confusion"]
+        ok = isinstance(value, list) and value and all(
+            isinstance(r, list) and len(r) == len(value) and all(is_int(c) and c >= 0 for c in r) for r in value)
+        if not ok:
+            raise doc.error("expected a square matrix of counts (rows true, columns predicted)", (*path, "reported_confusion"))
+
+
+def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[str], metric_keys: list[str], extras: list[str] = ()) -> None:
     if not isinstance(row, dict):
         raise doc.error("expected {label, experiment, where, reported}", path)
     for key in row:
@@ -385,6 +430,11 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
             raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(ROW_KEYS)}{suggest(key, ROW_KEYS)}", (*path, key))
     if not isinstance(row.get("label"), str):
         raise doc.error("every row needs a string `label`", (*path, "label"))
+    if "reading" in row and row["reading"] not in READINGS:
+        raise doc.error(f"reading: {expected_one_of(row['reading'], READINGS)}", (*path, "reading"))
+    if "note" in row and not isinstance(row["note"], str):
+        raise doc.error("expected a string", (*path, "note"))
+    _check_reported_extras(doc, row, path, extras)
     name = row.get("experiment")
     if name not in names:
         raise doc.error(f"table row names a missing experiment: {expected_one_of(name, names)}", (*path, "experiment"))
@@ -411,13 +461,24 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
 
 
 def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
-    """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`.
+    """The trial ids (all seeds) of a table row: its experiment's own axis points, matching `where`.
 
-    Expanding the row's experiment alone keeps its own axis values even where a
-    trial is shared with another experiment (ids are the same either way)."""
+    Matching the experiment's points before deduplication keeps each point's own
+    axis values even where a trial is shared (with another experiment, or with
+    another point of this one that resolves to the same config)."""
     where = row.get("where") or {}
-    trials = grid.expand(profile=profile, only=[row["experiment"]], overrides=overrides)
-    return [t.trial_id for t in trials if all(_axis_matches(t, k, v) for k, v in where.items())]
+    trials = grid.points(grid.experiment(row["experiment"]), profile, overrides)
+    return list(dict.fromkeys(t.trial_id for t in trials if all(_axis_matches(t, k, v) for k, v in where.items())))
+
+
+def table_rows_of_trials(grid: Grid, profile: str | None = None, overrides: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """trial id -> every table row it feeds, as {table, row (its label), reading (null where the table has one)}."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for table in grid.tables:
+        for row in table["rows"]:
+            for tid in row_trial_ids(grid, row, profile, overrides):
+                out.setdefault(tid, []).append({"table": table["id"], "row": row["label"], "reading": row.get("reading")})
+    return out
 
 
 def _axis_matches(trial: TrialSpec, axis: str, value: Any) -> bool:

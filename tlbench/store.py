@@ -32,7 +32,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "trial_id": "str", "experiment": "str", "experiments": "json", "report": "str", "variant": "str", "axes": "json",
     "profile": "str", "status": "str", "error": "str", "traceback": "str",
     "train_acc": "float", "train_loss": "float", "val_acc": "float", "val_loss": "float", "best_val_acc": "float",
-    "best_epoch": "int", "test_acc": "float", "test_loss": "float",
+    "best_epoch": "int", "test_acc": "float", "test_loss": "float", "best_test_acc": "float", "best_test_epoch": "int",
     "precision_macro": "float", "recall_macro": "float", "f1_macro": "float",
     "precision_weighted": "float", "recall_weighted": "float", "f1_weighted": "float",
     "confusion": "json", "per_class": "json", "probe_scores": "json", "lr_chosen": "float", "misclassified": "json",
@@ -49,6 +49,7 @@ TRIAL_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in {**RESULT_COLUMN
 EPOCH_COLUMNS = {
     "trial_id": "str", "experiment": "str", "seed": "int", "epoch": "int", "train_loss": "float", "train_acc": "float",
     "val_loss": "float", "val_acc": "float", "lr": "float", "seconds": "float", "trainable_params": "int",
+    "test_loss": "float", "test_acc": "float",  # train.test_every_epoch only; null otherwise
 }  # fmt: skip
 EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
 

@@ -118,9 +118,9 @@ class Runner:
         return (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(1)
 
     def train_epoch(self, images: datasets.ImageSet, optimizer: torch.optim.Optimizer, plan: models.FreezePlan,
-                    gen: torch.Generator, max_steps: int | None) -> dict[str, float]:
+                    gen: torch.Generator, max_steps: int | None, epoch: int = 0) -> dict[str, float]:
         train = self.cfg["train"]
-        models.set_train_mode(self.built, plan)
+        models.set_train_mode(self.built, plan, epoch, train["train_mode_epochs"])
         order = pipeline.epoch_order(images.labels, train["sampler"], gen)
         total_loss, correct, seen = 0.0, 0, 0
         for positions in pipeline.batches(order, train["batch_size"], max_steps, training=True):
@@ -139,14 +139,14 @@ class Runner:
         return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "diverged": False}
 
     @torch.no_grad()
-    def evaluate(self, images: datasets.ImageSet) -> tuple[float, np.ndarray]:
-        """(mean loss, predictions) over a whole split, in eval mode."""
+    def evaluate(self, images: datasets.ImageSet, augment: str = "none", gen: torch.Generator | None = None) -> tuple[float, np.ndarray]:
+        """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so)."""
         self.built.module.eval()
         train = self.cfg["train"]
         losses, preds = [], []
         order = torch.arange(len(images))
         for positions in pipeline.batches(order, max(train["batch_size"], 256)):
-            x, y = self.inputs.batch(images, positions, "none", torch.Generator())
+            x, y = self.inputs.batch(images, positions, augment, gen if gen is not None else torch.Generator())
             with self.autocast():
                 logits = self.net(x)
             losses.append(float(self.loss(logits, y)) * len(y))
@@ -167,6 +167,10 @@ def make_optimizer(built: models.Built, train: dict[str, Any], lr: float) -> tor
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train: dict[str, Any], epoch: int) -> None:
+    """The step schedule at this epoch. An optimizer rebuilt every epoch restarts the
+    schedule built with it (002 new_main.py:259): its epoch count is then always 0."""
+    if train["optimizer_per_epoch"]:
+        epoch = 0
     factor = train["lr_gamma"] ** (epoch // train["lr_step"]) if train["lr_step"] else 1.0
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base * factor
@@ -216,18 +220,25 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     resumed_from_epoch = len(progress["epochs"])
     epochs = progress["epochs"]
     status = "ok"
+    val_augment = train_cfg["augment"] if train_cfg["augment_val"] else "none"
     for epoch in range(len(epochs), config["epochs"]):
         trainable = models.apply_stage(built, plan, epoch)
+        if train_cfg["optimizer_per_epoch"]:  # 002's gradual unfreezing: a fresh optimizer (no momentum) each epoch
+            optimizer = make_optimizer(built, train_cfg, progress["lr"])
         set_epoch_lr(optimizer, base_lrs, train_cfg, epoch)
         tick = time.perf_counter()
-        stats = runner.train_epoch(train_set, optimizer, plan, gen, train_cfg["max_steps"])
+        stats = runner.train_epoch(train_set, optimizer, plan, gen, train_cfg["max_steps"], epoch)
         seconds = time.perf_counter() - tick
         progress["train_seconds"] += seconds
         progress["images_seen"] += stats["images"]
-        val_loss, val_preds = runner.evaluate(val_set) if len(val_set) else (float("nan"), np.zeros(0))
+        val_loss, val_preds = runner.evaluate(val_set, val_augment, gen) if len(val_set) else (float("nan"), np.zeros(0))
         val_acc = float((val_preds == val_set.labels.numpy()).mean()) if len(val_set) else float("nan")
-        epochs.append({"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
-                       "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable})
+        row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
+               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable}
+        if train_cfg["test_every_epoch"]:  # 003's code: its per-epoch "validation" reads the test loader
+            row["test_loss"], test_preds = runner.evaluate(splits.test)
+            row["test_acc"] = float((test_preds == splits.test.labels.numpy()).mean())
+        epochs.append(row)
         if stats["diverged"]:
             status = "diverged"
             break
@@ -241,6 +252,9 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     summary["misclassified"] = thumbnails(splits.test, test_labels, test_preds, splits.classes)
     last = epochs[-1]
     best = max(epochs, key=lambda e: -1 if math.isnan(e["val_acc"]) else e["val_acc"])
+    if train_cfg["test_every_epoch"]:  # the best epoch by test accuracy: a selection on the test set, as 003 reported
+        best_test = max(epochs, key=lambda e: e["test_acc"])
+        summary.update({"best_test_acc": best_test["test_acc"], "best_test_epoch": best_test["epoch"]})
     summary.update({
         "train_acc": last["train_acc"], "train_loss": last["train_loss"], "val_acc": last["val_acc"], "val_loss": last["val_loss"],
         "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs_run": len(epochs),
