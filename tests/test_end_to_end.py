@@ -65,9 +65,13 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
 
     from tlbench.scheduler import TuneCheckpointer
 
+    from tlbench.checkpoint import capture
+
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
-    torch.save({"progress": {"epochs": [{"epoch": 1}]}}, whole)
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    torch.save(capture(module, optimizer, torch.Generator(), {"epochs": [{"epoch": 1}], "lr": 0.1}), whole)
     truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
-    assert TuneCheckpointer(str(whole)).load() == {"progress": {"epochs": [{"epoch": 1}]}}
+    assert TuneCheckpointer(str(whole)).load()["progress"] == {"epochs": [{"epoch": 1}], "lr": 0.1}
     assert TuneCheckpointer(str(truncated)).load() is None
     assert f"ignoring unreadable checkpoint {truncated}" in capsys.readouterr().err

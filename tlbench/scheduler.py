@@ -80,20 +80,14 @@ class TuneCheckpointer:
         self.resume = resume
 
     def load(self) -> dict[str, Any] | None:
-        import torch
+        from .checkpoint import read
 
-        # On the CPU first: a retry may land on a node without the GPU the state was saved from;
-        # load_state_dict then moves every tensor to where the model lives.
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
-                return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+                return read(Path(folder) / STATE_FILE)
         if self.resume and Path(self.resume).exists():
-            try:
-                return torch.load(self.resume, map_location="cpu", weights_only=False)
-            except Exception as error:  # a driver killed mid-copy can leave it truncated: start over
-                print(f"tlbench: ignoring unreadable checkpoint {self.resume} ({error}); the trial starts from epoch 0",
-                      file=sys.stderr, flush=True)
+            return read(self.resume)
         return None
 
     def save(self, state: dict[str, Any]) -> None:
