@@ -200,16 +200,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         grid = Grid.load(args.grid)
+        if args.profile is not None:
+            grid.expand(profile=args.profile)  # an unknown profile: exit 2 naming the valid ones
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results = Path(args.results)
+    for notice in result_notices(grid, Store(results)):
+        print(f"warning: {notice}", file=sys.stderr)
     out = Path(args.out) if args.out else results / "report"
     summary = write_report(grid, results, out, args.profile)
-    if summary["unreadable"]:
-        print(f"warning: {summary['unreadable']} unreadable result file(s), listed in {out / 'index.md'}", file=sys.stderr)
     print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['figures']} figures (profile {summary['profile']})")
     return 0
+
+
+def result_notices(grid: Grid, store: Store) -> list[str]:
+    """What a reader of the report should know about the results it reads: missing, unreadable, another grid file's."""
+    if not store.root.is_dir():
+        return [f"results folder {store.root} does not exist: every table is empty (pass --results DIR)"]
+    table, bad = store.read()
+    notices = [f"unreadable result {path} ({problem}): its trial counts as pending" for path, problem in bad]
+    notices += [f"{path} holds a row an earlier run could not write; `grid run` writes it" for path in store.unwritten()]
+    hashes = Counter(h for h in table.column("grid_sha256").to_pylist() if h is not None)
+    foreign = sum(n for h, n in hashes.items() if h != grid.sha256)
+    if foreign:
+        others = ", ".join(sorted(h for h in hashes if h != grid.sha256))
+        notices.append(f"{foreign} of {table.num_rows} results were run from another grid file (grid_sha256 {others}; "
+                       f"{grid.file} is {grid.sha256}): rows are matched by config, but the tables' layout and reported numbers are this file's")
+    return notices
 
 
 if __name__ == "__main__":
