@@ -59,6 +59,14 @@ class Claims:
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its callbacks and searcher with the experiment's state: without the lock and the thread."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_stop", "_beat")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock, self._stop, self._beat = threading.Lock(), threading.Event(), None
+
     def path(self, trial_id: str) -> Path:
         return self.folder / f"{trial_id}.lock"
 
