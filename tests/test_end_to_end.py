@@ -17,7 +17,7 @@ BROKEN = """
   - name: broken
     source: {report: test.txt}
     dataset: {name: synthetic, n_classes: 3, n_train: 60, n_test: 30}
-    model: {arch: "tlbench.tiny:no_such_model", weights: none}
+    model: {arch: "tlbench.tiny:small_cnn", weights: imagenet}  # passes validation, fails when the worker builds it
     train: {freeze: none}
     seeds: [0]
 """
@@ -40,7 +40,7 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
     ok = trials[trials["experiment"] == "tiny"]
     assert (ok["status"] == "ok").all() and ok["node_id"].notna().all() and (ok["test_acc"] > 1 / 3).all()
     broken = trials[trials["experiment"] == "broken"].iloc[0]
-    assert broken["status"] == "error" and "no_such_model" in broken["error"]
+    assert broken["status"] == "error" and "no pretrained weights" in broken["error"]
     epochs = pd.read_parquet(results / "epochs")
     assert len(epochs) == 4 and set(epochs["trial_id"]) == set(ok["trial_id"])
 
