@@ -7,6 +7,10 @@ so the cluster needs no shared filesystem for results. After every epoch the
 trial reports a checkpoint to Tune's storage: a trial whose worker dies is
 retried (`--max-failures`) from its last epoch, and a rerun after the driver
 died picks up, from the same storage, every checkpoint its trials left.
+
+Trials reach Tune through `ClaimingSearcher`, one at a time as resources free
+up, each only once this driver holds its claim (`claims.py`): two drivers on
+one results folder split the grid. `StoreResults` writes rows and never raises.
 """
 
 from __future__ import annotations
