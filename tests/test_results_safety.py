@@ -245,3 +245,22 @@ def test_replaced_images_of_the_same_count_give_new_pixels(tmp_path):
     after = data.load(cfg, 16, tmp_path, seed=0)
     assert (after.test.images()[:, :, 0, 0] == np.array([200, 100, 50])).all()
     assert after.test.pool_key != before.test.pool_key  # the frozen-feature cache is keyed on it too
+
+
+def test_results_that_cannot_be_written_stop_the_run_before_ray_starts(tiny_grid, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
+    assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(blocker / "results")]) == 1
+    err = capsys.readouterr().err
+    assert f"error: cannot write to {blocker / 'results'}" in err and "Traceback" not in err
+
+
+def test_a_claim_the_disk_refuses_stops_handing_out_trials(tmp_path, trials):
+    from tlbench.scheduler import ClaimingSearcher, Searcher
+
+    results, _ = callback(tmp_path / "a-file" / "results")
+    (tmp_path / "a-file").write_text("in the way")
+    searcher = ClaimingSearcher([{"trial": {"trial_id": t.trial_id}} for t in trials], results.claims, results.store, results)
+    assert searcher.suggest("a") == Searcher.FINISHED and "cannot write to" in results.disk_error

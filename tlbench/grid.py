@@ -168,6 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not pending:
         return 0
+    problem = store.unwritable()
+    if problem:  # before Ray starts: nothing it ran could be kept
+        print(f"error: {problem}; free space or make it writable (or pass --results DIR), then rerun", file=sys.stderr)
+        return 1
     from .scheduler import RunOptions, run
 
     options = RunOptions(

@@ -227,7 +227,7 @@ class ClaimingSearcher(Searcher):
             point = self.queue.pop(0)
             if self._claim(point):
                 return {"point": point}
-        if not self.elsewhere:
+        if not self.elsewhere or self.results.disk_error:
             return Searcher.FINISHED
         if time.monotonic() < self.next_check:
             return None
@@ -243,7 +243,13 @@ class ClaimingSearcher(Searcher):
 
     def _claim(self, point: dict[str, Any]) -> bool:
         trial_id = point["trial"]["trial_id"]
-        if not self.claims.take(trial_id):
+        try:
+            taken = self.claims.take(trial_id)
+        except OSError as exc:  # the results disk refuses the claim file: stop as for a row (Tune must not see it)
+            self.results.disk_error = f"cannot write to {self.claims.folder} ({exc.strerror or exc})"
+            self.queue, self.elsewhere = [], []
+            return False
+        if not taken:
             self.elsewhere.append(point)
             return False
         if self.store.done(trial_id):  # another driver finished it since this one listed what was pending

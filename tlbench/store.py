@@ -119,6 +119,18 @@ class Store:
     def epochs_dir(self) -> Path:
         return self.root / "epochs"
 
+    def unwritable(self) -> str | None:
+        """Why results cannot be written here (a read-only or full disk, a file in the way), or None."""
+        probe = self.trials_dir / f".probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.trials_dir.mkdir(parents=True, exist_ok=True)
+            self.epochs_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"\0" * 4096)
+            probe.unlink()
+        except OSError as exc:
+            return f"cannot write to {self.root} ({exc.strerror or exc})"
+        return None
+
     def write(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         table = trial_table(row)  # build both first: a bad row writes nothing
         epoch_rows = epoch_table(epochs)
