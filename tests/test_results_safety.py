@@ -264,3 +264,24 @@ def test_a_claim_the_disk_refuses_stops_handing_out_trials(tmp_path, trials):
     (tmp_path / "a-file").write_text("in the way")
     searcher = ClaimingSearcher([{"trial": {"trial_id": t.trial_id}} for t in trials], results.claims, results.store, results)
     assert searcher.suggest("a") == Searcher.FINISHED and "cannot write to" in results.disk_error
+
+
+def test_a_foreign_epochs_file_loses_only_a_curve_and_is_named_and_moved(tiny_grid, tmp_path, trials, capsys, monkeypatch):
+    results = tmp_path / "results"
+    store = Store(results)
+    for spec in trials:
+        store.write(fake_row(spec), [{"trial_id": spec.trial_id, "epoch": 1, "train_loss": 0.5}])
+    ids = [t.trial_id for t in trials]
+    pq.write_table(pa.table({"trial_id": [ids[0]], "epoch": ["one"]}), results / "epochs" / f"{ids[0]}.parquet")
+    pq.write_table(pa.table({"trial_id": ["someone-else"], "epoch": [1]}), results / "epochs" / f"{ids[1]}.parquet")
+    (results / "epochs" / f"{ids[2]}.parquet").unlink()
+    os.mkfifo(results / "epochs" / f"{ids[2]}.parquet")
+    assert set(store.read_epochs().column("trial_id").to_pylist()) == {ids[3]}  # and no hang on the FIFO
+    assert {p.stem for p, _ in store.bad_epoch_files()} == set(ids[:3])
+    common = ["--grid", str(tiny_grid), "--results", str(results)]
+    assert grid_cli.main(["list", *common]) == 0
+    assert all(f"unreadable epochs {results / 'epochs' / i}.parquet" in capsys.readouterr().err for i in ids[:1])
+    assert grid_cli.main(["run", *common]) == 0  # every trial is done: nothing runs
+    err = capsys.readouterr().err
+    assert all(f"unreadable epochs {results / 'epochs' / i}.parquet" in err and "moved to .corrupt-" in err for i in ids[:3])
+    assert not store.bad_epoch_files() and len(store.read_epochs()) == 1

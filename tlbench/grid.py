@@ -108,6 +108,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     statuses, bad = store.statuses()
     for path, problem in bad:
         print(f"warning: unreadable result {path}: {problem} (its trial counts as pending; `grid run` moves it aside)", file=sys.stderr)
+    for path, problem in store.bad_epoch_files():
+        print(f"warning: unreadable epochs {path}: {problem} (its learning curve is lost; `grid run` moves it aside)", file=sys.stderr)
     for path in store.unwritten():
         print(f"warning: {path} holds a row an earlier run could not write (`grid run` writes it)", file=sys.stderr)
     for spec in trials:
@@ -156,9 +158,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         write_kept_rows(store)
     statuses, bad = store.statuses()
-    if bad and not args.dry_run:
+    if not args.dry_run:
         for moved, (path, problem) in zip(store.quarantine(bad), bad):
             print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
+        bad_epochs = store.bad_epoch_files()
+        for moved, (path, problem) in zip(store.quarantine(bad_epochs), bad_epochs):
+            print(f"warning: unreadable epochs {path} ({problem}): moved to {moved.name}; its learning curve is lost", file=sys.stderr)
     pending = [t for t in trials if status_of(t, statuses) != "done"]
     preflight(pending)  # imports torch: only when there is something to run
     print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)

@@ -220,6 +220,7 @@ def result_notices(grid: Grid, store: Store) -> list[str]:
         return [f"results folder {store.root} does not exist: every table is empty (pass --results DIR)"]
     table, bad = store.read()
     notices = [f"unreadable result {path} ({problem}): its trial counts as pending" for path, problem in bad]
+    notices += [f"unreadable epochs {path} ({problem}): its learning curve is left out" for path, problem in store.bad_epoch_files()]
     notices += [f"{path} holds a row an earlier run could not write; `grid run` writes it" for path in store.unwritten()]
     hashes = Counter(h for h in table.column("grid_sha256").to_pylist() if h is not None)
     foreign = sum(n for h, n in hashes.items() if h != grid.sha256)

@@ -157,14 +157,29 @@ class Store:
     def read_epochs(self, trial_ids: Iterable[str] | None = None) -> pa.Table:
         wanted = None if trial_ids is None else set(trial_ids)
         tables = []
-        for path in sorted(self.epochs_dir.glob("*.parquet")) if self.epochs_dir.is_dir() else []:
-            if path.name.startswith((".", "_")) or (wanted is not None and path.stem not in wanted):
+        for path in self.epoch_files():
+            if wanted is not None and path.stem not in wanted:
                 continue
             try:
-                tables.append(pq.read_table(path, schema=EPOCH_SCHEMA))
-            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve
+                tables.append(read_epoch_file(path))
+            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve (bad_epoch_files names it)
                 continue
         return pa.concat_tables(tables) if tables else EPOCH_SCHEMA.empty_table()
+
+    def epoch_files(self) -> list[Path]:
+        if not self.epochs_dir.is_dir():
+            return []
+        return sorted(p for p in self.epochs_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+    def bad_epoch_files(self) -> list[tuple[Path, str]]:
+        """(file, problem) for each epoch file that is not a trial's epochs (quarantined like trial files)."""
+        bad = []
+        for path in self.epoch_files():
+            try:
+                read_epoch_file(path)
+            except Exception as exc:
+                bad.append((path, f"{type(exc).__name__}: {exc}"))
+        return bad
 
     def done(self, trial_id: str) -> bool:
         """Whether a trial has a readable row with a status a rerun does not redo."""
@@ -248,6 +263,23 @@ def read_trial_file(path: Path) -> pa.Table:
     missing = [c for c in TRIAL_SCHEMA.names if c not in table.column_names]
     columns += [pa.nulls(1, TRIAL_SCHEMA.field(c).type) for c in missing]
     return pa.table(columns, names=present + missing).select(TRIAL_SCHEMA.names)
+
+
+def read_epoch_file(path: Path) -> pa.Table:
+    """One trial's epoch rows in EPOCH_SCHEMA; raises where the file is not that."""
+    if not path.is_file():
+        raise ValueError("not a regular file")
+    table = pq.read_table(path)
+    for name in EPOCH_SCHEMA.names:
+        if name in table.column_names:
+            found, expected = table.schema.field(name).type, EPOCH_SCHEMA.field(name).type
+            if not (found == expected or pa.types.is_null(found) or _same_family(found, expected)):
+                raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench epochs file")
+    if "trial_id" not in table.column_names or set(table.column("trial_id").to_pylist()) - {path.stem}:
+        raise ValueError(f"rows of other trials than {path.stem!r}")
+    columns = [table.column(c).cast(EPOCH_SCHEMA.field(c).type) if c in table.column_names else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type)
+               for c in EPOCH_SCHEMA.names]  # fmt: skip
+    return pa.table(columns, schema=EPOCH_SCHEMA)
 
 
 def _same_family(found: pa.DataType, expected: pa.DataType) -> bool:
