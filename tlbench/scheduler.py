@@ -261,6 +261,12 @@ class ClaimingSearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         pass
 
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the results folder and the claims are the state; a rerun works out what is pending."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
 
 def connect(address: str | None) -> None:
     """A running cluster at `address` (or RAY_ADDRESS, 'auto' on a node), else a local Ray."""
