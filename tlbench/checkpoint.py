@@ -67,7 +67,8 @@ def restore(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.opt
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     numpy_rng = state["numpy_rng"]
-    np.random.set_state(("MT19937", numpy_rng["key"].numpy().astype(np.uint32), numpy_rng["pos"], numpy_rng["has_gauss"], numpy_rng["gauss"]))
+    key = numpy_rng["key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, numpy_rng["pos"], numpy_rng["has_gauss"], numpy_rng["gauss"]))
     python_rng = state["python_rng"]
     random.setstate((python_rng["version"], tuple(python_rng["state"].tolist()), python_rng["gauss"]))
     if state.get("cuda_rng") is not None and torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
@@ -106,7 +107,8 @@ def problem(state: Any) -> str | None:
         and state["numpy_rng"]["key"].shape == (624,) and isinstance(state["numpy_rng"].get("pos"), int),
         "python_rng": isinstance(state["python_rng"], dict) and isinstance(state["python_rng"].get("state"), torch.Tensor)
         and state["python_rng"]["state"].shape == (625,) and isinstance(state["python_rng"].get("version"), int),
-        "cuda_rng": state["cuda_rng"] is None or isinstance(state["cuda_rng"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda_rng"]),
+        "cuda_rng": state["cuda_rng"] is None
+        or isinstance(state["cuda_rng"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda_rng"]),
         "progress": isinstance(state["progress"], dict) and isinstance(state["progress"].get("epochs"), list)
         and isinstance(state["progress"].get("lr"), (int, float)),
     }  # fmt: skip

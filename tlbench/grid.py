@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every pending trial through Ray Tune")
     _selection(run)
     run.add_argument("--address", help="Ray cluster address (or RAY_ADDRESS; 'auto' on a cluster node); default: a local Ray")
-    run.add_argument("--gpus-per-trial", type=bounded(float, 0), help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
+    run.add_argument("--gpus-per-trial", type=bounded(float, 0),
+                     help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
     run.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
                      help="CPUs per trial; torch uses as many threads (default %(default)s)")
     run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")

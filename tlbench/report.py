@@ -227,7 +227,8 @@ def result_notices(grid: Grid, store: Store) -> list[str]:
     if foreign:
         others = ", ".join(sorted(h for h in hashes if h != grid.sha256))
         notices.append(f"{foreign} of {table.num_rows} results were run from another grid file (grid_sha256 {others}; "
-                       f"{grid.file} is {grid.sha256}): rows are matched by config, but the tables' layout and reported numbers are this file's")
+                       f"{grid.file} is {grid.sha256}): rows are matched by config, "
+                       f"but the tables' layout and reported numbers are this file's")
     return notices
 
 

@@ -277,8 +277,8 @@ def read_epoch_file(path: Path) -> pa.Table:
                 raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench epochs file")
     if "trial_id" not in table.column_names or set(table.column("trial_id").to_pylist()) - {path.stem}:
         raise ValueError(f"rows of other trials than {path.stem!r}")
-    columns = [table.column(c).cast(EPOCH_SCHEMA.field(c).type) if c in table.column_names else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type)
-               for c in EPOCH_SCHEMA.names]  # fmt: skip
+    columns = [table.column(c).cast(EPOCH_SCHEMA.field(c).type) if c in table.column_names
+               else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type) for c in EPOCH_SCHEMA.names]
     return pa.table(columns, schema=EPOCH_SCHEMA)
 
 
