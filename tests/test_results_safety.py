@@ -162,7 +162,8 @@ def test_a_full_disk_stops_new_trials_keeps_the_row_and_a_later_run_writes_it(tm
 
 def test_a_run_stopped_by_the_disk_exits_1_with_a_message(tiny_grid, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
-    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: _outcome({"ok": 1}, "cannot write to r (No space left on device)"))
+    stopped = _outcome({"ok": 1}, "cannot write to r (No space left on device)")
+    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: stopped)
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "error: stopped early: cannot write to r (No space left on device)" in err and "Traceback" not in err
