@@ -75,3 +75,12 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
     assert TuneCheckpointer(str(whole)).load()["progress"] == {"epochs": [{"epoch": 1}], "lr": 0.1}
     assert TuneCheckpointer(str(truncated)).load() is None
     assert f"ignoring unreadable checkpoint {truncated}" in capsys.readouterr().err
+
+
+def test_a_gpu_per_trial_on_a_cpu_only_ray_is_refused_not_waited_for(tiny_grid, tmp_path):
+    results = tmp_path / "results"
+    run = cli("tlbench.grid", "run", "--grid", str(tiny_grid), "--results", str(results), "--gpus-per-trial", "1",
+              "--data", str(tmp_path / "data"), timeout=180)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "asks for 1 CPU and 1 GPU on one node" in run.stderr and "Traceback" not in run.stderr
+    assert not list(results.glob("trials/*.parquet")) and not list(results.glob("claims/*.lock"))

@@ -286,3 +286,17 @@ def test_a_foreign_epochs_file_loses_only_a_curve_and_is_named_and_moved(tiny_gr
     err = capsys.readouterr().err
     assert all(f"unreadable epochs {results / 'epochs' / i}.parquet" in err and "moved to .corrupt-" in err for i in ids[:3])
     assert not store.bad_epoch_files() and len(store.read_epochs()) == 1
+
+
+def test_trials_no_node_can_place_are_refused_naming_the_nodes(trials, monkeypatch):
+    from tlbench import scheduler
+    from tlbench.gridfile import GridError
+
+    monkeypatch.setattr(scheduler.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 4.0}},
+                                                          {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}])
+    fits = scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=4)
+    scheduler.check_resources(trials, fits, cluster_gpus=0)
+    for options in (scheduler.RunOptions(results=Path("r"), data=Path("d"), gpus_per_trial=1.0),
+                    scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=6)):
+        with pytest.raises(GridError, match="the cluster's nodes have 4 CPU/0 GPU"):
+            scheduler.check_resources(trials, options, cluster_gpus=0)
