@@ -300,3 +300,16 @@ def test_trials_no_node_can_place_are_refused_naming_the_nodes(trials, monkeypat
                     scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=6)):
         with pytest.raises(GridError, match="the cluster's nodes have 4 CPU/0 GPU"):
             scheduler.check_resources(trials, options, cluster_gpus=0)
+
+
+def test_a_read_only_results_disk_is_a_message_and_exit_1_not_a_traceback(tiny_grid, tmp_path, trials, capsys, monkeypatch):
+    results = tmp_path / "results"
+    foreign_files(results / "trials", [t.trial_id for t in trials])
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("tlbench.store.os.replace", read_only)
+    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
+    assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1
+    assert f"error: cannot write to {results} (Read-only file system)" in capsys.readouterr().err

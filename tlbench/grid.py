@@ -157,14 +157,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
     if not args.dry_run:
-        write_kept_rows(store)
-    statuses, bad = store.statuses()
-    if not args.dry_run:
-        for moved, (path, problem) in zip(store.quarantine(bad), bad):
-            print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
-        bad_epochs = store.bad_epoch_files()
-        for moved, (path, problem) in zip(store.quarantine(bad_epochs), bad_epochs):
-            print(f"warning: unreadable epochs {path} ({problem}): moved to {moved.name}; its learning curve is lost", file=sys.stderr)
+        try:
+            tidy(store)
+        except OSError as exc:  # a read-only or full results disk: say so, never a traceback
+            print(f"error: cannot write to {store.root} ({exc.strerror or exc}); free space or make it writable "
+                  f"(or pass --results DIR), then rerun", file=sys.stderr)
+            return 1
+    statuses, _ = store.statuses()
     pending = [t for t in trials if status_of(t, statuses) != "done"]
     preflight(pending)  # imports torch: only when there is something to run
     print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)
@@ -187,9 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         context={"profile": args.profile, "grid_sha256": grid.sha256},
     )  # fmt: skip
     outcome = run(pending, options)
-    ran = sum(outcome.counts.values())
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""
-    print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run here{others}")
+    print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run{others}")
     statuses, _ = store.statuses()
     failed = [t for t in pending if statuses.get(t.trial_id) == "error"]
     for spec in failed:
@@ -206,8 +204,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def tidy(store: Store) -> None:
+    """Before deciding what is pending: write rows kept by an earlier run, move files that are not rows aside."""
+    write_kept_rows(store)
+    _, bad = store.statuses()
+    for moved, (path, problem) in zip(store.quarantine(bad), bad):
+        print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
+    bad_epochs = store.bad_epoch_files()
+    for moved, (path, problem) in zip(store.quarantine(bad_epochs), bad_epochs):
+        print(f"warning: unreadable epochs {path} ({problem}): moved to {moved.name}; its learning curve is lost", file=sys.stderr)
+
+
 def write_kept_rows(store: Store) -> None:
-    """Rows an earlier run could not write (kept as JSON): write them now, before deciding what is pending."""
+    """Rows an earlier run could not write (kept as JSON): write them now."""
     written, failed = store.write_unwritten()
     for trial_id in written:
         print(f"wrote the row of trial {trial_id} that an earlier run kept aside", flush=True)

@@ -168,8 +168,8 @@ class StoreResults(tune.Callback):
             spec = _spec(trial.config)
             message = f"Ray trial failed after retries: {getattr(trial, 'error_msg', None) or 'worker died'}"
             row = trial_row(spec, "error", {"error": message[:2000]}, {**trial.config["context"], "node_id": None})
-            self._write(row, [])
-            self.counts["error"] = self.counts.get("error", 0) + 1
+            status = "error" if self._write(row, []) else "unwritten"
+            self.counts[status] = self.counts.get(status, 0) + 1
             print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
         except Exception as exc:
             self._failed(trial, exc)
