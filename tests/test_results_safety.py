@@ -23,7 +23,7 @@ from test_store import fake_row
 
 from tlbench import grid as grid_cli
 from tlbench import report
-from tlbench.claims import Claims
+from tlbench.trial_claims import Claims
 from tlbench.spec import Grid
 from tlbench.store import TRIAL_SCHEMA, Store
 

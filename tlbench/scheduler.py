@@ -9,7 +9,7 @@ retried (`--max-failures`) from its last epoch, and a rerun after the driver
 died picks up, from the same storage, every checkpoint its trials left.
 
 Trials reach Tune through `ClaimingSearcher`, one at a time as resources free
-up, each only once this driver holds its claim (`claims.py`): two drivers on
+up, each only once this driver holds its claim (`trial_claims.py`): two drivers on
 one results folder split the grid. `StoreResults` writes rows and never raises.
 """
 
@@ -38,7 +38,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from . import catalog
-from .claims import Claims
+from .trial_claims import Claims
 from .cost import trial_cost
 from .gridfile import GridError
 from .spec import TrialSpec

@@ -1,4 +1,4 @@
-"""Claims: which driver runs which trial, so two drivers on one results folder split the work.
+"""Trial claims: which driver runs which trial, so two drivers on one results folder split the work.
 
     <results>/claims/<trial_id>.lock   {"host", "pid", "started", "driver"}
 
