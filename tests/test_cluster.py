@@ -4,6 +4,7 @@ driver and Ctrl-C, and no result is ever lost or duplicated."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -176,15 +177,27 @@ def test_real_dataset_is_prepared_once_per_node_before_trials(cluster, tmp_path)
     assert "cifar10.lock" in cache and not [c for c in cache if c.endswith(".tmp")]
 
 
-def test_two_runs_on_one_results_directory_leave_every_trial_exactly_once(cluster, tmp_path):
-    grid, results = grid_file(tmp_path, trials=4, epochs=1, n_train=200), tmp_path / "results"
-    first, second = driver(cluster, grid, results), driver(cluster, grid, results, via_env=True)
-    assert finish(first)[0] == 0 and finish(second)[0] == 0
+def ran_here(out: str) -> list[str]:
+    """The trial ids a driver ran, from its progress lines `[k/N] status trial_id ...`."""
+    return re.findall(r"^\[\d+/\d+\] \S+\s+([0-9a-f]{16}) ", out, flags=re.MULTILINE)
+
+
+def test_two_drivers_on_one_results_directory_split_the_work_and_run_every_trial_once(cluster, tmp_path):
+    grid, results = grid_file(tmp_path, trials=6, epochs=2, n_train=300), tmp_path / "results"
+    first = driver(cluster, grid, results)
+    time.sleep(3)  # the second starts while the first is under way, as a user would
+    second = driver(cluster, grid, results, via_env=True)
+    (code1, out1), (code2, out2) = finish(first), finish(second)
+    assert code1 == 0 and code2 == 0, out1 + out2
+    mine, theirs = ran_here(out1), ran_here(out2)
+    assert mine and theirs, out1 + out2  # both did some of the work
+    assert len(mine) + len(theirs) == 6 and not set(mine) & set(theirs)  # and no trial ran twice
     frame = read_trials(results)
-    assert len(frame) == 4 and (frame["status"] == "ok").all()
+    assert len(frame) == 6 and (frame["status"] == "ok").all() and set(frame["trial_id"]) == set(mine) | set(theirs)
     assert set(frame["node_id"]) <= set(cluster.node_ids().values())  # RAY_ADDRESS reached the same cluster
-    assert len(list((results / "epochs").glob("*.parquet"))) == 4
+    assert len(list((results / "epochs").glob("*.parquet"))) == 6
     assert not [p for p in (results / "trials").iterdir() if p.name.startswith(".tmp")]
+    assert not list((results / "claims").glob("*.lock"))  # every claim freed
 
 
 def test_worker_node_killed_mid_trial_the_trial_reruns_elsewhere(cluster, tmp_path):

@@ -17,7 +17,7 @@ BROKEN = """
   - name: broken
     source: {report: test.txt}
     dataset: {name: synthetic, n_classes: 3, n_train: 60, n_test: 30}
-    model: {arch: "tlbench.tiny:no_such_model", weights: none}
+    model: {arch: "tlbench.tiny:small_cnn", weights: imagenet}  # passes validation, fails when the worker builds it
     train: {freeze: none}
     seeds: [0]
 """
@@ -40,7 +40,7 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
     ok = trials[trials["experiment"] == "tiny"]
     assert (ok["status"] == "ok").all() and ok["node_id"].notna().all() and (ok["test_acc"] > 1 / 3).all()
     broken = trials[trials["experiment"] == "broken"].iloc[0]
-    assert broken["status"] == "error" and "no_such_model" in broken["error"]
+    assert broken["status"] == "error" and "no pretrained weights" in broken["error"]
     epochs = pd.read_parquet(results / "epochs")
     assert len(epochs) == 4 and set(epochs["trial_id"]) == set(ok["trial_id"])
 
@@ -65,9 +65,22 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
 
     from tlbench.scheduler import TuneCheckpointer
 
+    from tlbench.checkpoint import capture
+
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
-    torch.save({"progress": {"epochs": [{"epoch": 1}]}}, whole)
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
+    torch.save(capture(module, optimizer, torch.Generator(), {"epochs": [{"epoch": 1}], "lr": 0.1}), whole)
     truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
-    assert TuneCheckpointer(str(whole)).load() == {"progress": {"epochs": [{"epoch": 1}]}}
+    assert TuneCheckpointer(str(whole)).load()["progress"] == {"epochs": [{"epoch": 1}], "lr": 0.1}
     assert TuneCheckpointer(str(truncated)).load() is None
     assert f"ignoring unreadable checkpoint {truncated}" in capsys.readouterr().err
+
+
+def test_a_gpu_per_trial_on_a_cpu_only_ray_is_refused_not_waited_for(tiny_grid, tmp_path):
+    results = tmp_path / "results"
+    run = cli("tlbench.grid", "run", "--grid", str(tiny_grid), "--results", str(results), "--gpus-per-trial", "1",
+              "--data", str(tmp_path / "data"), timeout=180)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "asks for 1 CPU and 1 GPU on one node" in run.stderr and "Traceback" not in run.stderr
+    assert not list(results.glob("trials/*.parquet")) and not list(results.glob("claims/*.lock"))

@@ -5,15 +5,25 @@
 weights, optimizer moments, every random generator, and the progress so far,
 so a resumed trial ends with the same numbers as one never interrupted. Where
 the state is kept is the caller's business (Ray Tune storage in scheduler.py).
+
+A state file may come from a shared mount anyone can write to, so it holds
+only tensors and plain values (numbers, strings, lists, dicts) and is read
+with `torch.load(weights_only=True)`, which refuses anything else: reading one
+never runs code. A file that does not load, or loads with the wrong shape
+(`problem`, `fits`), is reported and the trial starts from epoch 0.
 """
 
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+KEYS = ("model", "optimizer", "generator", "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "progress")
 
 
 class Checkpointer(Protocol):
@@ -23,16 +33,31 @@ class Checkpointer(Protocol):
 
 
 def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, progress: dict[str, Any]) -> dict[str, Any]:
+    numpy_state = np.random.get_state(legacy=False)
+    version, python_state, python_gauss = random.getstate()
     return {
         "model": module.state_dict(),
         "optimizer": optimizer.state_dict(),
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": np.random.get_state(),
-        "python_rng": random.getstate(),
+        # numpy's and Python's generator states as tensors: weights_only loads no numpy arrays
+        "numpy_rng": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
+                      "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "python_rng": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,  # dropout on a GPU draws here
-        "progress": progress,
+        "progress": plain(progress),
     }
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars and tuples as Python numbers and lists, so weights_only can load them back."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def restore(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any]:
@@ -41,8 +66,63 @@ def restore(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.opt
     optimizer.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
+    numpy_rng = state["numpy_rng"]
+    key = numpy_rng["key"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", key, numpy_rng["pos"], numpy_rng["has_gauss"], numpy_rng["gauss"]))
+    python_rng = state["python_rng"]
+    random.setstate((python_rng["version"], tuple(python_rng["state"].tolist()), python_rng["gauss"]))
     if state.get("cuda_rng") is not None and torch.cuda.is_available() and len(state["cuda_rng"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["progress"]
+
+
+def read(path: str | Path) -> dict[str, Any] | None:
+    """A state file, or None (reported) where it does not load or has the wrong structure."""
+    try:
+        # On the CPU first: a retry may land on a node without the GPU the state was saved from;
+        # load_state_dict then moves every tensor to where the model lives.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated (a driver killed mid-copy), foreign, or a pickle that wants to run code
+        return _ignored(path, f"{type(error).__name__}: {str(error)[:300]}")
+    wrong = problem(state)
+    return _ignored(path, wrong) if wrong else state
+
+
+def _ignored(path: str | Path, why: str) -> None:
+    print(f"tlbench: ignoring unreadable checkpoint {path} ({why}); the trial starts from epoch 0", file=sys.stderr, flush=True)
+    return None
+
+
+def problem(state: Any) -> str | None:
+    """What is wrong with a loaded state's structure, or None."""
+    if not isinstance(state, dict) or set(state) != set(KEYS):
+        return f"expected a mapping with keys {', '.join(KEYS)}"
+    checks = {
+        "model": isinstance(state["model"], dict) and all(isinstance(v, torch.Tensor) for v in state["model"].values()),
+        "optimizer": isinstance(state["optimizer"], dict) and isinstance(state["optimizer"].get("state"), dict)
+        and isinstance(state["optimizer"].get("param_groups"), list),
+        "generator": isinstance(state["generator"], torch.Tensor) and state["generator"].dtype == torch.uint8,
+        "torch_rng": isinstance(state["torch_rng"], torch.Tensor) and state["torch_rng"].dtype == torch.uint8,
+        "numpy_rng": isinstance(state["numpy_rng"], dict) and isinstance(state["numpy_rng"].get("key"), torch.Tensor)
+        and state["numpy_rng"]["key"].shape == (624,) and isinstance(state["numpy_rng"].get("pos"), int),
+        "python_rng": isinstance(state["python_rng"], dict) and isinstance(state["python_rng"].get("state"), torch.Tensor)
+        and state["python_rng"]["state"].shape == (625,) and isinstance(state["python_rng"].get("version"), int),
+        "cuda_rng": state["cuda_rng"] is None
+        or isinstance(state["cuda_rng"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda_rng"]),
+        "progress": isinstance(state["progress"], dict) and isinstance(state["progress"].get("epochs"), list)
+        and isinstance(state["progress"].get("lr"), (int, float)),
+    }  # fmt: skip
+    wrong = [key for key, ok in checks.items() if not ok]
+    return f"wrong structure at {', '.join(wrong)}" if wrong else None
+
+
+def fits(state: dict[str, Any] | None, module: torch.nn.Module) -> dict[str, Any] | None:
+    """The state where its weights fit this network (same names and shapes), else None (reported)."""
+    if state is None:
+        return None
+    own = module.state_dict()
+    theirs = state["model"]
+    if set(own) != set(theirs) or any(own[k].shape != theirs[k].shape for k in own):
+        different = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
+        return _ignored("of this trial", f"its weights do not fit the network: {', '.join(different[:5])}")
+    return state

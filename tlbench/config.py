@@ -122,7 +122,8 @@ def type_problem(spec: Field, value: Any) -> str | None:
         "freeze": lambda v: isinstance(v, (str, dict)),
         "imbalance": lambda v: isinstance(v, dict),
     }[kind](value)
-    names = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+    names = {"int": "an integer (int64)", "float": "a finite number", "bool": "true or false", "str": "a string",
+             "list[int]": "a list of integers", "list[float]": "a list of finite numbers"}
     return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
 
 

@@ -2,7 +2,7 @@
 
     load(dataset config, image size, data root, seed) -> Splits(train, val, test)
 
-Images are decoded and resized once per (pool, size, resize mode) into a
+Images are decoded and resized once per (pool, its files' sizes and mtimes, size, resize mode) into a
 memory-mapped .npy under `<data>/.tlbench-cache/`, shared by every trial and
 rerun on the machine; a trial then only indexes tensors. Splits are seeded by
 the trial's seed and, by default (`split_method: stratified`), stratified:
@@ -238,7 +238,7 @@ def _names(n: int, split: str) -> list[str]:
 
 def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
     """All images of a pool at `size`, uint8, from the cache when an earlier trial decoded them."""
-    identity = f"{pool.identity}|{len(pool)}|{size}|{resize}"
+    identity = f"{pool.identity}|{len(pool)}|{size}|{resize}|{content_key(pool)}"
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     cache = root / CACHE_DIR / f"{key}.npy"
     if not cache.exists():
@@ -249,6 +249,17 @@ def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
         raise DataError(f"decode cache {cache} has shape {images.shape}, expected {(len(pool), 3, size, size)}: delete it")
     labels = torch.from_numpy(pool.labels.astype(np.int64))
     return ImageSet.whole(torch.from_numpy(images), labels, list(pool.names) or _names(len(pool), "pool"), identity)
+
+
+def content_key(pool: Pool) -> str:
+    """A hash of every source file's name, size and mtime (ns): images replaced by others, even as many, rebuild the cache.
+
+    The decoded pool's key, and through ImageSet.pool_key the frozen-feature cache's too."""
+    digest = hashlib.sha256(pool.version.encode())
+    for path in pool.files:
+        stat = os.stat(path)
+        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _write_cache(pool: Pool, size: int, resize: str, cache: Path) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from .cost import GPU_IMAGES_PER_S, trial_cost
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
-from .store import DONE, Store, flatten_config
+from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
 
 DEFAULT_GRID = "grid/reports.yaml"
 DEFAULT_PROFILE = "full"
@@ -30,16 +32,33 @@ def _selection(parser: argparse.ArgumentParser) -> None:
                         help="override a config key by dotted path, e.g. --set train.lr=0.01 epochs=2")
 
 
+def bounded(kind: type, low: float, inclusive: bool = True):
+    """An argparse type: a finite number of `kind` >= low (> low where not inclusive); argparse exits 2 otherwise."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a finite value {'>=' if inclusive else '>'} {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tlbench.grid", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run every pending trial through Ray Tune")
     _selection(run)
     run.add_argument("--address", help="Ray cluster address (or RAY_ADDRESS; 'auto' on a cluster node); default: a local Ray")
-    run.add_argument("--gpus-per-trial", type=float, help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial; torch uses as many threads (default %(default)s)")
+    run.add_argument("--gpus-per-trial", type=bounded(float, 0),
+                     help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
+    run.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
+                     help="CPUs per trial; torch uses as many threads (default %(default)s)")
     run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")
-    run.add_argument("--max-failures", type=int, default=2, help="retries of a trial whose worker died (default %(default)s)")
+    run.add_argument("--max-failures", type=bounded(int, 0), default=2, help="retries of a trial whose worker died (default %(default)s)")
     run.add_argument("--no-checkpoints", action="store_true", help="no per-epoch checkpoints (retries then start a trial over)")
     run.add_argument("--no-feature-cache", action="store_true", help="recompute frozen features every epoch (same results, slower)")
     run.add_argument("--compile", action="store_true", help="torch.compile the trained part of each network")
@@ -96,9 +115,14 @@ def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
-    statuses, bad = Store(Path(args.results)).statuses()
+    store = Store(Path(args.results))
+    statuses, bad = store.statuses()
     for path, problem in bad:
-        print(f"warning: unreadable result {path}: {problem} (its trial counts as pending)", file=sys.stderr)
+        print(f"warning: unreadable result {path}: {problem} (its trial counts as pending; `grid run` moves it aside)", file=sys.stderr)
+    for path, problem in store.bad_epoch_files():
+        print(f"warning: unreadable epochs {path}: {problem} (its learning curve is lost; `grid run` moves it aside)", file=sys.stderr)
+    for path in store.unwritten():
+        print(f"warning: {path} holds a row an earlier run could not write (`grid run` writes it)", file=sys.stderr)
     feeds = table_rows_of_trials(grid, args.profile, [item for group in args.overrides for item in group]) if args.json else {}
     for spec in trials:
         status = status_of(spec, statuses)
@@ -145,10 +169,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
-    statuses, bad = store.statuses()
-    if bad and not args.dry_run:
-        for moved, (path, problem) in zip(store.quarantine(bad), bad):
-            print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
+    if not args.dry_run:
+        try:
+            tidy(store)
+        except OSError as exc:  # a read-only or full results disk: say so, never a traceback
+            print(f"error: cannot write to {store.root} ({exc.strerror or exc}); free space or make it writable "
+                  f"(or pass --results DIR), then rerun", file=sys.stderr)
+            return 1
+    statuses, _ = store.statuses()
     pending = [t for t in trials if status_of(t, statuses) != "done"]
     preflight(pending)  # imports torch: only when there is something to run
     print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)
@@ -158,6 +186,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if not pending:
         return 0
+    problem = store.unwritable()
+    if problem:  # before Ray starts: nothing it ran could be kept
+        print(f"error: {problem}; free space or make it writable (or pass --results DIR), then rerun", file=sys.stderr)
+        return 1
     from .scheduler import RunOptions, run
 
     options = RunOptions(
@@ -166,26 +198,57 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
         context={"profile": args.profile, "grid_sha256": grid.sha256},
     )  # fmt: skip
-    counts = run(pending, options)
-    finished = sum(counts.values())
-    print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + f" of {len(pending)} run")
+    outcome = run(pending, options)
+    others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""
+    print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run{others}")
     statuses, _ = store.statuses()
     failed = [t for t in pending if statuses.get(t.trial_id) == "error"]
     for spec in failed:
         print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (see its row's `error` and `traceback`)")
-    if finished < len(pending):
-        print(f"{len(pending) - finished} trial(s) did not finish; a rerun runs them", file=sys.stderr)
+    if outcome.stopped:
+        print(f"error: stopped early: {outcome.stopped}. Every row written so far is kept; rows that could not be written are "
+              f"kept as {UNWRITTEN_PREFIX}<trial_id>.json in {store.trials_dir} where the disk allowed; fix the disk and rerun",
+              file=sys.stderr)
+        return 1
+    unfinished = [t for t in pending if status_of(t, statuses) == "pending"]
+    if unfinished:
+        print(f"{len(unfinished)} trial(s) did not finish; a rerun runs them", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def tidy(store: Store) -> None:
+    """Before deciding what is pending: write rows kept by an earlier run, move files that are not rows aside."""
+    write_kept_rows(store)
+    _, bad = store.statuses()
+    for moved, (path, problem) in zip(store.quarantine(bad), bad):
+        print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
+    bad_epochs = store.bad_epoch_files()
+    for moved, (path, problem) in zip(store.quarantine(bad_epochs), bad_epochs):
+        print(f"warning: unreadable epochs {path} ({problem}): moved to {moved.name}; its learning curve is lost", file=sys.stderr)
+
+
+def write_kept_rows(store: Store) -> None:
+    """Rows an earlier run could not write (kept as JSON): write them now."""
+    written, failed = store.write_unwritten()
+    for trial_id in written:
+        print(f"wrote the row of trial {trial_id} that an earlier run kept aside", flush=True)
+    for path, problem in failed:
+        print(f"warning: the row kept in {path} still cannot be written ({problem}); its trial counts as pending", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "plan": cmd_plan}[args.command](args)
+        code = {"run": cmd_run, "list": cmd_list, "plan": cmd_plan}[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return code
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `grid list | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not fail again
+        return 0
     except KeyboardInterrupt:
         print("interrupted: every finished trial is saved; a rerun runs the rest", file=sys.stderr)
         return 130

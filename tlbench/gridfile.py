@@ -47,21 +47,36 @@ def expected_one_of(word: Any, valid: Iterable[str]) -> str:
     return f"got {word!r}, expected one of {', '.join(map(str, valid))}{suggest(word, valid)}"
 
 
+# A grid file spelt out in full is a few thousand values; aliases may share
+# subtrees, but one whose expansion passes this bound is an alias bomb, and
+# every later step (validation, deep copies, hashing) would walk the expansion.
+MAX_EXPANDED_VALUES = 1_000_000
+
+
 class YamlDoc:
-    """A parsed YAML file, plus the line of every key and list item in it."""
+    """A parsed YAML file, plus the line of every key and list item in it.
+
+    Loading is bounded in time and memory whatever the file holds: each node is
+    indexed once however many aliases point at it, an alias to a node that
+    contains it (a cycle) is refused, and so is a document whose aliases
+    expand past `MAX_EXPANDED_VALUES`."""
 
     def __init__(self, path: str | Path):
         self.file = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_bytes().decode("utf-8")
         except OSError as exc:
             raise GridError(f"cannot read the grid file ({exc.strerror})", file=self.file) from None
-        loader = yaml.SafeLoader(text)
+        except UnicodeDecodeError as exc:
+            line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
+            raise GridError(f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; save the file as UTF-8",
+                            file=self.file, line=line) from None
         self.lines: dict[KeyPath, int] = {}
+        loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             if node is not None:
-                self._index(node, ())  # before construction, which folds `<<` merges into the mapping
+                self._index(node, (), set(), {})  # before construction, which folds `<<` merges into the mapping
             self.data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
@@ -70,23 +85,43 @@ class YamlDoc:
                 file=self.file,
                 line=mark.line + 1 if mark else None,
             ) from None
+        except yaml.YAMLError as exc:  # the reader's refusals (control characters) carry no problem_mark
+            raise GridError(f"YAML error: {exc}", file=self.file) from None
+        except RecursionError:
+            raise GridError("YAML nested too deeply", file=self.file) from None
         finally:
             loader.dispose()
 
-    def _index(self, node: yaml.Node, path: KeyPath) -> None:
+    def _index(self, node: yaml.Node, path: KeyPath, open_nodes: set[int], sizes: dict[int, int]) -> int:
+        """Record the line of every key under `node`, once per node; returns its expanded size."""
+        if id(node) in open_nodes:
+            raise GridError("an alias refers to a node that contains it (a cycle)", file=self.file,
+                            line=node.start_mark.line + 1, path=path)
+        if id(node) in sizes:  # an alias to a node already indexed: its lines are known where it is defined
+            return sizes[id(node)]
         self.lines[path] = node.start_mark.line + 1
+        open_nodes.add(id(node))
+        size = 1
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise GridError("a key must be a plain word or number", file=self.file, line=key_node.start_mark.line + 1, path=path)
                 key = key_node.value
                 if key in seen:  # YAML would silently keep the last one
                     raise GridError(f"duplicate key {key!r}", file=self.file, line=key_node.start_mark.line + 1, path=path)
                 seen.add(key)
-                self._index(value_node, (*path, key))
+                size += 1 + self._index(value_node, (*path, key), open_nodes, sizes)
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                self._index(item, (*path, i))
+                size += self._index(item, (*path, i), open_nodes, sizes)
+        open_nodes.discard(id(node))
+        sizes[id(node)] = size
+        if size > MAX_EXPANDED_VALUES:
+            raise GridError(f"the YAML expands to more than {MAX_EXPANDED_VALUES:,} values (aliases of aliases?)",
+                            file=self.file, line=node.start_mark.line + 1, path=path)
+        return size
 
     def line(self, path: KeyPath) -> int | None:
         """The line of `path`, or of its nearest ancestor the file spells out."""

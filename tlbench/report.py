@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+import pyarrow as pa
 
 from . import figures
 from .aggregate import Cell, Table, build_tables, metric_label, tables_frame
@@ -218,7 +219,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     done = int(trials["status"].isin(["ok", "diverged"]).sum()) if len(trials) else 0
     header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
               f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
-    notices = [f"{len(bad)} unreadable result file(s) (their trials count as pending): " + ", ".join(p.name for p, _ in bad)] if bad else []
+    notices = result_notices(grid, store, table_arrow, bad)
     context = {
         "header": header, "synthetic": synthetic, "smoke_warning": SMOKE_WARNING, "notices": notices,
         "scoreboard": scoreboard(tables, claims), "number_columns": NUMBER_COLUMNS, "claim_columns": CLAIM_COLUMNS,
@@ -229,7 +230,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     (out / "index.md").write_text(env.get_template("report.md.j2").render(**context))
     (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
-    return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "unreadable": len(bad), "profile": profile}
+    return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,17 +242,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         grid = Grid.load(args.grid)
+        if args.profile is not None:
+            grid.expand(profile=args.profile)  # an unknown profile: exit 2 naming the valid ones
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     results = Path(args.results)
     out = Path(args.out) if args.out else results / "report"
     summary = write_report(grid, results, out, args.profile)
-    if summary["unreadable"]:
-        print(f"warning: {summary['unreadable']} unreadable result file(s), listed in {out / 'index.md'}", file=sys.stderr)
+    for notice in summary["notices"]:
+        print(f"warning: {notice}", file=sys.stderr)
     print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['claims']} claims, "
           f"{summary['figures']} figures (profile {summary['profile']})")
     return 0
+
+
+def result_notices(grid: Grid, store: Store, table: pa.Table, bad: list[tuple[Path, str]]) -> list[str]:
+    """What a reader of the report should know about the results it read: missing, unreadable, another grid file's."""
+    if not store.root.is_dir():
+        return [f"results folder {store.root} does not exist: every table is empty (pass --results DIR)"]
+    notices = [f"unreadable result {path} ({problem}): its trial counts as pending" for path, problem in bad]
+    notices += [f"unreadable epochs {path} ({problem}): its learning curve is left out" for path, problem in store.bad_epoch_files()]
+    notices += [f"{path} holds a row an earlier run could not write; `grid run` writes it" for path in store.unwritten()]
+    hashes = Counter(h for h in table.column("grid_sha256").to_pylist() if h is not None)
+    foreign = sum(n for h, n in hashes.items() if h != grid.sha256)
+    if foreign:
+        others = ", ".join(sorted(h for h in hashes if h != grid.sha256))
+        notices.append(f"{foreign} of {table.num_rows} results were run from another grid file (grid_sha256 {others}; "
+                       f"{grid.file} is {grid.sha256}): rows are matched by config, "
+                       f"but the tables' layout and reported numbers are this file's")
+    return notices
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ so the cluster needs no shared filesystem for results. After every epoch the
 trial reports a checkpoint to Tune's storage: a trial whose worker dies is
 retried (`--max-failures`) from its last epoch, and a rerun after the driver
 died picks up, from the same storage, every checkpoint its trials left.
+
+Trials reach Tune through `ClaimingSearcher`, one at a time as resources free
+up, each only once this driver holds its claim (`trial_claims.py`): two drivers on
+one results folder split the grid. `StoreResults` writes rows and never raises.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import ray
 from ray import tune
+from ray.tune.search import Searcher
 
 from . import catalog
+from .trial_claims import Claims
 from .cost import trial_cost
+from .gridfile import GridError
 from .spec import TrialSpec
 from .store import Store
 
@@ -80,20 +87,14 @@ class TuneCheckpointer:
         self.resume = resume
 
     def load(self) -> dict[str, Any] | None:
-        import torch
+        from .checkpoint import read
 
-        # On the CPU first: a retry may land on a node without the GPU the state was saved from;
-        # load_state_dict then moves every tensor to where the model lives.
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
-                return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+                return read(Path(folder) / STATE_FILE)
         if self.resume and Path(self.resume).exists():
-            try:
-                return torch.load(self.resume, map_location="cpu", weights_only=False)
-            except Exception as error:  # a driver killed mid-copy can leave it truncated: start over
-                print(f"tlbench: ignoring unreadable checkpoint {self.resume} ({error}); the trial starts from epoch 0",
-                      file=sys.stderr, flush=True)
+            return read(self.resume)
         return None
 
     def save(self, state: dict[str, Any]) -> None:
@@ -134,32 +135,137 @@ def _json_default(value: Any) -> Any:
 
 
 class StoreResults(tune.Callback):
-    """Write each trial's row the moment its final result arrives; count and print it."""
+    """Write each trial's row the moment its final result arrives; count and print it; free its claim.
 
-    def __init__(self, store: Store, total: int, counts: dict[str, int]):
-        self.store, self.total, self.counts = store, total, counts
+    It never raises (an exception here would end the whole grid inside Tune):
+    a row no column can hold is kept as JSON beside the results and the grid
+    goes on; a results disk that refuses writes (full, read-only) sets
+    `disk_error`, and `ClaimingSearcher` then starts no further trial."""
+
+    def __init__(self, store: Store, claims: Claims, total: int, counts: dict[str, int]):
+        self.store, self.claims, self.total, self.counts = store, claims, total, counts
+        self.disk_error: str | None = None
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         if "payload" not in result:  # an epoch's checkpoint report
             return
-        payload = json.loads(result["payload"])
-        row = payload["row"]
-        self.store.write(row, payload["epochs"])
-        self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
-        done = sum(self.counts.values())
-        detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
-        print(f"[{done}/{self.total}] {row['status']:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
+        try:
+            payload = json.loads(result["payload"])
+            row = payload["row"]
+            status = row["status"] if self._write(row, payload["epochs"]) else "unwritten"
+            self.counts[status] = self.counts.get(status, 0) + 1
+            done = sum(self.counts.values())
+            detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
+            print(f"[{done}/{self.total}] {status:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
+        except Exception as exc:  # never let Tune see it
+            self._failed(trial, exc)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray gave up on a trial (its worker kept dying): record it as an error row."""
-        from .execute import trial_row
+        try:
+            from .execute import trial_row
 
-        spec = _spec(trial.config)
-        message = f"Ray trial failed after retries: {getattr(trial, 'error_msg', None) or 'worker died'}"
-        row = trial_row(spec, "error", {"error": message[:2000]}, {**trial.config["context"], "node_id": None})
-        self.store.write(row, [])
-        self.counts["error"] = self.counts.get("error", 0) + 1
-        print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
+            spec = _spec(trial.config)
+            message = f"Ray trial failed after retries: {getattr(trial, 'error_msg', None) or 'worker died'}"
+            row = trial_row(spec, "error", {"error": message[:2000]}, {**trial.config["context"], "node_id": None})
+            status = "error" if self._write(row, []) else "unwritten"
+            self.counts[status] = self.counts.get(status, 0) + 1
+            print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
+        except Exception as exc:
+            self._failed(trial, exc)
+
+    def _write(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> bool:
+        """Write a row; where it cannot be, say so, keep it as JSON for a later run, and go on."""
+        trial_id = row["trial_id"]
+        try:
+            self.store.write(row, epochs)
+            return True
+        except OSError as exc:  # the results disk: full, read-only, gone
+            self.disk_error = f"cannot write to {self.store.root} ({exc.strerror or exc})"
+            what = "the results disk refused it"
+            advice = "free space or make the results folder writable, then rerun `grid run`: it writes kept rows first"
+        except Exception as exc:  # this row: a value no column holds
+            what = f"{type(exc).__name__}: {str(exc)[:300]}"
+            advice = "a later `grid run` tries to write it again (it stays pending until then)"
+        finally:
+            self.claims.release(trial_id)
+        try:
+            kept = f"kept as {self.store.keep_unwritten(row, epochs)}"
+        except Exception as exc:
+            kept = f"could not be kept either ({type(exc).__name__}: {exc}); the row: {json.dumps(row, default=str)}"
+        print(f"error: trial {trial_id}: its result could not be written ({what}); {kept}; {advice}", file=sys.stderr, flush=True)
+        return False
+
+    def _failed(self, trial: Any, exc: Exception) -> None:
+        self.counts["unwritten"] = self.counts.get("unwritten", 0) + 1
+        print(f"error: tlbench could not handle the result of Tune trial {getattr(trial, 'trial_id', trial)} "
+              f"({type(exc).__name__}: {exc}); its trial stays pending", file=sys.stderr, flush=True)
+
+
+class ClaimingSearcher(Searcher):
+    """Hands Tune the pending trials, longest first, each only once this driver holds its claim.
+
+    Tune asks for one trial at a time as resources free up (one pending trial
+    for a custom searcher), so a second driver on the same results folder
+    claims the trials this one has not reached: the two split the grid. A trial
+    another driver holds is retried every `RECHECK_S` until its row exists or
+    its claim turns stale (that driver died) and this one takes it over."""
+
+    RECHECK_S = 5.0
+
+    def __init__(self, points: list[dict[str, Any]], claims: Claims, store: Store, results: StoreResults):
+        super().__init__()
+        self.queue, self.elsewhere = list(points), []
+        self.claims, self.store, self.results = claims, store, results
+        self.next_check = 0.0
+        self.by_others = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.results.disk_error:
+            return Searcher.FINISHED
+        while self.queue:
+            point = self.queue.pop(0)
+            if self._claim(point):
+                return {"point": point}
+        if not self.elsewhere or self.results.disk_error:
+            return Searcher.FINISHED
+        if time.monotonic() < self.next_check:
+            return None
+        self.next_check = time.monotonic() + self.RECHECK_S
+        waiting = []
+        for point in self.elsewhere:
+            if self.store.done(point["trial"]["trial_id"]):
+                self.by_others += 1
+            else:
+                waiting.append(point)
+        self.queue, self.elsewhere = waiting, []
+        return self.suggest(trial_id) if self.queue else Searcher.FINISHED
+
+    def _claim(self, point: dict[str, Any]) -> bool:
+        trial_id = point["trial"]["trial_id"]
+        try:
+            taken = self.claims.take(trial_id)
+        except OSError as exc:  # the results disk refuses the claim file: stop as for a row (Tune must not see it)
+            self.results.disk_error = f"cannot write to {self.claims.folder} ({exc.strerror or exc})"
+            self.queue, self.elsewhere = [], []
+            return False
+        if not taken:
+            self.elsewhere.append(point)
+            return False
+        if self.store.done(trial_id):  # another driver finished it since this one listed what was pending
+            self.claims.release(trial_id)
+            self.by_others += 1
+            return False
+        return True
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the results folder and the claims are the state; a rerun works out what is pending."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
 
 
 def connect(address: str | None) -> None:
@@ -219,11 +325,30 @@ def prepare_data(pending: list[TrialSpec], data: Path) -> None:
         print(f"warning: preparing the datasets failed: {type(cause).__name__}: {cause}; its trials will fail with that error", flush=True)
 
 
-def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
-    """Run every pending trial through Ray Tune; returns counts by status."""
+def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus: float) -> None:
+    """Refuse, before submitting anything, trials no node of the cluster could ever place (Tune would wait forever)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    for spec in pending:
+        gpus, cpus = gpu_share(spec, options, cluster_gpus), options.cpus_per_trial
+        if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
+            largest = ", ".join(f"{node.get('CPU', 0):g} CPU/{node.get('GPU', 0):g} GPU" for node in nodes) or "no live node"
+            raise GridError(f"a trial asks for {cpus:g} CPU and {gpus:g} GPU on one node; the cluster's nodes have {largest} "
+                            f"(set --cpus-per-trial / --gpus-per-trial to what a node has)", file="--gpus-per-trial/--cpus-per-trial")
+
+
+@dataclass
+class RunOutcome:
+    counts: dict[str, int]  # trials this driver ran, by status (unwritten: its row is kept as JSON)
+    by_others: int = 0  # pending trials another driver on the same results folder finished
+    stopped: str | None = None  # why the run stopped early (the results disk refused a write)
+
+
+def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
+    """Run every pending trial this driver can claim through Ray Tune."""
     connect(options.address)
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     ordered = longest_first(pending)
+    check_resources(ordered, options, cluster_gpus)
     prepare_data(ordered, options.data)
     storage = options.storage or str((Path(options.results) / ".tune").resolve())
     resume = earlier_checkpoints(storage)
@@ -234,33 +359,39 @@ def run(pending: list[TrialSpec], options: RunOptions) -> dict[str, int]:
         if spec.trial_id in resume:
             point["resume"] = resume[spec.trial_id]
         points.append(point)
-    param_space = {
-        "point": tune.grid_search(points),
+    constants = {
         "cpus": options.cpus_per_trial,
         "data": str(Path(options.data).resolve()),
         "context": dict(options.context),
         "checkpoints": options.checkpoints,
         "speed": dict(options.speed),
     }
+    store, claims = Store(options.results), Claims(options.results)
+    results = StoreResults(store, claims, len(ordered), counts)
+    searcher = ClaimingSearcher(points, claims, store, results)
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
         return tune.PlacementGroupFactory([{"CPU": config["cpus"], "GPU": config["point"]["gpu"]}])
 
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources=resources),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: t.config["point"]["trial"]["trial_id"]),
+        param_space=constants,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True,
+                                    trial_dirname_creator=lambda t: t.config["point"]["trial"]["trial_id"]),
         run_config=tune.RunConfig(
-            name=time.strftime("tlbench-%Y%m%d-%H%M%S"),
+            name=time.strftime("tlbench-%Y%m%d-%H%M%S-") + claims.me["driver"][:6],  # two drivers never share a folder
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[StoreResults(Store(options.results), len(ordered), counts)],
+            callbacks=[results],
             verbose=0,
         ),
     )
     # The driver keeps results itself; Tune's analysis would warn that its own
     # per-trial logs (switched off above) are missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
-    return counts
+    try:
+        tuner.fit()
+    finally:
+        claims.release_all()  # on Ctrl-C too; after SIGKILL the claims go stale with this process
+    return RunOutcome(counts, searcher.by_others, results.disk_error)

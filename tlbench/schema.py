@@ -7,6 +7,7 @@ few top-level keys. Every key here becomes a result column, dotted
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,12 +72,18 @@ def _nonempty_positive(v: list[float]) -> str | None:
     return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
 
 
+INT64_MAX = 2**63 - 1  # every int lands in an int64 result column
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding and most tools stop here
+
+
 def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """An integer that fits a result column (bool is not one)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -INT64_MAX <= v <= INT64_MAX
 
 
 def is_number(v: Any) -> bool:
-    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+    """A finite number: NaN and infinities pass every comparison a check makes, so no float field takes them."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _freeze(value: Any) -> str | None:
@@ -129,8 +136,19 @@ def _arch(v: str) -> str | None:
         return None
     module, _, function = v.partition(":")
     if catalog.is_custom_arch(v) and module and function.isidentifier():
-        return None
+        return _importable(module, function)
     return f"one of {', '.join(catalog.ARCHS)}, or 'package.module:function' for a custom model{suggest(v, catalog.ARCHS)}"
+
+
+def _importable(module: str, function: str) -> str | None:
+    """Import a custom arch's module on the driver, at load, so a typo fails now and not in a worker hours in.
+
+    Only imported: calling the function would build the network, which may be costly."""
+    try:
+        found = getattr(importlib.import_module(module), function, None)
+    except Exception as exc:  # ImportError, or whatever the module raised while importing
+        return f"an importable module: importing {module} failed ({type(exc).__name__}: {exc})"
+    return None if callable(found) else f"a function {function} in {module} (it has no such callable)"
 
 
 SCHEMA: dict[str, Any] = {

@@ -42,9 +42,23 @@ class Pool:
     read: Callable[[int], Any]  # i -> PIL image or HWC uint8 array
     names: list[str] = field(default_factory=list)  # file name per image, for reports
     describe: Callable[[int], str] = str  # i -> where image i lives, for error messages
+    files: list[Path] = field(default_factory=list)  # the files the pixels come from: their sizes and mtimes key the decode cache
+    version: str = ""  # for pools not read from files (the hub): what changes when their images do
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles what a CIFAR-10 batch holds (dicts, lists, bytes, numpy arrays) and nothing that runs code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: a CIFAR-10 batch holds only arrays and lists")
+        return super().find_class(module, name)
 
 
 def _download_failed(name: str, root: Path, files: str, exc: BaseException) -> DatasetMissing:
@@ -70,7 +84,7 @@ def cifar10(root: Path, train: bool) -> Pool:
     for name in names:
         with open(base / name, "rb") as fh:
             try:
-                batch = pickle.load(fh, encoding="latin1")
+                batch = _ArraysOnly(fh, encoding="latin1").load()
                 arrays.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                 labels += list(batch["labels"])
             except Exception as exc:
@@ -78,7 +92,7 @@ def cifar10(root: Path, train: bool) -> Pool:
     data = np.concatenate(arrays).transpose(0, 2, 3, 1)  # HWC, as images are read
     split = "train" if train else "test"
     return Pool(f"cifar10/{split}", np.asarray(labels, dtype=np.int64), lambda i: data[i],
-                [f"{split}/{i}" for i in range(len(data))], lambda i: f"{base} ({split} #{i})")
+                [f"{split}/{i}" for i in range(len(data))], lambda i: f"{base} ({split} #{i})", [base / n for n in names])
 
 
 def oxford_pets(root: Path, train: bool, target: str) -> Pool:
@@ -170,7 +184,7 @@ def _celeba_hq_hub(base: Path, limit: int | None) -> Pool:
         rows = rows.select(range(min(limit, len(rows))))
     labels = np.asarray(rows["label"], dtype=np.int64)
     return Pool(f"celeba_hq/hub/{limit}", labels, lambda i: rows[int(i)]["image"], [f"hub/{i}" for i in range(len(labels))],
-                lambda i: f"{HF_CELEBA_HQ} row {i}")
+                lambda i: f"{HF_CELEBA_HQ} row {i}", version=str(getattr(rows, "_fingerprint", "")))
 
 
 def imagefolder(root: Path, path: str, train: bool) -> tuple[Pool, list[str]]:
@@ -195,7 +209,7 @@ def _file_pool(identity: str, labels: np.ndarray, files: list[Path]) -> Pool:
         with Image.open(files[i]) as img:
             return img.convert("RGB")
 
-    return Pool(identity, labels, read, [f.name for f in files], lambda i: str(files[i]))
+    return Pool(identity, labels, read, [f.name for f in files], lambda i: str(files[i]), files)
 
 
 def class_names(name: str, target: str, n_classes: int) -> list[str]:

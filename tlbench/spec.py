@@ -22,7 +22,7 @@ import yaml
 
 from .config import Checker, canonical_freeze, check_resolved, merge, set_path, undot
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, format_path, suggest
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults, hashed_items, is_int, is_number
+from .schema import EXPERIMENT_KEYS, FIELDS, SEED_MAX, defaults, hashed_items, is_int, is_number
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
@@ -225,8 +225,8 @@ def parse_overrides(overrides: list[str], file: str) -> tuple[dict[str, Any], li
 
 
 def _check_seeds(checker: Checker, value: Any, path: KeyPath) -> list[int]:
-    if not (isinstance(value, list) and value and all(is_int(s) and s >= 0 for s in value)):
-        raise checker.error(f"got {value!r}, expected a non-empty list of integer seeds >= 0", path)
+    if not (isinstance(value, list) and value and all(is_int(s) and 0 <= s <= SEED_MAX for s in value)):
+        raise checker.error(f"got {value!r}, expected a non-empty list of integer seeds in [0, {SEED_MAX}]", path)
     if len(set(value)) != len(value):
         raise checker.error(f"got {value!r}, expected distinct seeds", path)
     return value

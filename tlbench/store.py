@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -119,6 +120,18 @@ class Store:
     def epochs_dir(self) -> Path:
         return self.root / "epochs"
 
+    def unwritable(self) -> str | None:
+        """Why results cannot be written here (a read-only or full disk, a file in the way), or None."""
+        probe = self.trials_dir / f".probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.trials_dir.mkdir(parents=True, exist_ok=True)
+            self.epochs_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"\0" * 4096)
+            probe.unlink()
+        except OSError as exc:
+            return f"cannot write to {self.root} ({exc.strerror or exc})"
+        return None
+
     def write(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
         table = trial_table(row)  # build both first: a bad row writes nothing
         epoch_rows = epoch_table(epochs)
@@ -131,31 +144,51 @@ class Store:
         return sorted(p for p in self.trials_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
 
     def read(self) -> tuple[pa.Table, list[tuple[Path, str]]]:
-        """Every readable trial row, and (file, problem) for each unreadable one."""
+        """Every readable trial row, and (file, problem) for each file that is not one."""
         tables, bad = [], []
         for path in self.files():
             try:
-                table = pq.read_table(path)
-                if table.num_rows != 1 or "trial_id" not in table.column_names:
-                    raise ValueError(f"{table.num_rows} rows, expected one trial")
-                tables.append(table.select([c for c in TRIAL_SCHEMA.names if c in table.column_names]))
-            except Exception as exc:  # truncated, foreign or empty files: report, never crash
+                tables.append(read_trial_file(path))
+            except Exception as exc:  # truncated, foreign, empty or not a file at all: report, never crash
                 bad.append((path, f"{type(exc).__name__}: {exc}"))
         if not tables:
             return TRIAL_SCHEMA.empty_table(), bad
-        return pa.concat_tables(tables, promote_options="permissive"), bad
+        return pa.concat_tables(tables, promote_options="default"), bad
 
     def read_epochs(self, trial_ids: Iterable[str] | None = None) -> pa.Table:
         wanted = None if trial_ids is None else set(trial_ids)
         tables = []
-        for path in sorted(self.epochs_dir.glob("*.parquet")) if self.epochs_dir.is_dir() else []:
-            if path.name.startswith((".", "_")) or (wanted is not None and path.stem not in wanted):
+        for path in self.epoch_files():
+            if wanted is not None and path.stem not in wanted:
                 continue
             try:
-                tables.append(pq.read_table(path, schema=EPOCH_SCHEMA))
-            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve
+                tables.append(read_epoch_file(path))
+            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve (bad_epoch_files names it)
                 continue
         return pa.concat_tables(tables) if tables else EPOCH_SCHEMA.empty_table()
+
+    def epoch_files(self) -> list[Path]:
+        if not self.epochs_dir.is_dir():
+            return []
+        return sorted(p for p in self.epochs_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
+
+    def bad_epoch_files(self) -> list[tuple[Path, str]]:
+        """(file, problem) for each epoch file that is not a trial's epochs (quarantined like trial files)."""
+        bad = []
+        for path in self.epoch_files():
+            try:
+                read_epoch_file(path)
+            except Exception as exc:
+                bad.append((path, f"{type(exc).__name__}: {exc}"))
+        return bad
+
+    def done(self, trial_id: str) -> bool:
+        """Whether a trial has a readable row with a status a rerun does not redo."""
+        path = self.trials_dir / f"{trial_id}.parquet"
+        try:
+            return path.exists() and read_trial_file(path).column("status")[0].as_py() in DONE
+        except Exception:
+            return False
 
     def statuses(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
         """trial_id -> status of every readable trial file, and the unreadable files."""
@@ -163,10 +196,94 @@ class Store:
         return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())), bad
 
     def quarantine(self, bad: list[tuple[Path, str]]) -> list[Path]:
-        """Move unreadable trial files aside (hidden, so directory readers skip them); their trials rerun."""
+        """Move unreadable trial files aside (hidden, so directory readers skip them); their trials rerun.
+
+        Each gets a name of its own, so a second bad copy of one trial never overwrites the first."""
         moved = []
         for path, _ in bad:
-            target = path.parent / f".corrupt-{path.name}"
+            target = path.parent / f".corrupt-{path.stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}{path.suffix}"
             os.replace(path, target)
             moved.append(target)
         return moved
+
+    # -- rows that could not be written --------------------------------------------
+
+    def keep_unwritten(self, row: dict[str, Any], epochs: list[dict[str, Any]]) -> Path:
+        """Keep a row that could not be written as JSON beside the results, for a later run to write."""
+        path = self.trials_dir / f"{UNWRITTEN_PREFIX}{row['trial_id']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}.json")
+        try:
+            tmp.write_text(json.dumps({"row": row, "epochs": epochs}, default=str))
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
+
+    def unwritten(self) -> list[Path]:
+        return sorted(self.trials_dir.glob(f"{UNWRITTEN_PREFIX}*.json")) if self.trials_dir.is_dir() else []
+
+    def write_unwritten(self) -> tuple[list[str], list[tuple[Path, str]]]:
+        """Try again to write every row an earlier run kept as JSON: (trial ids written, (file, problem) still not)."""
+        written, failed = [], []
+        for path in self.unwritten():
+            try:
+                kept = json.loads(path.read_text())
+                self.write(kept["row"], kept["epochs"])
+            except Exception as exc:
+                failed.append((path, f"{type(exc).__name__}: {exc}"))
+                continue
+            path.unlink()
+            written.append(kept["row"]["trial_id"])
+        return written, failed
+
+
+UNWRITTEN_PREFIX = ".unwritten-"
+
+
+def read_trial_file(path: Path) -> pa.Table:
+    """One trial file as a row of TRIAL_SCHEMA's types (columns it lacks come back null); raises where it is not one."""
+    if not path.is_file():  # a FIFO would block the reader forever, a folder would be read as a dataset
+        raise ValueError("not a regular file")
+    table = pq.read_table(path)
+    if table.num_rows != 1:
+        raise ValueError(f"{table.num_rows} rows, expected one trial")
+    for key in ("trial_id", "status"):
+        if key not in table.column_names or not pa.types.is_string(table.schema.field(key).type):
+            raise ValueError(f"no string column {key!r}: not a tlbench trial row")
+    trial_id = table.column("trial_id")[0].as_py()
+    if trial_id != path.stem:
+        raise ValueError(f"holds trial {trial_id!r}, not {path.stem!r}")
+    present = [c for c in TRIAL_SCHEMA.names if c in table.column_names]
+    for name in present:
+        found, expected = table.schema.field(name).type, TRIAL_SCHEMA.field(name).type
+        if not (found == expected or pa.types.is_null(found) or _same_family(found, expected)):
+            raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench trial row")
+    columns = [table.column(c).cast(TRIAL_SCHEMA.field(c).type, safe=True) for c in present]
+    missing = [c for c in TRIAL_SCHEMA.names if c not in table.column_names]
+    columns += [pa.nulls(1, TRIAL_SCHEMA.field(c).type) for c in missing]
+    return pa.table(columns, names=present + missing).select(TRIAL_SCHEMA.names)
+
+
+def read_epoch_file(path: Path) -> pa.Table:
+    """One trial's epoch rows in EPOCH_SCHEMA; raises where the file is not that."""
+    if not path.is_file():
+        raise ValueError("not a regular file")
+    table = pq.read_table(path)
+    for name in EPOCH_SCHEMA.names:
+        if name in table.column_names:
+            found, expected = table.schema.field(name).type, EPOCH_SCHEMA.field(name).type
+            if not (found == expected or pa.types.is_null(found) or _same_family(found, expected)):
+                raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench epochs file")
+    if "trial_id" not in table.column_names or set(table.column("trial_id").to_pylist()) - {path.stem}:
+        raise ValueError(f"rows of other trials than {path.stem!r}")
+    columns = [table.column(c).cast(EPOCH_SCHEMA.field(c).type) if c in table.column_names
+               else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type) for c in EPOCH_SCHEMA.names]
+    return pa.table(columns, schema=EPOCH_SCHEMA)
+
+
+def _same_family(found: pa.DataType, expected: pa.DataType) -> bool:
+    """Types one column may have been rewritten with (large strings, narrower numbers): safe to cast back."""
+    families = (pa.types.is_string, pa.types.is_large_string), (pa.types.is_integer,), (pa.types.is_floating,), (pa.types.is_boolean,)
+    return any(any(test(found) for test in family) and any(test(expected) for test in family) for family in families)

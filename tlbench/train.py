@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import data as datasets
 from . import features, metrics, models, pipeline
-from .checkpoint import Checkpointer, capture, restore
+from .checkpoint import Checkpointer, capture, fits, restore
 from .thumbnails import thumbnails
 
 
@@ -200,7 +200,7 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     runner = Runner(built, config, splits, device, plan, data_root, feature_cache)
     if compile:
         runner.net = torch.compile(runner.net)
-    saved = checkpointer.load() if checkpointer else None
+    saved = fits(checkpointer.load(), built.module) if checkpointer else None  # weights of another network: start over
 
     progress: dict[str, Any] = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
     if train_cfg["protocol"] == "lr_probe" and saved is None:  # 001: score each lr from one start, retrain the best on train+val

@@ -1,0 +1,84 @@
+"""Checkpoints hold only tensors and plain values: a planted pickle runs no code, a bad file restarts the trial."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from helpers import resolved
+
+from tlbench import checkpoint, train
+
+
+class FileCheckpointer:
+    """Saves with torch.save and reads back through checkpoint.read, as Tune's storage does; can die mid-trial."""
+
+    def __init__(self, path, die_after: int | None = None):
+        self.path, self.saves, self.die_after = path, 0, die_after
+
+    def load(self):
+        return checkpoint.read(self.path) if self.path.exists() else None
+
+    def save(self, state):
+        torch.save(state, self.path)
+        self.saves += 1
+        if self.die_after is not None and self.saves >= self.die_after:
+            raise RuntimeError("worker died")
+
+
+class Planted:
+    """Unpickling this creates `marker`: what a hostile neighbour would leave in a shared --storage."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_state_file_round_trips_through_weights_only_and_resumes_exactly(tmp_path):
+    config = resolved(epochs=3, train={"augment": "hflip"})
+    whole = train.run_trial(config)
+    keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
+    with pytest.raises(RuntimeError, match="worker died"):
+        train.run_trial(config, checkpointer=keeper)
+    keeper.die_after = None
+    resumed = train.run_trial(config, checkpointer=keeper)
+    assert resumed.summary["resumed_from_epoch"] == 1
+    assert [e["train_loss"] for e in resumed.epochs] == [e["train_loss"] for e in whole.epochs]
+    assert resumed.summary["test_acc"] == whole.summary["test_acc"]
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("how", ["torch.save", "raw pickle"])
+def test_a_planted_pickle_runs_no_code_and_the_trial_starts_over(tmp_path, capsys, how):
+    marker, state = tmp_path / "pwned", tmp_path / "state.pt"
+    payload = {"model": Planted(marker), "progress": {"epochs": [{}], "lr": 0.1}}
+    if how == "torch.save":
+        torch.save(payload, state)
+    else:
+        state.write_bytes(pickle.dumps(payload))
+    assert not marker.exists()
+    outcome = train.run_trial(resolved(epochs=2), checkpointer=FileCheckpointer(state))
+    assert not marker.exists()  # nothing in the file ran
+    assert outcome.status == "ok" and outcome.summary["resumed_from_epoch"] == 0 and len(outcome.epochs) == 2
+    assert f"ignoring unreadable checkpoint {state}" in capsys.readouterr().err
+
+
+def test_a_state_of_the_wrong_structure_or_network_is_reported_and_ignored(tmp_path, capsys):
+    config = resolved(epochs=2)
+    keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
+    with pytest.raises(RuntimeError):
+        train.run_trial(config, checkpointer=keeper)
+    good = torch.load(keeper.path, weights_only=True)
+    broken = {**good, "numpy_rng": [1, 2, 3]}
+    torch.save(broken, keeper.path)
+    assert checkpoint.read(keeper.path) is None
+    assert "wrong structure at numpy_rng" in capsys.readouterr().err
+    other = {**good, "model": {k: torch.zeros(3) for k in good["model"]}}  # loads, but fits no layer of this network
+    torch.save(other, keeper.path)
+    keeper.die_after = None
+    outcome = train.run_trial(config, checkpointer=keeper)
+    assert outcome.summary["resumed_from_epoch"] == 0 and len(outcome.epochs) == 2
+    assert "do not fit the network" in capsys.readouterr().err
