@@ -109,6 +109,6 @@ def test_the_shipped_grid_lists_claims_for_the_reports_tables():
     claims = {t["id"]: t.get("claims", []) for t in grid.tables}
     assert sum(map(len, claims.values())) >= 50
     words = [c["claim"] for cs in claims.values() for c in cs]
-    for needle in ("l=4 is best", "AdamW beats SGD at l=0", "+0.41", "every fraction", "ResNet18 outperforms VGG16", "highest validation accuracy"):
+    for needle in ("l=4 is the best depth", "AdamW beats SGD at l=0", "+0.41", "every fraction", "ResNet18 outperforms VGG16", "highest validation accuracy"):
         assert any(needle in w for w in words), needle
     assert {c["row_b"] for c in claims["r002-s1-layers"] if c["row_a"] == "l=4"} == {"l=1", "l=2", "l=3", "l=5"}

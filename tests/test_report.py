@@ -143,3 +143,35 @@ def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
     for page in ("index.md", "index.html"):
         text = (out / page).read_text()
         assert "Per class, fast" in text and "bee" in text and "Confusion matrix, slow" in text, page
+
+
+def test_a_metric_not_compared_is_shown_unjudged_and_a_reported_mean_of_runs_narrows_the_interval(write_grid, tmp_path):
+    """A wall time on the authors' machine is shown beside ours with no verdict and no scoreboard count;
+    a row whose reported numbers are means of two runs gets the interval of a mean of two."""
+    text = TINY_GRID.replace("metrics: [{key: test_acc, scale: 100, digits: 1}]",
+                             "metrics: [{key: test_acc, scale: 100, digits: 1}, {key: train_s, digits: 0, compare: false}]")
+    text = text.replace("reported: {test_acc: 90.0}}", "reported: {test_acc: 90.0, train_s: 100}, reported_runs: 2}")
+    grid_path = write_grid(text)
+    store = Store(tmp_path / "results")
+    for spec in Grid.load(grid_path).expand():
+        store.write(fake_row(spec, test_acc={0: 0.80, 1: 0.90}[spec.seed], train_s=5.0 + spec.seed), [])
+    out = tmp_path / "report"
+    assert report.main(["--grid", str(grid_path), "--results", str(store.root), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index(["row", "metric"])
+    assert table.loc[("fast", "train_s"), "verdict"] == "not compared" and not table.loc[("fast", "train_s"), "flag"]
+    t = stats.t.ppf(0.975, 1)
+    assert table.loc[("fast", "test_acc"), "pi_low"] == pytest.approx(85.0 - t * 7.0710678 * (1 / 2 + 1 / 2) ** 0.5)
+    assert table.loc[("slow", "test_acc"), "pi_low"] == pytest.approx(85.0 - t * 7.0710678 * (1 + 1 / 2) ** 0.5)
+    # scoreboard: two numbers judged (both consistent), the time not counted anywhere
+    assert "| test.txt | – | 2 | 0 | 0 | 0 | 0 |" in (out / "index.md").read_text()
+
+
+@pytest.mark.parametrize("edit, words", [
+    (("digits: 1}]", "digits: 1, compare: maybe}]"), "expected true or false"),
+    (("reported: {test_acc: 90.0}}", "reported: {test_acc: 90.0}, reported_runs: 0}"), "runs >= 1"),
+])  # fmt: skip
+def test_compare_and_reported_runs_are_validated(write_grid, edit, words):
+    from tlbench.spec import GridError
+
+    with pytest.raises(GridError, match=words):
+        Grid.load(write_grid(TINY_GRID.replace(*edit)))

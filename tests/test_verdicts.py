@@ -40,6 +40,20 @@ def test_the_old_two_std_rule_fails_the_same_calibration(n):
     assert abs(flagged - 0.05) > 0.015, flagged  # ~19% at n=3, ~12% at n=5
 
 
+@pytest.mark.parametrize("n", [3, 5])
+def test_a_reported_mean_of_two_runs_is_judged_as_one(n):
+    """002's averages over two depths: the reported number is the mean of two runs, so one run's
+    interval is too wide (it misses real deviations); the interval for a mean of two is calibrated."""
+    rng = np.random.default_rng(100 + n)
+    samples = rng.normal(loc=85.0, scale=1.3, size=(DRAWS, n + 2))
+    ours, reported = samples[:, :n], samples[:, n:].mean(axis=1)
+    flagged = np.mean(verdicts_of_runs(reported, ours, runs=2) != "consistent")
+    assert abs(flagged - 0.05) <= 0.015, flagged
+    as_one_run = np.mean(verdicts_of_runs(reported, ours) != "consistent")
+    assert as_one_run < 0.035, as_one_run  # too few flags: the one-run interval fails this calibration
+    assert number_verdict(float(reported[0]), summarize(ours[0]), runs=2) == verdicts_of_runs(reported[:1], ours[:1], runs=2)[0]
+
+
 def test_above_and_below_by_the_sign_of_ours_minus_reported():
     ours = summarize([80.0, 81.0, 82.0])
     assert number_verdict(95.0, ours) == "below"
@@ -107,7 +121,7 @@ def test_noise_is_unresolved_and_its_seed_count_resolves_it_at_the_stated_power(
 
 
 def test_one_seed_a_side_is_unresolved_without_a_test_and_empty_is_pending():
-    assert compare(summarize([90.0]), summarize([80.0])).verdict == "unresolved at 1 seeds"
+    assert compare(summarize([90.0]), summarize([80.0])).verdict == "unresolved at 1 seed"
     assert compare(summarize([90.0]), summarize([80.0])).p_value is None
     assert compare(summarize([]), summarize([80.0, 81.0])).verdict == "pending"
     assert compare(summarize([1.0, 2.0, 3.0]), summarize([1.0, 2.0])).verdict == "unresolved at 3 and 2 seeds"

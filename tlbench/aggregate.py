@@ -29,6 +29,8 @@ class Cell:
     seeds: Summary  # our finite values, one per seed, already scaled
     digits: int
     scale: float = 1.0  # the table shows the result field times this (100 for percent)
+    runs: int = 1  # the reported number is the mean of this many of its authors' runs
+    compared: bool = True  # False: shown beside ours, never judged (a time on the authors' hardware)
 
     @property
     def mean(self) -> float | None:
@@ -49,10 +51,17 @@ class Cell:
         return self.mean - self.reported
 
     @property
+    def pi(self) -> tuple[float, float] | tuple[None, None]:
+        """Our 95% prediction interval for what the reported number is: the mean of `runs` runs."""
+        return self.seeds.prediction_interval(self.runs)
+
+    @property
     def verdict(self) -> str | None:
-        """consistent / above / below / one run / pending; None where nothing was reported.
-        The reported number is known to half a unit of its last printed digit."""
-        return number_verdict(self.reported, self.seeds, resolution=0.5 * 10**-self.digits)
+        """consistent / above / below / one run / pending, or `not compared`; None where nothing was
+        reported. The reported number is known to half a unit of its last printed digit."""
+        if not self.compared and self.reported is not None:
+            return "not compared"
+        return number_verdict(self.reported, self.seeds, resolution=0.5 * 10**-self.digits, runs=self.runs)
 
     @property
     def flagged(self) -> bool:
@@ -135,7 +144,8 @@ def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataF
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
         values = usable[metric["key"]].astype(float).to_numpy() * scale if len(usable) else np.array([])
         reported = (row.get("reported") or {}).get(metric["key"])
-        cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale))
+        cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale,
+                          runs=row.get("reported_runs", 1), compared=metric.get("compare", True)))
     errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
     devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
     out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"))
@@ -174,7 +184,7 @@ def tables_frame(tables: list[Table]) -> dict[str, pd.DataFrame]:
         lines = []
         for row in table.rows:
             for cell in row.cells:
-                (ci_low, ci_high), (pi_low, pi_high) = cell.seeds.ci, cell.seeds.pi
+                (ci_low, ci_high), (pi_low, pi_high) = cell.seeds.ci, cell.pi
                 lines.append({
                     "table": table.id, "row": row.label, "reading": row.reading, "metric": cell.metric, "label": cell.label,
                     "reported": cell.reported, "reproduced": cell.mean, "std": cell.std, "n": cell.n,

@@ -119,7 +119,14 @@ def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imba
     train; else to val while its val share is under val_fraction; else the image
     is dropped. The train target is 1 - val_fraction, times imbalance.keep for
     the minority group's classes (the text: val keeps 20% of every class, train
-    25% of the rest of each cat breed: 0.25 x 0.8 = 0.2, the code's cat target)."""
+    25% of the rest of each cat breed: 0.25 x 0.8 = 0.2, the code's cat target).
+
+    Cats are the true cat breeds. The code's `target_to_binary` (new_main.py:26-29)
+    lists the 1-based breed ids of the cats against torchvision's 0-based labels, so
+    as run its 12 "cat" breeds were 4 cats (Birman, Bombay, Russian Blue, Sphynx)
+    and 8 dogs. The text and these imbalance tables mean species, and the totals
+    (about 100 images a breed, 12 breeds either way) cannot tell the two apart, so
+    the fill follows the text."""
     seen: dict[int, list[int]] = {}  # class -> [to train, to val, seen]
     train, val = [], []
     for i, label in enumerate(labels.tolist()):

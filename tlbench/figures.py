@@ -116,7 +116,7 @@ def table_intervals(table: Table, out: Path) -> Path:
         for y, row in zip(ys, table.rows):
             cell = row.cells[k]
             if cell.seeds.n > 1:
-                ax.plot(cell.seeds.pi, [y, y], color="#7a9cc6", linewidth=1.5, solid_capstyle="butt")
+                ax.plot(cell.pi, [y, y], color="#7a9cc6", linewidth=1.5, solid_capstyle="butt")
                 ax.plot(cell.seeds.ci, [y, y], color="#1f4e8c", linewidth=5, solid_capstyle="butt")
             if cell.mean is not None:
                 ax.plot([cell.mean], [y], "o", color="#1f4e8c", markersize=5)

@@ -136,7 +136,7 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
     rows = []
     for row in table.rows:
         cells = [{"ours": cell_text(c), "reported": fmt(c.reported, c.digits), "diff": diff_text(c),
-                  "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.seeds.pi, c.digits), "verdict": c.verdict or "–"}
+                  "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.pi, c.digits), "verdict": c.verdict or "–"}
                  for c in row.cells]  # fmt: skip
         rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip

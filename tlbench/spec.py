@@ -41,8 +41,12 @@ METRICS = {
 }  # fmt: skip
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
-METRIC_KEYS = ("key", "label", "scale", "digits")
-ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion")
+# `compare: false`: the reported number is shown beside ours but never judged (a wall time on the
+# authors' hardware says nothing about whether we reproduced their experiment).
+METRIC_KEYS = ("key", "label", "scale", "digits", "compare")
+# `reported_runs`: the row's reported numbers are each the mean of that many of the authors' runs (002's
+# averages over depths), so our prediction interval is for a mean of that many runs.
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs")
 PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # Which reading of a report a row reproduces: its text, or the code that produced its numbers.
 READINGS = ("as stated", "as run")
@@ -350,6 +354,8 @@ def _check_tables(grid: Grid, doc: YamlDoc) -> None:
                     raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(METRIC_KEYS)}", (*mpath, key))
             if metric["key"] not in METRICS:
                 raise doc.error(expected_one_of(metric["key"], METRICS), (*mpath, "key"))
+            if not isinstance(metric.get("compare", True), bool):
+                raise doc.error(f"expected true or false, got {metric['compare']!r}", (*mpath, "compare"))
             keys.append(metric["key"])
         rows = table.get("rows")
         if not isinstance(rows, list) or not rows:
@@ -435,6 +441,9 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
     if "note" in row and not isinstance(row["note"], str):
         raise doc.error("expected a string", (*path, "note"))
     _check_reported_extras(doc, row, path, extras)
+    runs = row.get("reported_runs", 1)
+    if not is_int(runs) or runs < 1:
+        raise doc.error(f"expected a whole number of the authors' runs >= 1, got {runs!r}", (*path, "reported_runs"))
     name = row.get("experiment")
     if name not in names:
         raise doc.error(f"table row names a missing experiment: {expected_one_of(name, names)}", (*path, "experiment"))

@@ -60,21 +60,27 @@ class Summary:
     @property
     def pi(self) -> tuple[float, float] | tuple[None, None]:
         """95% prediction interval for one new run (a reported number is one run)."""
-        return _bounds(self.values, predict=True) if self.n > 1 else (None, None)
+        return self.prediction_interval(runs=1)
+
+    def prediction_interval(self, runs: int = 1) -> tuple[float, float] | tuple[None, None]:
+        """95% prediction interval for the mean of `runs` new runs (a reported average of several)."""
+        return _bounds(self.values, predict=True, runs=runs) if self.n > 1 else (None, None)
 
 
-def interval_bounds(seeds: np.ndarray, predict: bool) -> tuple[np.ndarray, np.ndarray]:
+def interval_bounds(seeds: np.ndarray, predict: bool, runs: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Rows of seeds (last axis) -> the 95% CI of the mean, or with `predict` the 95%
-    prediction interval for one new run: mean +- t(0.975, n-1) * s * sqrt(predict + 1/n).
-    Vectorised, so a calibration test can take 20,000 draws at once."""
+    prediction interval for the mean of `runs` new runs: mean +- t(0.975, n-1) * s * sqrt(1/runs + 1/n)
+    (the new mean's variance s^2/runs plus our mean's s^2/n). Vectorised, so a calibration test can
+    take 20,000 draws at once."""
     n = seeds.shape[-1]
     mean = seeds.mean(axis=-1)
-    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * seeds.std(axis=-1, ddof=1) * math.sqrt(int(predict) + 1 / n)
+    spread = (1 / runs if predict else 0.0) + 1 / n
+    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * seeds.std(axis=-1, ddof=1) * math.sqrt(spread)
     return mean - half, mean + half
 
 
-def _bounds(values: tuple[float, ...], predict: bool) -> tuple[float, float]:
-    low, high = interval_bounds(np.asarray(values), predict)
+def _bounds(values: tuple[float, ...], predict: bool, runs: int = 1) -> tuple[float, float]:
+    low, high = interval_bounds(np.asarray(values), predict, runs)
     return float(low), float(high)
 
 
@@ -83,24 +89,24 @@ def summarize(values) -> Summary:
     return Summary(tuple(float(v) for v in array[np.isfinite(array)]))
 
 
-def number_verdict(reported: float | None, summary: Summary, resolution: float = 0.0) -> str | None:
+def number_verdict(reported: float | None, summary: Summary, resolution: float = 0.0, runs: int = 1) -> str | None:
     """Where a reported number falls against our prediction interval; None where nothing was reported.
 
     `resolution` is half a unit of the reported number's last printed digit: 11.7 M
     parameters stands for anything in [11.65, 11.75], so a deterministic 11.69 is
-    consistent with it."""
+    consistent with it. `runs`: the reported number is the mean of that many of its authors' runs."""
     if reported is None:
         return None
     if summary.n == 0:
         return "pending"
     if summary.n < 2:
         return "one run"
-    return str(verdicts_of_runs(np.asarray([reported]), np.asarray([summary.values]), resolution)[0])
+    return str(verdicts_of_runs(np.asarray([reported]), np.asarray([summary.values]), resolution, runs)[0])
 
 
-def verdicts_of_runs(reported: np.ndarray, seeds: np.ndarray, resolution: float = 0.0) -> np.ndarray:
+def verdicts_of_runs(reported: np.ndarray, seeds: np.ndarray, resolution: float = 0.0, runs: int = 1) -> np.ndarray:
     """Vectorised core of number_verdict: reported[i] against the row seeds[i] (n >= 2 each)."""
-    low, high = interval_bounds(seeds, predict=True)
+    low, high = interval_bounds(seeds, predict=True, runs=runs)
     inside = (low - resolution <= reported) & (reported <= high + resolution)
     return np.where(inside, "consistent", np.where(seeds.mean(axis=-1) > reported, "above", "below"))
 
@@ -121,7 +127,7 @@ def compare(a: Summary, b: Summary, better: str = "higher") -> Comparison:
         return Comparison(None, None, a.n, b.n, "pending", None)
     diff = a.mean - b.mean
     seeds = seeds_to_resolve(abs(diff), a.std, b.std) if a.n > 1 and b.n > 1 else None
-    unresolved = f"unresolved at {a.n if a.n == b.n else f'{a.n} and {b.n}'} seeds"
+    unresolved = f"unresolved at {a.n if a.n == b.n else f'{a.n} and {b.n}'} seed{'s' if max(a.n, b.n) > 1 else ''}"
     if a.n < 2 or b.n < 2:  # no spread on one side: no test
         return Comparison(diff, None, a.n, b.n, unresolved, seeds)
     with warnings.catch_warnings():  # constant seeds (a parameter count) are expected, not a precision problem
