@@ -90,7 +90,8 @@ def peak_matmul_gflops(dtype: torch.dtype, device: str = "cpu", min_seconds: flo
 
     A training-efficiency fraction is only as honest as the peak it divides by:
     one short timing at one size reads low (clock ramp-up, a size the library
-    tiles badly), which flatters the fraction. A size that does not fit ends the sweep."""
+    tiles badly), which flatters the fraction. A size that does not fit, or whose one
+    product the rate so far says would take seconds, ends the sweep."""
     import time
 
     import torch
@@ -99,6 +100,8 @@ def peak_matmul_gflops(dtype: torch.dtype, device: str = "cpu", min_seconds: flo
     sync_every = 8 if device.startswith("cuda") else 1  # a sync per product would time the sync
     best = 0.0
     for n in sizes:
+        if best and 2 * n**3 / (best * 1e9) > max(2.0, 4 * min_seconds):
+            break  # one product at this size would take seconds: a precision without hardware support (bf16 on AVX2)
         try:
             a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
         except RuntimeError:  # out of memory at this size
