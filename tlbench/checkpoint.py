@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .regular_files import open_regular
+
 KEYS = ("model", "optimizer", "generator", "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "progress")
 
 
@@ -81,8 +83,9 @@ def read(path: str | Path) -> dict[str, Any] | None:
     try:
         # On the CPU first: a retry may land on a node without the GPU the state was saved from;
         # load_state_dict then moves every tensor to where the model lives.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated (a driver killed mid-copy), foreign, or a pickle that wants to run code
+        with open_regular(path) as fh:  # a planted FIFO would block torch.load forever
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated (a driver killed mid-copy), foreign, not a file, or a pickle that wants to run code
         return _ignored(path, f"{type(error).__name__}: {str(error)[:300]}")
     wrong = problem(state)
     return _ignored(path, wrong) if wrong else state

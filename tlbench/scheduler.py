@@ -41,6 +41,7 @@ from . import catalog
 from .trial_claims import Claims
 from .cost import trial_cost
 from .gridfile import GridError
+from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
 
@@ -285,6 +286,9 @@ def earlier_checkpoints(storage: str) -> dict[str, str]:
         return {}
     found: dict[str, tuple[float, str]] = {}
     for state in Path(storage).glob(f"tlbench-*/*/checkpoint_*/{STATE_FILE}"):
+        if not is_regular(state):  # a FIFO planted in a shared storage would hang the worker that reads it
+            print(f"warning: ignoring {state}: not a regular file", file=sys.stderr, flush=True)
+            continue
         trial_id, mtime = state.parent.parent.name, state.stat().st_mtime
         if trial_id not in found or mtime > found[trial_id][0]:
             found[trial_id] = (mtime, str(state))

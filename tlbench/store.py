@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .regular_files import read_regular_text
 from .schema import FIELDS, arrow_kind
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
@@ -229,7 +230,7 @@ class Store:
         written, failed = [], []
         for path in self.unwritten():
             try:
-                kept = json.loads(path.read_text())
+                kept = json.loads(read_regular_text(path))  # a planted FIFO would block a plain read forever
                 self.write(kept["row"], kept["epochs"])
             except Exception as exc:
                 failed.append((path, f"{type(exc).__name__}: {exc}"))

@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .regular_files import read_regular_text
+
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
 
@@ -94,7 +96,7 @@ class Claims:
     def holder(self, trial_id: str) -> dict[str, Any] | None:
         """Who holds a claim (None: no claim, or one unreadable, e.g. being written this instant)."""
         try:
-            holder = json.loads(self.path(trial_id).read_text())
+            holder = json.loads(read_regular_text(self.path(trial_id)))  # a planted FIFO must not block the driver
         except (OSError, ValueError):
             return None
         return holder if isinstance(holder, dict) else None
@@ -122,7 +124,7 @@ class Claims:
         except FileNotFoundError:
             return
         try:
-            moved = json.loads(aside.read_text())
+            moved = json.loads(read_regular_text(aside))
         except (OSError, ValueError):
             moved = None
         if moved != judged:  # a fresh claim, taken after we looked: restore it unless the name is taken again
