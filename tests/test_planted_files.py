@@ -90,3 +90,70 @@ def test_a_fifo_state_file_is_ignored_by_the_reader_and_the_driver(tmp_path, cap
     finally:
         unblock(folder / STATE_FILE)
     assert "not a regular file" in capsys.readouterr().err
+
+
+# -- 2: two drivers tidying at once -------------------------------------------------------
+
+
+def test_files_another_driver_moved_or_wrote_first_are_skipped(tmp_path, trials, monkeypatch, capsys):
+    """Both drivers listed the same files; this one finds them gone: no error, no exit 1."""
+    from tlbench import grid as grid_cli
+
+    store = Store(tmp_path)
+    store.keep_unwritten(fake_row(trials[0]), [])
+    store.trials_dir.joinpath(f"{trials[1].trial_id}.parquet").write_bytes(b"not parquet")
+    listed_bad = store.statuses()[1]
+    listed_kept = store.unwritten()
+
+    # The other driver: writes the kept row and moves the bad file aside, between our listing and our acting.
+    Store(tmp_path).write_unwritten()
+    Store(tmp_path).quarantine(listed_bad)
+    assert store.quarantine(listed_bad) == []
+    monkeypatch.setattr(Store, "unwritten", lambda self: listed_kept)
+    monkeypatch.setattr(Store, "statuses", lambda self: ({}, listed_bad))
+    assert store.write_unwritten() == ([], [])
+    grid_cli.tidy(store)  # raised FileNotFoundError before: grid.py said "cannot write" and exited 1
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_kept_row_another_driver_removed_after_we_wrote_it_is_no_error(tmp_path, trials, monkeypatch):
+    store = Store(tmp_path)
+    kept = store.keep_unwritten(fake_row(trials[0]), [])
+    real_write = Store.write
+
+    def write_then_other_driver_unlinks(self, row, epochs):
+        real_write(self, row, epochs)
+        kept.unlink()  # the other driver finished the same kept row a moment earlier
+
+    monkeypatch.setattr(Store, "write", write_then_other_driver_unlinks)
+    assert store.write_unwritten() == ([trials[0].trial_id], [])
+
+
+# -- 3: a kept row is checked before it names a file ---------------------------------------
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"trial_id": "../../escaped"}, "holds trial '../../escaped'"),
+    ({"trial_id": "0123456789abcdef"}, "holds trial '0123456789abcdef'"),  # another trial's name
+    ({"status": None}, "no string status"),
+    ({"test_acc": "high"}, "could not convert"),  # a column's type, as TRIAL_SCHEMA holds it
+    ({"epochs_run": "3"}, "Arrow"),
+    ({"surprise": 1}, "surprise"),
+])  # fmt: skip
+def test_a_planted_kept_row_is_refused_and_writes_nothing(tmp_path, trials, change, why):
+    store = Store(tmp_path / "results")  # a trial id "../../x" names tmp_path/x
+    path = store.trials_dir / f".unwritten-{trials[0].trial_id}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"row": {**fake_row(trials[0]), **change}, "epochs": []}))
+    written, failed = store.write_unwritten()
+    assert written == [] and len(failed) == 1 and failed[0][0] == path and why in failed[0][1]
+    assert not list(tmp_path.rglob("*.parquet"))
+
+
+def test_a_kept_row_named_other_than_a_trial_id_is_refused(tmp_path, trials):
+    store = Store(tmp_path)
+    path = store.trials_dir / ".unwritten-x.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"row": {**fake_row(trials[0]), "trial_id": "x"}, "epochs": []}))
+    written, failed = store.write_unwritten()
+    assert written == [] and "16 hex digits" in failed[0][1] and not list(store.trials_dir.glob("*.parquet"))
