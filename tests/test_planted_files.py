@@ -157,3 +157,74 @@ def test_a_kept_row_named_other_than_a_trial_id_is_refused(tmp_path, trials):
     path.write_text(json.dumps({"row": {**fake_row(trials[0]), "trial_id": "x"}, "epochs": []}))
     written, failed = store.write_unwritten()
     assert written == [] and "16 hex digits" in failed[0][1] and not list(store.trials_dir.glob("*.parquet"))
+
+
+# -- 5: freeing a claim, and a closed stderr, never replace a row's outcome -------------------
+
+
+def test_a_claim_that_cannot_be_freed_leaves_the_written_row_counted(tmp_path, trials, monkeypatch, capsys):
+    from test_results_safety import callback, tune_result
+
+    results, counts = callback(tmp_path)
+    assert results.claims.take(trials[0].trial_id)
+    real_unlink = Path.unlink
+
+    def read_only(self, missing_ok=False):
+        if self.suffix == ".lock":
+            raise OSError(30, "Read-only file system")
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    results.on_trial_result(1, [], None, tune_result(fake_row(trials[0])))
+    assert counts == {"ok": 1} and Store(tmp_path).statuses()[0] == {trials[0].trial_id: "ok"}
+    assert "cannot free the claim" in capsys.readouterr().err
+
+
+def test_a_closed_stderr_does_not_raise_into_tune(tmp_path, monkeypatch):
+    import io
+
+    from test_results_safety import callback
+
+    results, counts = callback(tmp_path)
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stderr", closed)
+    results.on_trial_result(1, [], None, {"payload": "{not json"})  # raised ValueError (I/O on a closed file) before
+    assert counts == {"unwritten": 1}
+
+
+# -- 6: a claim no driver can hold is not waited on forever ----------------------------------
+
+
+@pytest.mark.parametrize("pid", [1, 0, -1, True])
+def test_a_claim_with_no_real_driver_pid_goes_stale_by_age(tmp_path, pid):
+    from test_results_safety import plant
+
+    claims = Claims(tmp_path)
+    plant(claims, "t1", 0, pid=pid)
+    assert claims.take("t1") is False  # fresh: it may still be a driver writing it
+    plant(claims, "t1", 3600, pid=pid)
+    assert claims.take("t1") is True  # pid 1 always runs: before, such a claim was never stale
+
+
+def test_a_claim_of_a_live_pid_without_its_start_time_goes_stale_by_age(tmp_path):
+    from test_results_safety import plant
+
+    claims = Claims(tmp_path)
+    plant(claims, "t1", 3600, pid=os.getpid(), started=None)
+    assert claims.take("t1") is True
+
+
+def test_a_driver_says_once_whom_it_waits_for(tmp_path, trials, capsys):
+    from test_results_safety import callback, plant
+
+    from tlbench.scheduler import ClaimingSearcher
+
+    results, _ = callback(tmp_path)
+    for spec in trials[:2]:
+        plant(results.claims, spec.trial_id, 0, pid=1, driver="abcdef123456")
+    searcher = ClaimingSearcher([{"trial": {"trial_id": t.trial_id}} for t in trials[:2]], results.claims, results.store, results)
+    searcher.RECHECK_S = 3600
+    assert searcher.suggest("a") is None and searcher.suggest("b") is None
+    err = capsys.readouterr().err
+    assert err.count("waiting for 2 trial(s) another driver claimed") == 1 and "pid 1 driver abcdef" in err

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -109,11 +110,14 @@ class Claims:
             return False  # gone already: the next O_EXCL decides
         if holder is None:  # unreadable: only its age tells (a claim is written the moment it is created)
             return age > self.stale_after_s
-        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int):
-            if not pid_running(holder["pid"]):
+        pid = holder.get("pid")
+        # pid 1 (init) always runs and os.kill(0 or -1) signals a group: no driver's pid, so only the age tells
+        if holder.get("host") == self.me["host"] and type(pid) is int and pid > 1:
+            if not pid_running(pid):
                 return True
-            started = process_start(holder["pid"])
-            return started is not None and holder.get("started") is not None and started != holder["started"]
+            started = process_start(pid)
+            if started is not None and holder.get("started") is not None:  # without both, a reused pid looks alive
+                return started != holder["started"]
         return age > self.stale_after_s
 
     def _remove_stale(self, path: Path, judged: dict[str, Any] | None) -> None:
@@ -135,14 +139,20 @@ class Claims:
         aside.unlink(missing_ok=True)
 
     def release(self, trial_id: str) -> None:
-        """Free a claim this driver holds (never another driver's)."""
+        """Free a claim this driver holds (never another driver's).
+
+        Never raises: a claim that cannot be removed (a read-only disk) goes stale once this driver exits."""
         with self._lock:
             if trial_id not in self.held:
                 return
             self.held.discard(trial_id)
         holder = self.holder(trial_id)
         if holder is None or holder.get("driver") == self.me["driver"]:
-            self.path(trial_id).unlink(missing_ok=True)
+            try:
+                self.path(trial_id).unlink(missing_ok=True)
+            except OSError as exc:
+                _warn(f"warning: cannot free the claim {self.path(trial_id)} ({exc.strerror or exc}); "
+                      f"another driver takes it over once this one exits")
 
     def release_all(self) -> None:
         self._stop.set()
@@ -163,3 +173,11 @@ class Claims:
                     os.utime(self.path(trial_id))
                 except OSError:
                     pass
+
+
+def _warn(message: str) -> None:
+    """A message on stderr that cannot itself raise (a closed stderr must not end the grid inside Tune)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
