@@ -7,7 +7,8 @@ a local disk and on NFSv3+) just before it hands the trial to Ray, and frees
 it once the trial's row is written or when it exits. A claim whose driver is
 gone is stale and taken over:
 - same host: its pid is not running, or runs a process started at another
-  time (the pid was reused);
+  time (the pid was reused); a claim without a pid above 1 or without its
+  start time is judged by its age, as below;
 - another host: its file was not touched for `STALE_AFTER_S`; a live driver
   touches every claim it holds each `HEARTBEAT_S` (a thread), so only a dead
   driver, or a host whose clock is that far off, leaves one that old.
