@@ -82,3 +82,40 @@ def test_a_state_of_the_wrong_structure_or_network_is_reported_and_ignored(tmp_p
     outcome = train.run_trial(config, checkpointer=keeper)
     assert outcome.summary["resumed_from_epoch"] == 0 and len(outcome.epochs) == 2
     assert "do not fit the network" in capsys.readouterr().err
+
+
+def _optimizer_of_other_groups(state):
+    groups = state["optimizer"]["param_groups"]
+    return {**state["optimizer"], "param_groups": [{**groups[0], "params": groups[0]["params"][:1]}]}
+
+
+def _moments_of_other_shapes(state):
+    moments = {k: {**v, "momentum_buffer": torch.zeros(7)} for k, v in state["optimizer"]["state"].items()}
+    return {**state["optimizer"], "state": moments}
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda s: {**s, "progress": {k: v for k, v in s["progress"].items() if k != "images_seen"}}, "wrong structure at progress"),
+    (lambda s: {**s, "progress": {k: v for k, v in s["progress"].items() if k != "train_seconds"}}, "wrong structure at progress"),
+    (lambda s: {**s, "progress": {k: v for k, v in s["progress"].items() if k != "probe_scores"}}, "wrong structure at progress"),
+    (lambda s: {**s, "progress": {**s["progress"], "epochs": [{}]}}, "wrong structure at progress"),
+    (lambda s: {**s, "progress": {**s["progress"], "epochs": s["progress"]["epochs"] * 3}}, "wrong structure at progress"),
+    (lambda s: {**s, "progress": {**s["progress"], "epochs": [{**e, "epoch": i + 1} for i, e in enumerate(s["progress"]["epochs"] * 3)]}},
+     "the config runs 3"),
+    (lambda s: {**s, "optimizer": _optimizer_of_other_groups(s)}, "it does not restore"),
+    (lambda s: {**s, "optimizer": _moments_of_other_shapes(s)}, "it does not restore"),
+])  # fmt: skip
+def test_a_state_that_loads_but_does_not_restore_starts_the_trial_over(tmp_path, capsys, damage, why):
+    """Each ended as a trial error (KeyError, ValueError) before, not as a report and a run from epoch 0."""
+    config = resolved(epochs=3, train={"optimizer": "sgd", "momentum": 0.9})
+    keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
+    with pytest.raises(RuntimeError):
+        train.run_trial(config, checkpointer=keeper)
+    torch.save(damage(torch.load(keeper.path, weights_only=True)), keeper.path)
+    keeper.die_after = None
+    fresh = train.run_trial(config)
+    outcome = train.run_trial(config, checkpointer=keeper)
+    assert outcome.status == "ok" and outcome.summary["resumed_from_epoch"] == 0 and len(outcome.epochs) == 3
+    assert [e["train_loss"] for e in outcome.epochs] == [e["train_loss"] for e in fresh.epochs]  # truly from the start
+    err = capsys.readouterr().err
+    assert "ignoring unreadable checkpoint" in err and why in err and "the trial starts from epoch 0" in err

@@ -53,7 +53,7 @@ def test_truncated_file_is_reported_and_its_trial_is_not_done(tmp_path, trials):
     assert statuses == {trials[0].trial_id: "ok"}
     assert [p for p, _ in unreadable] == [bad]
     moved = store.quarantine(unreadable)
-    assert moved[0].name.startswith(".corrupt-") and not bad.exists()
+    assert moved[0][0] == bad and moved[0][1].name.startswith(".corrupt-") and not bad.exists()
     assert len(pd.read_parquet(tmp_path / "trials")) == 1  # the directory reads cleanly again
 
 

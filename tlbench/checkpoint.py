@@ -15,6 +15,7 @@ never runs code. A file that does not load, or loads with the wrong shape
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from .regular_files import open_regular
 
 KEYS = ("model", "optimizer", "generator", "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "progress")
 
@@ -81,8 +84,9 @@ def read(path: str | Path) -> dict[str, Any] | None:
     try:
         # On the CPU first: a retry may land on a node without the GPU the state was saved from;
         # load_state_dict then moves every tensor to where the model lives.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated (a driver killed mid-copy), foreign, or a pickle that wants to run code
+        with open_regular(path) as fh:  # a planted FIFO would block torch.load forever
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated (a driver killed mid-copy), foreign, not a file, or a pickle that wants to run code
         return _ignored(path, f"{type(error).__name__}: {str(error)[:300]}")
     wrong = problem(state)
     return _ignored(path, wrong) if wrong else state
@@ -109,17 +113,58 @@ def problem(state: Any) -> str | None:
         and state["python_rng"]["state"].shape == (625,) and isinstance(state["python_rng"].get("version"), int),
         "cuda_rng": state["cuda_rng"] is None
         or isinstance(state["cuda_rng"], list) and all(isinstance(t, torch.Tensor) for t in state["cuda_rng"]),
-        "progress": isinstance(state["progress"], dict) and isinstance(state["progress"].get("epochs"), list)
-        and isinstance(state["progress"].get("lr"), (int, float)),
+        "progress": _progress_ok(state["progress"]),
     }  # fmt: skip
     wrong = [key for key, ok in checks.items() if not ok]
     return f"wrong structure at {', '.join(wrong)}" if wrong else None
 
 
-def fits(state: dict[str, Any] | None, module: torch.nn.Module) -> dict[str, Any] | None:
-    """The state where its weights fit this network (same names and shapes), else None (reported)."""
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "trainable_params")  # train.run_trial's rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _progress_ok(progress: Any) -> bool:
+    """The progress run_trial reads back: its totals, the lr, the probe's scores, and one full row per epoch run."""
+    if not isinstance(progress, dict) or not isinstance(progress.get("epochs"), list) or "probe_scores" not in progress:
+        return False
+    scores = progress.get("probe_scores")
+    return (_number(progress.get("lr")) and _number(progress.get("train_seconds"))
+            and type(progress.get("images_seen")) is int and progress["images_seen"] >= 0
+            and (scores is None or isinstance(scores, dict) and all(isinstance(k, str) and _number(v) for k, v in scores.items()))
+            and all(isinstance(row, dict) and all(_number(row.get(key)) for key in EPOCH_KEYS) and row["epoch"] == i + 1
+                    and all(_number(row[key]) for key in ("test_loss", "test_acc") if key in row)
+                    for i, row in enumerate(progress["epochs"])))  # fmt: skip
+
+
+def resume(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any] | None:
+    """`restore`, or, where the state does not go back in (an optimizer of other groups, tensors of other shapes),
+    the network and every generator as they were and None (reported): the trial starts from epoch 0."""
+    before = copy.deepcopy(capture(module, optimizer, gen, {}))  # deep: state_dict() shares the live weights
+    try:
+        progress = restore(state, module, optimizer, gen)
+        for param, moments in optimizer.state.items():  # load_state_dict checks group sizes, not the moments' shapes
+            for value in moments.values():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"optimizer state of shape {tuple(value.shape)} for a parameter of {tuple(param.shape)}")
+    except Exception as error:
+        restore(before, module, optimizer, gen)
+        return _ignored("of this trial", f"it does not restore: {type(error).__name__}: {str(error)[:300]}")
+    return copy.deepcopy(progress)
+
+
+def fits(state: dict[str, Any] | None, module: torch.nn.Module, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The state where its weights fit this network (same names and shapes) and its epochs this config, else None (reported)."""
     if state is None:
         return None
+    if config is not None:
+        epochs = state["progress"]["epochs"]
+        if len(epochs) >= config["epochs"]:
+            return _ignored("of this trial", f"it ran {len(epochs)} epochs, the config runs {config['epochs']}")
+        if config["train"]["test_every_epoch"] and not all("test_acc" in row and "test_loss" in row for row in epochs):
+            return _ignored("of this trial", "its epochs lack the test scores train.test_every_epoch records")
     own = module.state_dict()
     theirs = state["model"]
     if set(own) != set(theirs) or any(own[k].shape != theirs[k].shape for k in own):

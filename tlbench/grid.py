@@ -221,10 +221,10 @@ def tidy(store: Store) -> None:
     """Before deciding what is pending: write rows kept by an earlier run, move files that are not rows aside."""
     write_kept_rows(store)
     _, bad = store.statuses()
-    for moved, (path, problem) in zip(store.quarantine(bad), bad):
+    for path, moved, problem in store.quarantine(bad):
         print(f"warning: unreadable result {path} ({problem}): moved to {moved.name}; its trial reruns", file=sys.stderr)
     bad_epochs = store.bad_epoch_files()
-    for moved, (path, problem) in zip(store.quarantine(bad_epochs), bad_epochs):
+    for path, moved, problem in store.quarantine(bad_epochs):
         print(f"warning: unreadable epochs {path} ({problem}): moved to {moved.name}; its learning curve is lost", file=sys.stderr)
 
 

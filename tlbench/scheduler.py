@@ -41,6 +41,7 @@ from . import catalog
 from .trial_claims import Claims
 from .cost import trial_cost
 from .gridfile import GridError
+from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
 
@@ -188,7 +189,7 @@ class StoreResults(tune.Callback):
             what = f"{type(exc).__name__}: {str(exc)[:300]}"
             advice = "a later `grid run` tries to write it again (it stays pending until then)"
         finally:
-            self.claims.release(trial_id)
+            self._release(trial_id)  # its own guard: a claim that cannot be freed must not replace the write's outcome
         try:
             kept = f"kept as {self.store.keep_unwritten(row, epochs)}"
         except Exception as exc:
@@ -196,10 +197,24 @@ class StoreResults(tune.Callback):
         print(f"error: trial {trial_id}: its result could not be written ({what}); {kept}; {advice}", file=sys.stderr, flush=True)
         return False
 
+    def _release(self, trial_id: str) -> None:
+        try:
+            self.claims.release(trial_id)
+        except OSError as exc:  # EROFS, permissions: the claim goes stale when this driver exits
+            _say(f"warning: cannot free the claim of trial {trial_id} ({exc.strerror or exc})")
+
     def _failed(self, trial: Any, exc: Exception) -> None:
         self.counts["unwritten"] = self.counts.get("unwritten", 0) + 1
-        print(f"error: tlbench could not handle the result of Tune trial {getattr(trial, 'trial_id', trial)} "
-              f"({type(exc).__name__}: {exc}); its trial stays pending", file=sys.stderr, flush=True)
+        _say(f"error: tlbench could not handle the result of Tune trial {getattr(trial, 'trial_id', trial)} "
+             f"({type(exc).__name__}: {exc}); its trial stays pending")
+
+
+def _say(message: str) -> None:
+    """A message on stderr that cannot raise into Tune (a closed or broken stderr)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class ClaimingSearcher(Searcher):
@@ -219,6 +234,7 @@ class ClaimingSearcher(Searcher):
         self.claims, self.store, self.results = claims, store, results
         self.next_check = 0.0
         self.by_others = 0
+        self.told = False  # whether this driver said whom it waits for
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.results.disk_error:
@@ -229,6 +245,9 @@ class ClaimingSearcher(Searcher):
                 return {"point": point}
         if not self.elsewhere or self.results.disk_error:
             return Searcher.FINISHED
+        if not self.told:
+            self.told = True
+            _say(self._waiting_for())
         if time.monotonic() < self.next_check:
             return None
         self.next_check = time.monotonic() + self.RECHECK_S
@@ -240,6 +259,17 @@ class ClaimingSearcher(Searcher):
                 waiting.append(point)
         self.queue, self.elsewhere = waiting, []
         return self.suggest(trial_id) if self.queue else Searcher.FINISHED
+
+    def _waiting_for(self) -> str:
+        """Which drivers hold the trials this one waits for, so a claim that never goes stale is seen, not waited on silently."""
+        holders: dict[str, int] = {}
+        for point in self.elsewhere:
+            holder = self.claims.holder(point["trial"]["trial_id"]) or {}
+            who = f"host {holder.get('host', '?')} pid {holder.get('pid', '?')} driver {str(holder.get('driver', '?'))[:6]}"
+            holders[who] = holders.get(who, 0) + 1
+        listed = "; ".join(f"{n} held by {who}" for who, n in holders.items())
+        return (f"waiting for {len(self.elsewhere)} trial(s) another driver claimed ({listed}); claims in {self.claims.folder}: "
+                f"they are taken over if that driver dies")
 
     def _claim(self, point: dict[str, Any]) -> bool:
         trial_id = point["trial"]["trial_id"]
@@ -253,7 +283,7 @@ class ClaimingSearcher(Searcher):
             self.elsewhere.append(point)
             return False
         if self.store.done(trial_id):  # another driver finished it since this one listed what was pending
-            self.claims.release(trial_id)
+            self.results._release(trial_id)
             self.by_others += 1
             return False
         return True
@@ -285,6 +315,9 @@ def earlier_checkpoints(storage: str) -> dict[str, str]:
         return {}
     found: dict[str, tuple[float, str]] = {}
     for state in Path(storage).glob(f"tlbench-*/*/checkpoint_*/{STATE_FILE}"):
+        if not is_regular(state):  # a FIFO planted in a shared storage would hang the worker that reads it
+            print(f"warning: ignoring {state}: not a regular file", file=sys.stderr, flush=True)
+            continue
         trial_id, mtime = state.parent.parent.name, state.stat().st_mtime
         if trial_id not in found or mtime > found[trial_id][0]:
             found[trial_id] = (mtime, str(state))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .regular_files import read_regular_text
 from .schema import FIELDS, arrow_kind
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
@@ -195,15 +197,20 @@ class Store:
         table, bad = self.read()
         return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())), bad
 
-    def quarantine(self, bad: list[tuple[Path, str]]) -> list[Path]:
+    def quarantine(self, bad: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
         """Move unreadable trial files aside (hidden, so directory readers skip them); their trials rerun.
 
-        Each gets a name of its own, so a second bad copy of one trial never overwrites the first."""
+        Each gets a name of its own, so a second bad copy of one trial never overwrites the first.
+        Returns (file, where it went, problem) for each file moved; one already gone is skipped:
+        a second driver starting at the same moment moved it first."""
         moved = []
-        for path, _ in bad:
+        for path, problem in bad:
             target = path.parent / f".corrupt-{path.stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}{path.suffix}"
-            os.replace(path, target)
-            moved.append(target)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue
+            moved.append((path, target, problem))
         return moved
 
     # -- rows that could not be written --------------------------------------------
@@ -229,17 +236,39 @@ class Store:
         written, failed = [], []
         for path in self.unwritten():
             try:
-                kept = json.loads(path.read_text())
+                kept = json.loads(read_regular_text(path))  # a planted FIFO would block a plain read forever
+                trial_id = _kept_trial(kept, path)
                 self.write(kept["row"], kept["epochs"])
+            except FileNotFoundError:  # a second driver starting at the same moment wrote it first
+                continue
             except Exception as exc:
                 failed.append((path, f"{type(exc).__name__}: {exc}"))
                 continue
-            path.unlink()
-            written.append(kept["row"]["trial_id"])
+            path.unlink(missing_ok=True)  # likewise
+            written.append(trial_id)
         return written, failed
 
 
+def _kept_trial(kept: Any, path: Path) -> str:
+    """The trial id of a kept row, checked as a trial file's would be; raises where the JSON is not one tlbench kept.
+
+    The id becomes a file name, so it must be the one in the JSON's own name and look like a trial id
+    (a planted `"trial_id": "../../x"` would otherwise write outside the results)."""
+    if not isinstance(kept, dict) or not isinstance(kept.get("row"), dict) or not isinstance(kept.get("epochs"), list):
+        raise ValueError('expected {"row": {...}, "epochs": [...]}: not a row tlbench kept')
+    row, expected = kept["row"], path.name.removeprefix(UNWRITTEN_PREFIX).removesuffix(".json")
+    if row.get("trial_id") != expected or not TRIAL_ID.fullmatch(expected):
+        raise ValueError(f"holds trial {row.get('trial_id')!r}, not {expected!r} (a trial id is 16 hex digits)")
+    if not isinstance(row.get("status"), str):
+        raise ValueError("no string status: not a tlbench trial row")
+    if any(not isinstance(e, dict) or e.get("trial_id") != expected for e in kept["epochs"]):
+        raise ValueError(f"epoch rows of other trials than {expected!r}")
+    trial_table(row)  # every column of its type, as TRIAL_SCHEMA holds it (raises on unknown fields or wrong types)
+    return expected
+
+
 UNWRITTEN_PREFIX = ".unwritten-"
+TRIAL_ID = re.compile(r"[0-9a-f]{16}")  # spec.trial_id: the first 16 hex digits of the config's hash
 
 
 def read_trial_file(path: Path) -> pa.Table:

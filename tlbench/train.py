@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import data as datasets
 from . import features, metrics, models, pipeline
-from .checkpoint import Checkpointer, capture, fits, restore
+from .checkpoint import Checkpointer, capture, fits, resume
 from .thumbnails import thumbnails
 
 
@@ -200,9 +200,15 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     runner = Runner(built, config, splits, device, plan, data_root, feature_cache)
     if compile:
         runner.net = torch.compile(runner.net)
-    saved = fits(checkpointer.load(), built.module) if checkpointer else None  # weights of another network: start over
+    saved = fits(checkpointer.load(), built.module, config) if checkpointer else None  # another network or config: start over
+    if saved is not None:  # the optimizer at the saved lr, its schedule's base lrs, then the state: or none of it (epoch 0)
+        optimizer = make_optimizer(built, train_cfg, saved["progress"]["lr"])
+        base_lrs = [g["lr"] for g in optimizer.param_groups]
+        progress = resume(saved, built.module, optimizer, gen)
+        saved = None if progress is None else saved
 
-    progress: dict[str, Any] = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
+    if saved is None:
+        progress = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
     if train_cfg["protocol"] == "lr_probe" and saved is None:  # 001: score each lr from one start, retrain the best on train+val
         initial_state = copy.deepcopy(built.module.state_dict())
         scores = lr_probe(runner, plan, initial_state, gen)
@@ -213,10 +219,9 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     if train_cfg["protocol"] == "lr_probe":  # val now trains too: scoring on it would flatter the model
         train_set, val_set = datasets.ImageSet.concat(splits.train, splits.val), splits.val.subset(np.arange(0))
 
-    optimizer = make_optimizer(built, train_cfg, saved["progress"]["lr"] if saved else progress["lr"])
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-    if saved is not None:
-        progress = copy.deepcopy(restore(saved, built.module, optimizer, gen))
+    if saved is None:
+        optimizer = make_optimizer(built, train_cfg, progress["lr"])
+        base_lrs = [g["lr"] for g in optimizer.param_groups]
     resumed_from_epoch = len(progress["epochs"])
     epochs = progress["epochs"]
     status = "ok"

@@ -7,7 +7,8 @@ a local disk and on NFSv3+) just before it hands the trial to Ray, and frees
 it once the trial's row is written or when it exits. A claim whose driver is
 gone is stale and taken over:
 - same host: its pid is not running, or runs a process started at another
-  time (the pid was reused);
+  time (the pid was reused); a claim without a pid above 1 or without its
+  start time is judged by its age, as below;
 - another host: its file was not touched for `STALE_AFTER_S`; a live driver
   touches every claim it holds each `HEARTBEAT_S` (a thread), so only a dead
   driver, or a host whose clock is that far off, leaves one that old.
@@ -18,11 +19,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from .regular_files import read_regular_text
 
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
@@ -94,7 +98,7 @@ class Claims:
     def holder(self, trial_id: str) -> dict[str, Any] | None:
         """Who holds a claim (None: no claim, or one unreadable, e.g. being written this instant)."""
         try:
-            holder = json.loads(self.path(trial_id).read_text())
+            holder = json.loads(read_regular_text(self.path(trial_id)))  # a planted FIFO must not block the driver
         except (OSError, ValueError):
             return None
         return holder if isinstance(holder, dict) else None
@@ -107,11 +111,14 @@ class Claims:
             return False  # gone already: the next O_EXCL decides
         if holder is None:  # unreadable: only its age tells (a claim is written the moment it is created)
             return age > self.stale_after_s
-        if holder.get("host") == self.me["host"] and isinstance(holder.get("pid"), int):
-            if not pid_running(holder["pid"]):
+        pid = holder.get("pid")
+        # pid 1 (init) always runs and os.kill(0 or -1) signals a group: no driver's pid, so only the age tells
+        if holder.get("host") == self.me["host"] and type(pid) is int and pid > 1:
+            if not pid_running(pid):
                 return True
-            started = process_start(holder["pid"])
-            return started is not None and holder.get("started") is not None and started != holder["started"]
+            started = process_start(pid)
+            if started is not None and holder.get("started") is not None:  # without both, a reused pid looks alive
+                return started != holder["started"]
         return age > self.stale_after_s
 
     def _remove_stale(self, path: Path, judged: dict[str, Any] | None) -> None:
@@ -122,7 +129,7 @@ class Claims:
         except FileNotFoundError:
             return
         try:
-            moved = json.loads(aside.read_text())
+            moved = json.loads(read_regular_text(aside))
         except (OSError, ValueError):
             moved = None
         if moved != judged:  # a fresh claim, taken after we looked: restore it unless the name is taken again
@@ -133,14 +140,20 @@ class Claims:
         aside.unlink(missing_ok=True)
 
     def release(self, trial_id: str) -> None:
-        """Free a claim this driver holds (never another driver's)."""
+        """Free a claim this driver holds (never another driver's).
+
+        Never raises: a claim that cannot be removed (a read-only disk) goes stale once this driver exits."""
         with self._lock:
             if trial_id not in self.held:
                 return
             self.held.discard(trial_id)
         holder = self.holder(trial_id)
         if holder is None or holder.get("driver") == self.me["driver"]:
-            self.path(trial_id).unlink(missing_ok=True)
+            try:
+                self.path(trial_id).unlink(missing_ok=True)
+            except OSError as exc:
+                _warn(f"warning: cannot free the claim {self.path(trial_id)} ({exc.strerror or exc}); "
+                      f"another driver takes it over once this one exits")
 
     def release_all(self) -> None:
         self._stop.set()
@@ -161,3 +174,11 @@ class Claims:
                     os.utime(self.path(trial_id))
                 except OSError:
                     pass
+
+
+def _warn(message: str) -> None:
+    """A message on stderr that cannot itself raise (a closed stderr must not end the grid inside Tune)."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
