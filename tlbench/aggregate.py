@@ -11,13 +11,14 @@ seeds' values, its intervals and its verdict (tlbench/verdicts.py).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .spec import METRICS, Grid, row_trial_ids
+from .spec import METRICS, Grid, RowIndex
 from .verdicts import Summary, number_verdict, summarize
 
 
@@ -104,43 +105,60 @@ def metric_label(metric: dict[str, Any]) -> str:
 
 
 def build_tables(grid: Grid, trials: pd.DataFrame, profile: str | None) -> list[Table]:
-    by_id = trials.set_index("trial_id") if len(trials) else trials
+    rows = RowIndex(grid, profile)
+    found = TrialColumns(trials, [m["key"] for t in grid.tables for m in t["metrics"]])
     tables = []
     for spec in grid.tables:
-        rows = [_row(grid, spec, row, by_id, profile) for row in spec["rows"]]
+        built = [_row(spec, row, rows.trial_ids(row), found) for row in spec["rows"]]
         report = grid.experiment(spec["rows"][0]["experiment"]).report
-        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", []),
+        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], built, spec.get("extras", []),
                             report, spec.get("claims", [])))  # fmt: skip
     return tables
 
 
-def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataFrame, profile: str | None) -> Row:
-    ids = row_trial_ids(grid, row, profile)
-    present = [i for i in ids if len(by_id) and i in by_id.index]
-    found = by_id.loc[present] if present else pd.DataFrame()
+class TrialColumns:
+    """The results' columns a table needs, as arrays, with trial id -> position: a row takes its
+    trials' values with one array index each, not a DataFrame lookup (thousands of rows stay fast)."""
+
+    TEXT = ("status", "error", "device", "per_class", "confusion")
+
+    def __init__(self, trials: pd.DataFrame, metrics: list[str]):
+        self.position = pd.Index(trials["trial_id"] if len(trials) else [], dtype=object)
+        self.text = {c: np.asarray(trials[c].astype(object).where(trials[c].notna(), None), dtype=object) if len(trials)
+                     else np.array([], dtype=object) for c in self.TEXT}  # fmt: skip
+        self.numbers = {m: trials[m].astype(float).to_numpy() if len(trials) else np.array([]) for m in set(metrics)}
+
+    def positions(self, ids: list[str]) -> np.ndarray:
+        where = self.position.get_indexer(ids) if len(self.position) else np.full(len(ids), -1)
+        return where[where >= 0]
+
+
+def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: TrialColumns) -> Row:
+    present = found.positions(ids)
+    status = found.text["status"][present]
     statuses = {"pending": len(ids) - len(present)}
-    if len(found):
-        for status, count in found["status"].value_counts().items():
-            statuses[str(status)] = int(count)
-    usable = found[found["status"].isin(["ok", "diverged"])] if len(found) else found
+    for value, count in Counter(status.tolist()).items():
+        statuses[str(value)] = count
+    usable = present[np.isin(status, ["ok", "diverged"])]
     cells = []
     for metric in table["metrics"]:
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
-        values = usable[metric["key"]].astype(float).to_numpy() * scale if len(usable) else np.array([])
+        values = found.numbers[metric["key"]][usable] * scale
         reported = (row.get("reported") or {}).get(metric["key"])
         cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale))
-    errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
-    devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
+    errors = [str(e) for e in found.text["error"][present] if e is not None]
+    devices = sorted({d for d in found.text["device"][usable] if d is not None})
     out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"))
     if len(usable) and table.get("extras"):
-        out.extras = _extras(usable)
+        out.extras = _extras([p for p in found.text["per_class"][usable] if p is not None],
+                             [c for c in found.text["confusion"][usable] if c is not None])  # fmt: skip
     return out
 
 
-def _extras(usable: pd.DataFrame) -> dict[str, Any]:
+def _extras(per_class_json: list[str], confusion_json: list[str]) -> dict[str, Any]:
     """Per-class precision/recall/F1 (mean over seeds) and the confusion matrix (summed over seeds)."""
-    per_class = [json.loads(p) for p in usable["per_class"].dropna()]
-    confusion = [np.asarray(json.loads(c)) for c in usable["confusion"].dropna()]
+    per_class = [json.loads(p) for p in per_class_json]
+    confusion = [np.asarray(json.loads(c)) for c in confusion_json]
     out: dict[str, Any] = {}
     if per_class:
         out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}

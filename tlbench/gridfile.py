@@ -56,7 +56,8 @@ class YamlDoc:
             text = Path(path).read_text()
         except OSError as exc:
             raise GridError(f"cannot read the grid file ({exc.strerror})", file=self.file) from None
-        loader = yaml.SafeLoader(text)
+        # libyaml's parser where PyYAML has it (same nodes and marks, ~10x faster on a grid of thousands of rows)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         self.lines: dict[KeyPath, int] = {}
         try:
             node = loader.get_single_node()

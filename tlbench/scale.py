@@ -42,9 +42,10 @@ COMMANDS = {
 def scale_grid(configs: int) -> str:
     """One experiment of `configs` configs (lr x weight decay) and 5 seeds; a table row per config."""
     # Written as plain decimals: YAML reads "1e-05" (no dot) as a string.
-    lrs = [f"{1e-4 * (1 + i):.6f}" for i in range(max(1, int(configs**0.5)))]
-    decays = [f"{1e-5 * i:.7f}" for i in range(-(-configs // len(lrs)))]
-    points = [(lr, wd) for lr in lrs for wd in decays][:configs]
+    n_lrs = max(d for d in range(1, int(configs**0.5) + 1) if configs % d == 0)  # exactly `configs` points
+    lrs = [f"{1e-4 * (1 + i):.6f}" for i in range(n_lrs)]
+    decays = [f"{1e-5 * i:.7f}" for i in range(configs // n_lrs)]
+    points = [(lr, wd) for lr in lrs for wd in decays]
     rows = "\n".join(f"      - {{label: 'lr {lr} wd {wd}', experiment: scale, where: {{train.lr: {lr}, train.weight_decay: {wd}}}, "
                      f"reported: {{test_acc: 50.0}}}}" for lr, wd in points)  # fmt: skip
     return f"""

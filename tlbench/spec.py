@@ -97,6 +97,9 @@ class Grid:
     profiles: dict[str, dict[str, Any]]
     doc: YamlDoc | None = None
     sha256: str = ""
+    # Expansions already made, by (profile, only, overrides): loading expands every profile to check it,
+    # and a command then asks again for one of them; a grid of thousands of trials feels each pass.
+    _expanded: dict[tuple[Any, ...], list[TrialSpec]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Grid:
@@ -123,6 +126,13 @@ class Grid:
         overrides: list[str] | None = None,
     ) -> list[TrialSpec]:
         """Every trial of the selected experiments, deduplicated by trial id, in grid order."""
+        same_as_none = profile == "full" and "full" not in self.profiles
+        key = (None if same_as_none else profile, tuple(only or ()), tuple(overrides or ()))
+        if key not in self._expanded:
+            self._expanded[key] = self._expand(profile, only, overrides)
+        return list(self._expanded[key])
+
+    def _expand(self, profile: str | None, only: list[str] | None, overrides: list[str] | None) -> list[TrialSpec]:
         profile_cfg, profile_seeds = self._profile(profile)
         set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
         selected = [e for e in self.experiments if not only or any(fnmatch.fnmatchcase(e.name, g) for g in only)]
@@ -130,10 +140,12 @@ class Grid:
             names = ", ".join(e.name for e in self.experiments)
             raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
         trials: dict[str, TrialSpec] = {}
+        on_top = merge(profile_cfg, set_cfg)  # merging is associative: two merges a trial, not four
         for exp in selected:
             seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
+            base = merge(self.defaults, exp.config)
             for axis_values, axis_cfg in _axis_points(exp):
-                config = merge(merge(merge(merge(self.defaults, exp.config), axis_cfg), profile_cfg), set_cfg)
+                config = merge(merge(base, axis_cfg), on_top)
                 config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
                 problems = check_resolved(config)
                 if problems:
@@ -411,19 +423,59 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
 
 
 def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
-    """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`.
-
-    Expanding the row's experiment alone keeps its own axis values even where a
-    trial is shared with another experiment (ids are the same either way)."""
-    where = row.get("where") or {}
-    trials = grid.expand(profile=profile, only=[row["experiment"]], overrides=overrides)
-    return [t.trial_id for t in trials if all(_axis_matches(t, k, v) for k, v in where.items())]
+    """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`."""
+    return RowIndex(grid, profile, overrides).trial_ids(row)
 
 
-def _axis_matches(trial: TrialSpec, axis: str, value: Any) -> bool:
-    if axis == VARIANT_AXIS:
-        return trial.axes.get(axis) == value
-    return canonical_value(axis, trial.axes.get(axis), trial.config) == canonical_value(axis, value, trial.config)
+class RowIndex:
+    """Table rows -> their trials' ids, through an index (experiment, axis, value) -> trials.
+
+    Each experiment is expanded once, alone: that keeps its own axis values even
+    where a trial is shared with another experiment (ids are the same either way).
+    A row then costs a few set intersections, not a pass over every trial."""
+
+    def __init__(self, grid: Grid, profile: str | None = None, overrides: list[str] | None = None):
+        self.grid, self.profile, self.overrides = grid, profile, overrides
+        self._trials: dict[str, list[TrialSpec]] = {}
+        # (experiment, axis) -> {(context, canonical value): positions in the experiment's trials}
+        self._by_value: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
+        self._contexts: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # a config per context seen
+
+    def trial_ids(self, row: dict[str, Any]) -> list[str]:
+        name = row["experiment"]
+        trials = self._experiment(name)
+        chosen: set[int] | None = None
+        for axis, value in (row.get("where") or {}).items():
+            matching = self._matching(name, axis, value)
+            chosen = matching if chosen is None else chosen & matching
+        positions = range(len(trials)) if chosen is None else sorted(chosen)
+        return [trials[i].trial_id for i in positions]
+
+    def _experiment(self, name: str) -> list[TrialSpec]:
+        if name not in self._trials:
+            self._trials[name] = self.grid.expand(profile=self.profile, only=[name], overrides=self.overrides)
+        return self._trials[name]
+
+    def _matching(self, name: str, axis: str, value: Any) -> set[int]:
+        if (name, axis) not in self._by_value:
+            index: dict[tuple[str, str], set[int]] = {}
+            contexts: dict[str, dict[str, Any]] = {}
+            for i, trial in enumerate(self._experiment(name)):
+                context = canonical_context(axis, trial.config)
+                contexts.setdefault(context, trial.config)
+                index.setdefault((context, _value_key(axis, trial.axes.get(axis), trial.config)), set()).add(i)
+            self._by_value[(name, axis)], self._contexts[(name, axis)] = index, contexts
+        index = self._by_value[(name, axis)]
+        found: set[int] = set()
+        for context, config in self._contexts[(name, axis)].items():
+            found |= index.get((context, _value_key(axis, value, config)), set())
+        return found
+
+
+def _value_key(axis: str, value: Any, config: dict[str, Any]) -> str:
+    """What a row's `where` value and a trial's axis value are compared by: the variant's name, or the canonical value."""
+    canonical = value if axis == VARIANT_AXIS else canonical_value(axis, value, config)
+    return json.dumps(canonical, sort_keys=True, default=str)
 
 
 def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
@@ -432,4 +484,9 @@ def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
     return value
 
 
-__all__ = ["CLAIM_BETTER", "METRICS", "READINGS", "Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids"]
+def canonical_context(key: str, config: dict[str, Any]) -> str:
+    """What of a config `canonical_value(key, ...)` reads besides the value: equal contexts, equal canonical forms."""
+    return config["model"]["arch"] if key == "train.freeze" else ""
+
+
+__all__ = ["CLAIM_BETTER", "METRICS", "READINGS", "Grid", "GridError", "RowIndex", "TrialSpec", "format_path", "row_trial_ids"]
