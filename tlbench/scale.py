@@ -8,7 +8,8 @@ trains), then times, each in a fresh process as a user runs it:
   scale_index_build_s   the first `grid run` over files it has never seen (the results index is built)
   scale_run_noop_s      `grid run` with every trial done ("N done, 0 to run")
   scale_list_s          `grid list`
-  scale_report_s        `python -m tlbench.report` (tables, claims, figures, HTML)
+  scale_report_cold_s   the first report (the epochs' index is built: only the report reads epochs)
+  scale_report_s        `python -m tlbench.report` again (tables, claims, figures, HTML)
 
 each printed with the size as suffix (`scale_report_s_10000_trials`), plus the
 10k/1k ratio (`scale_report_s_growth`): about 10 means linear in the trials.
@@ -35,6 +36,7 @@ COMMANDS = {
     "scale_index_build_s": ["tlbench.grid", "run"],
     "scale_run_noop_s": ["tlbench.grid", "run"],
     "scale_list_s": ["tlbench.grid", "list"],
+    "scale_report_cold_s": ["tlbench.report"],
     "scale_report_s": ["tlbench.report"],
 }
 
