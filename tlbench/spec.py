@@ -133,39 +133,49 @@ class Grid:
         return list(self._expanded[key])
 
     def _expand(self, profile: str | None, only: list[str] | None, overrides: list[str] | None) -> list[TrialSpec]:
-        profile_cfg, profile_seeds = self._profile(profile)
-        set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
         selected = [e for e in self.experiments if not only or any(fnmatch.fnmatchcase(e.name, g) for g in only)]
         if only and not selected:
             names = ", ".join(e.name for e in self.experiments)
             raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
         trials: dict[str, TrialSpec] = {}
-        on_top = merge(profile_cfg, set_cfg)  # merging is associative: two merges a trial, not four
         for exp in selected:
-            seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
-            base = merge(self.defaults, exp.config)
-            for axis_values, axis_cfg in _axis_points(exp):
-                config = merge(merge(base, axis_cfg), on_top)
-                config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
-                problems = check_resolved(config)
-                if problems:
-                    key, expected = problems[0]
-                    where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
-                    origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
-                    origin += f" under profile {profile!r}" if profile else ""
-                    path = ("experiments", exp.index)
-                    message = f"{origin}: {key}: expected {expected}"
-                    raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
-                for seed in seeds:
-                    resolved = {**config, "seed": seed}
-                    tid = trial_id(resolved)
-                    if tid in trials:
-                        known = trials[tid]
-                        if exp.name not in known.experiments:
-                            trials[tid] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
-                        continue
-                    trials[tid] = TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,))
+            for spec in self._experiment_trials(exp, profile, overrides):
+                known = trials.get(spec.trial_id)
+                if known is None:
+                    trials[spec.trial_id] = spec
+                elif exp.name not in known.experiments:
+                    trials[spec.trial_id] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
         return list(trials.values())
+
+    def _experiment_trials(self, exp: Experiment, profile: str | None, overrides: list[str] | None) -> list[TrialSpec]:
+        """One experiment's trials alone, cached: every selection (`--only`, a table row's) reuses them."""
+        key = ("experiment", exp.name, None if profile == "full" and "full" not in self.profiles else profile, tuple(overrides or ()))
+        if key in self._expanded:
+            return self._expanded[key]
+        profile_cfg, profile_seeds = self._profile(profile)
+        set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
+        on_top = merge(profile_cfg, set_cfg)  # merging is associative: two merges a trial, not four
+        seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
+        base = merge(self.defaults, exp.config)
+        trials: dict[str, TrialSpec] = {}
+        for axis_values, axis_cfg in _axis_points(exp):
+            config = merge(merge(base, axis_cfg), on_top)
+            config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
+            problems = check_resolved(config)
+            if problems:
+                key_name, expected = problems[0]
+                where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
+                origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
+                origin += f" under profile {profile!r}" if profile else ""
+                path = ("experiments", exp.index)
+                message = f"{origin}: {key_name}: expected {expected}"
+                raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
+            for seed in seeds:
+                resolved = {**config, "seed": seed}
+                tid = trial_id(resolved)
+                trials.setdefault(tid, TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
+        self._expanded[key] = list(trials.values())
+        return self._expanded[key]
 
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
