@@ -82,15 +82,15 @@ def test_fast_finished_set_equals_the_slow_one_and_names_bad_files(tmp_path, tri
 
 
 def old_row_trial_ids(grid: Grid, row: dict) -> list[str]:
-    """Row resolution as it was: the experiment expanded alone, every trial compared with `where`."""
+    """Row resolution as it was: the experiment's points, every one compared with `where`."""
 
     def matches(trial: TrialSpec, axis: str, value) -> bool:
         if axis == VARIANT_AXIS:
             return trial.axes.get(axis) == value
         return canonical_value(axis, trial.axes.get(axis), trial.config) == canonical_value(axis, value, trial.config)
 
-    trials = grid.expand(only=[row["experiment"]])
-    return [t.trial_id for t in trials if all(matches(t, k, v) for k, v in (row.get("where") or {}).items())]
+    trials = grid.points(grid.experiment(row["experiment"]))
+    return list(dict.fromkeys(t.trial_id for t in trials if all(matches(t, k, v) for k, v in (row.get("where") or {}).items())))
 
 
 def test_row_index_resolves_every_reports_row_as_the_full_comparison_does():

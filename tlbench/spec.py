@@ -139,7 +139,7 @@ class Grid:
             raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
         trials: dict[str, TrialSpec] = {}
         for exp in selected:
-            for spec in self._experiment_trials(exp, profile, overrides):
+            for spec in self.points(exp, profile, overrides):
                 known = trials.get(spec.trial_id)
                 if known is None:
                     trials[spec.trial_id] = spec
@@ -147,9 +147,11 @@ class Grid:
                     trials[spec.trial_id] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
         return list(trials.values())
 
-    def _experiment_trials(self, exp: Experiment, profile: str | None, overrides: list[str] | None) -> list[TrialSpec]:
-        """One experiment's trials alone, cached: every selection (`--only`, a table row's) reuses them."""
-        key = ("experiment", exp.name, None if profile == "full" and "full" not in self.profiles else profile, tuple(overrides or ()))
+    def points(self, exp: Experiment, profile: str | None = None, overrides: list[str] | None = None) -> list[TrialSpec]:
+        """Every (axis point, seed) of one experiment as a trial, before deduplication: two axis points
+        that resolve to one config both appear, with the same trial id. Cached: every selection
+        (`--only`, a table row's) is built from these."""
+        key = ("points", exp.name, None if profile == "full" and "full" not in self.profiles else profile, tuple(overrides or ()))
         if key in self._expanded:
             return self._expanded[key]
         profile_cfg, profile_seeds = self._profile(profile)
@@ -157,7 +159,7 @@ class Grid:
         on_top = merge(profile_cfg, set_cfg)  # merging is associative: two merges a trial, not four
         seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
         base = merge(self.defaults, exp.config)
-        trials: dict[str, TrialSpec] = {}
+        trials: list[TrialSpec] = []
         for axis_values, axis_cfg in _axis_points(exp):
             config = merge(merge(base, axis_cfg), on_top)
             config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
@@ -173,9 +175,9 @@ class Grid:
             for seed in seeds:
                 resolved = {**config, "seed": seed}
                 tid = trial_id(resolved)
-                trials.setdefault(tid, TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
-        self._expanded[key] = list(trials.values())
-        return self._expanded[key]
+                trials.append(TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
+        self._expanded[key] = trials
+        return list(trials)
 
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
@@ -440,9 +442,10 @@ def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, o
 class RowIndex:
     """Table rows -> their trials' ids, through an index (experiment, axis, value) -> trials.
 
-    Each experiment is expanded once, alone: that keeps its own axis values even
-    where a trial is shared with another experiment (ids are the same either way).
-    A row then costs a few set intersections, not a pass over every trial."""
+    Each experiment's axis points are expanded once, before deduplication: that keeps each
+    point's own axis values even where a trial is shared (with another experiment, or with
+    another point of this one that resolves to the same config). A row then costs a few
+    set intersections, not a pass over every trial."""
 
     def __init__(self, grid: Grid, profile: str | None = None, overrides: list[str] | None = None):
         self.grid, self.profile, self.overrides = grid, profile, overrides
@@ -459,11 +462,11 @@ class RowIndex:
             matching = self._matching(name, axis, value)
             chosen = matching if chosen is None else chosen & matching
         positions = range(len(trials)) if chosen is None else sorted(chosen)
-        return [trials[i].trial_id for i in positions]
+        return list(dict.fromkeys(trials[i].trial_id for i in positions))
 
     def _experiment(self, name: str) -> list[TrialSpec]:
         if name not in self._trials:
-            self._trials[name] = self.grid.expand(profile=self.profile, only=[name], overrides=self.overrides)
+            self._trials[name] = self.grid.points(self.grid.experiment(name), self.profile, self.overrides)
         return self._trials[name]
 
     def _matching(self, name: str, axis: str, value: Any) -> set[int]:

@@ -144,9 +144,9 @@ class Store:
             return []
         return sorted(p for p in self.trials_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
 
-    def read(self) -> tuple[pa.Table, list[tuple[Path, str]]]:
-        """Every readable trial row, and (file, problem) for each unreadable one."""
-        return read_folder(self.files(), TRIAL_SCHEMA, read_trial_file, one_row=True)
+    def read(self, columns: list[str] | None = None) -> tuple[pa.Table, list[tuple[Path, str]]]:
+        """Every readable trial row (`columns` of it, default all), and (file, problem) for each unreadable one."""
+        return read_folder(self.files(), TRIAL_SCHEMA, read_trial_file, one_row=True, columns=columns)
 
     def epoch_files(self) -> list[Path]:
         if not self.epochs_dir.is_dir():
@@ -162,7 +162,7 @@ class Store:
 
     def statuses(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
         """trial_id -> status of every readable trial file, and the unreadable files."""
-        table, bad = self.read()
+        table, bad = self.read(columns=["trial_id", "status"])  # from the index, only these columns are read
         return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())), bad
 
     def quarantine(self, bad: list[tuple[Path, str]]) -> list[Path]:
@@ -192,16 +192,17 @@ def read_epoch_file(path: Path) -> pa.Table:
 # -- many files read as one table, through the folder's index ----------------------
 
 
-def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table],
-                one_row: bool) -> tuple[pa.Table, list[tuple[Path, str]]]:  # fmt: skip
-    """The rows of every file of one folder (`schema`), and (file, problem) for each unreadable one.
+def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table], one_row: bool,
+                columns: list[str] | None = None) -> tuple[pa.Table, list[tuple[Path, str]]]:  # fmt: skip
+    """The rows of every file of one folder (`schema`, or its `columns`), and (file, problem) for each unreadable one.
 
     Files unchanged since the index was written are not opened; new and changed
     ones are read as one Arrow dataset, and where a batch fails or holds rows
     that are not its files' own (`trial_id` = the file's name; `one_row`: one
     row a file), file by file with `read_file`, which names each bad file."""
+    columns = columns or schema.names
     if not paths:
-        return schema.empty_table(), []
+        return schema.empty_table().select(columns), []
     folder = paths[0].parent
     stats: dict[str, tuple[int, int]] = {}
     for path in paths:
@@ -211,11 +212,13 @@ def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path]
             continue  # gone since the listing (quarantined, or moved aside by another driver)
         stats[path.name] = (info.st_size, info.st_mtime_ns)
     indexed = schema.append(FILE_FIELDS[0]).append(FILE_FIELDS[1]).append(FILE_FIELDS[2])
+    up_to_date = _up_to_date(folder / INDEX_FILE, indexed, stats, [*columns, *(f.name for f in FILE_FIELDS)])
+    if up_to_date is not None:  # nothing new, changed or gone: the wanted columns of the index are the answer
+        return up_to_date.select(columns), []
     cached = _load_index(folder / INDEX_FILE, indexed)
     kept = indexed.empty_table()
     if cached is not None:
-        files, sizes, mtimes = (cached.column(f.name).to_pylist() for f in FILE_FIELDS)
-        kept = cached.filter(pa.array([stats.get(f) == (s, m) for f, s, m in zip(files, sizes, mtimes)], pa.bool_()))
+        kept = cached.filter(_unchanged(cached, stats))
     fresh = sorted(set(stats) - set(kept.column("_file").to_pylist()))
     parts, bad = [kept], []
     for start in range(0, len(fresh), BULK_FILES):
@@ -229,16 +232,31 @@ def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path]
             _atomic_write(table, folder / INDEX_FILE)
         except OSError:  # a read-only results folder still reads, only not faster next time
             pass
-    return table.select(schema.names), bad
+    return table.select(columns), bad
 
 
-def _load_index(path: Path, indexed: pa.Schema) -> pa.Table | None:
-    """The folder's index, or None where it is missing, unreadable or of other columns (then rebuilt)."""
+def _load_index(path: Path, indexed: pa.Schema, columns: list[str] | None = None) -> pa.Table | None:
+    """The folder's index (`columns` of it), or None where it is missing, unreadable or of other columns (then rebuilt)."""
     try:
-        table = pq.read_table(path)
+        if not pq.read_schema(path).equals(indexed):
+            return None
+        return pq.read_table(path, columns=columns)
     except Exception:
         return None
-    return table if table.schema.equals(indexed) else None
+
+
+def _unchanged(index: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Array:
+    """Per index row: its file is still there at the size and mtime it was read at."""
+    files, sizes, mtimes = (index.column(f.name).to_pylist() for f in FILE_FIELDS)
+    return pa.array([stats.get(f) == (s, m) for f, s, m in zip(files, sizes, mtimes)], pa.bool_())
+
+
+def _up_to_date(path: Path, indexed: pa.Schema, stats: dict[str, tuple[int, int]], columns: list[str]) -> pa.Table | None:
+    """The index's `columns` where it holds every file as it is now and no other, else None."""
+    index = _load_index(path, indexed, columns)
+    if index is None or not pc.all(_unchanged(index, stats)).as_py():
+        return None
+    return index if set(index.column("_file").to_pylist()) == set(stats) else None
 
 
 def _read_new(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table],
