@@ -140,15 +140,19 @@ def table_intervals(table: Table, out: Path) -> Path:
     fig, axes = plt.subplots(1, n_metrics, figsize=(min(13, 2.2 + 3.6 * n_metrics), 1.1 + 0.42 * len(labels)), squeeze=False, sharey=True)
     ys = np.arange(len(labels))[::-1]
     for k, ax in enumerate(axes[0]):
-        for y, row in zip(ys, rows):
-            cell = row.cells[k]
-            if cell.seeds.n > 1:
-                ax.plot(cell.seeds.pi, [y, y], color="#7a9cc6", linewidth=1.5, solid_capstyle="butt")
-                ax.plot(cell.seeds.ci, [y, y], color="#1f4e8c", linewidth=5, solid_capstyle="butt")
-            if cell.mean is not None:
-                ax.plot([cell.mean], [y], "o", color="#1f4e8c", markersize=5)
-            if cell.reported is not None:
-                ax.plot([cell.reported], [y + 0.22], "D", color="#c0392b", markersize=5)
+        # One artist per kind of mark, not one per row: drawing stays fast at MAX_INTERVAL_ROWS rows.
+        cells = [(y, row.cells[k]) for y, row in zip(ys, rows)]
+        spread = [(y, c.seeds.pi, c.seeds.ci) for y, c in cells if c.seeds.n > 1]
+        if spread:
+            y_s, pis, cis = zip(*spread)
+            ax.hlines(y_s, *zip(*pis), color="#7a9cc6", linewidth=1.5, capstyle="butt")
+            ax.hlines(y_s, *zip(*cis), color="#1f4e8c", linewidth=5, capstyle="butt")
+        means = [(c.mean, y) for y, c in cells if c.mean is not None]
+        if means:
+            ax.plot(*zip(*means), "o", color="#1f4e8c", markersize=5)
+        reported = [(c.reported, y + 0.22) for y, c in cells if c.reported is not None]
+        if reported:
+            ax.plot(*zip(*reported), "D", color="#c0392b", markersize=5)
         ax.set_title("\n".join(textwrap.wrap(metric_label(table.metrics[k]), 28)), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # narrow panels: few ticks, no overlapping labels
@@ -162,7 +166,8 @@ def table_intervals(table: Table, out: Path) -> Path:
     if len(rows) < len(table.rows):
         fig.suptitle(f"{len(rows)} of {len(table.rows)} rows (flagged first); every row is in tables/{table.id}.csv", fontsize=8)
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.9 / (1.1 + 0.42 * len(labels)) * 0.6, 1, 1))
+    height = 1.1 + 0.42 * len(labels)
+    fig.tight_layout(rect=(0, 0.9 / height * 0.6, 1, 1 - (0.3 / height if len(rows) < len(table.rows) else 0)))
     path = out / f"intervals-{slug(table.id)}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
