@@ -147,3 +147,13 @@ def test_a_table_of_many_rows_is_collapsed_on_the_page_and_whole_in_its_csv(tmp_
         assert f">{labels[99]}<" in page or f"| {labels[99]} |" in page
         assert labels[100] not in page
     assert pd.read_csv(out / "tables" / "t-scale.csv")["row"].nunique() == 120
+
+
+def test_a_fifo_among_the_trial_files_is_named_not_read_as_part_of_a_batch(tmp_path, trials):
+    store = Store(tmp_path)
+    store.write(fake_row(trials[0]), [])
+    fifo = store.trials_dir / f"{trials[1].trial_id}.parquet"
+    os.mkfifo(fifo)
+    statuses, unreadable = store.statuses()  # returns: nothing opens the FIFO in bulk
+    assert statuses == {trials[0].trial_id: "ok"}
+    assert [p for p, _ in unreadable] == [fifo]

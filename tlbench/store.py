@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -205,22 +206,26 @@ def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path]
         return schema.empty_table().select(columns), []
     folder = paths[0].parent
     stats: dict[str, tuple[int, int]] = {}
+    irregular: list[Path] = []  # a FIFO would block the dataset reader: read_file alone decides on those
     for path in paths:
         try:
             info = path.stat()  # before reading: a file rewritten meanwhile is seen as changed next time
         except OSError:
             continue  # gone since the listing (quarantined, or moved aside by another driver)
-        stats[path.name] = (info.st_size, info.st_mtime_ns)
+        if stat.S_ISREG(info.st_mode):
+            stats[path.name] = (info.st_size, info.st_mtime_ns)
+        else:
+            irregular.append(path)
     indexed = schema.append(FILE_FIELDS[0]).append(FILE_FIELDS[1]).append(FILE_FIELDS[2])
     up_to_date = _up_to_date(folder / INDEX_FILE, indexed, stats, [*columns, *(f.name for f in FILE_FIELDS)])
-    if up_to_date is not None:  # nothing new, changed or gone: the wanted columns of the index are the answer
+    if up_to_date is not None and not irregular:  # nothing new, changed or gone: the index's columns are the answer
         return up_to_date.select(columns), []
     cached = _load_index(folder / INDEX_FILE, indexed)
     kept = indexed.empty_table()
     if cached is not None:
         kept = cached.filter(_unchanged(cached, stats))
     fresh = sorted(set(stats) - set(kept.column("_file").to_pylist()))
-    parts, bad = [kept], []
+    parts, bad = [kept], _read_each(irregular, read_file)[1]
     for start in range(0, len(fresh), BULK_FILES):
         batch = [folder / name for name in fresh[start : start + BULK_FILES]]
         tables, problems = _read_new(batch, schema, read_file, one_row)
@@ -272,6 +277,10 @@ def _read_new(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], 
             return [table.drop_columns("_path").append_column("_file", pa.array(names, pa.string()))], []
     except Exception:  # one truncated or foreign file fails the whole batch: read it file by file
         pass
+    return _read_each(paths, read_file)
+
+
+def _read_each(paths: list[Path], read_file: Callable[[Path], pa.Table]) -> tuple[list[pa.Table], list[tuple[Path, str]]]:
     tables, bad = [], []
     for path in paths:
         try:
