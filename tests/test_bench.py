@@ -39,3 +39,14 @@ def test_bench_memory_measures_each_distinct_trial_shape_once(tmp_path):
     assert {"batch=8" in p for p in peaks} == {True, False}
     assert all(float(p.rsplit(" ", 1)[1]) > 0 for p in peaks)
     assert float(dict(line.split(" ", 1) for line in proc.stdout.splitlines())["peak_mem_mb_max_tlbench.tiny:small_cnn"]) > 0
+
+
+def test_bench_scale_quick_prints_the_scale_lines():
+    """At tiny sizes (40 and 100 fabricated trials): every command runs over the fabricated results."""
+    proc = subprocess.run([sys.executable, "-m", "tlbench.bench", "--scale", "--quick"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    for name in ("scale_run_noop_s", "scale_list_s", "scale_report_s"):
+        assert float(values[name]) > 0, name
+        assert float(values[f"{name}_40_trials"]) > 0 and float(values[f"{name}_growth"]) > 0, name
+    assert float(values["scale_fabricate_s_100_trials"]) > 0

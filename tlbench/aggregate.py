@@ -11,13 +11,14 @@ seeds' values, its intervals and its verdict (tlbench/verdicts.py).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .spec import METRICS, Grid, row_trial_ids
+from .spec import METRICS, Grid, RowIndex
 from .verdicts import Summary, number_verdict, summarize
 
 
@@ -120,51 +121,68 @@ def metric_label(metric: dict[str, Any]) -> str:
 
 
 def build_tables(grid: Grid, trials: pd.DataFrame, profile: str | None) -> list[Table]:
-    by_id = trials.set_index("trial_id") if len(trials) else trials
+    rows = RowIndex(grid, profile)
+    found = TrialColumns(trials, [m["key"] for t in grid.tables for m in t["metrics"]])
     tables = []
     for spec in grid.tables:
-        rows = [_row(grid, spec, row, by_id, profile) for row in spec["rows"]]
+        built = [_row(spec, row, rows.trial_ids(row), found) for row in spec["rows"]]
         report = grid.experiment(spec["rows"][0]["experiment"]).report
-        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], rows, spec.get("extras", []),
+        tables.append(Table(spec["id"], spec.get("title", spec["id"]), spec["metrics"], built, spec.get("extras", []),
                             report, spec.get("claims", []), spec.get("notes", [])))  # fmt: skip
     return tables
 
 
-def _row(grid: Grid, table: dict[str, Any], row: dict[str, Any], by_id: pd.DataFrame, profile: str | None) -> Row:
-    ids = row_trial_ids(grid, row, profile)
-    present = [i for i in ids if len(by_id) and i in by_id.index]
-    found = by_id.loc[present] if present else pd.DataFrame()
+class TrialColumns:
+    """The results' columns a table needs, as arrays, with trial id -> position: a row takes its
+    trials' values with one array index each, not a DataFrame lookup (thousands of rows stay fast)."""
+
+    TEXT = ("status", "error", "device", "per_class", "confusion")
+
+    def __init__(self, trials: pd.DataFrame, metrics: list[str]):
+        self.position = pd.Index(trials["trial_id"] if len(trials) else [], dtype=object)
+        self.text = {c: np.asarray(trials[c].astype(object).where(trials[c].notna(), None), dtype=object) if len(trials)
+                     else np.array([], dtype=object) for c in self.TEXT}  # fmt: skip
+        self.numbers = {m: trials[m].astype(float).to_numpy() if len(trials) else np.array([]) for m in set(metrics)}
+        self.seeds = trials["seed"].to_numpy() if len(trials) else np.array([], dtype=int)
+
+    def positions(self, ids: list[str]) -> np.ndarray:
+        where = self.position.get_indexer(ids) if len(self.position) else np.full(len(ids), -1)
+        return where[where >= 0]
+
+
+def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: TrialColumns) -> Row:
+    present = found.positions(ids)
+    status = found.text["status"][present]
     statuses = {"pending": len(ids) - len(present)}
-    if len(found):
-        for status, count in found["status"].value_counts().items():
-            statuses[str(status)] = int(count)
-    usable = found[found["status"].isin(["ok", "diverged"])] if len(found) else found
+    for value, count in Counter(status.tolist()).items():
+        statuses[str(value)] = count
+    usable = present[np.isin(status, ["ok", "diverged"])]
     cells = []
     for metric in table["metrics"]:
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
-        values = usable[metric["key"]].astype(float).to_numpy() * scale if len(usable) else np.array([])
+        values = found.numbers[metric["key"]][usable] * scale
         reported = (row.get("reported") or {}).get(metric["key"])
         cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale,
                           runs=row.get("reported_runs", 1), compared=metric.get("compare", True)))
-    errors = [str(e) for e in found["error"].dropna().tolist()] if len(found) else []
-    devices = sorted(set(usable["device"].dropna().tolist())) if len(usable) else []
+    errors = [str(e) for e in found.text["error"][present] if e is not None]
+    devices = sorted({d for d in found.text["device"][usable] if d is not None})
     out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"))
     if len(usable) and table.get("extras"):
-        out.extras = _extras(usable)
+        out.extras = _extras(found.seeds[usable], found.text["per_class"][usable], found.text["confusion"][usable])
     out.extras["reported"] = {k: row[f"reported_{k}"] for k in ("per_class", "confusion") if f"reported_{k}" in row}
     return out
 
 
-def _extras(usable: pd.DataFrame) -> dict[str, Any]:
+def _extras(seeds: np.ndarray, per_class_json: np.ndarray, confusion_json: np.ndarray) -> dict[str, Any]:
     """Per-class precision/recall/F1 (mean over seeds) and the confusion matrix (summed over seeds), and
     `per_seed`: each seed's own per-class metrics and confusion counts, the ones a reported
-    confusion matrix (one test set's counts) compares with."""
-    per_class = [json.loads(p) for p in usable["per_class"].dropna()]
-    confusion = [np.asarray(json.loads(c)) for c in usable["confusion"].dropna()]
+    confusion matrix (one test set's counts) compares with. Inputs: one entry per usable trial (JSON or None)."""
+    per_class = [json.loads(p) for p in per_class_json if p is not None]
+    confusion = [np.asarray(json.loads(c)) for c in confusion_json if c is not None]
     out: dict[str, Any] = {"per_seed": [
-        {"seed": int(r["seed"]), "per_class": json.loads(r["per_class"]) if isinstance(r["per_class"], str) else None,
-         "confusion": json.loads(r["confusion"]) if isinstance(r["confusion"], str) else None}
-        for _, r in usable.sort_values("seed").iterrows()
+        {"seed": int(seeds[i]), "per_class": json.loads(per_class_json[i]) if per_class_json[i] is not None else None,
+         "confusion": json.loads(confusion_json[i]) if confusion_json[i] is not None else None}
+        for i in np.argsort(seeds, kind="stable")
     ]}
     if per_class:
         out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}

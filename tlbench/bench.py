@@ -15,6 +15,10 @@ plus the raw timings and accuracies behind each ratio. `--quick` shrinks everyth
 shape of the grid's full profile (arch, what trains, batch, image size, optimizer)
 on synthetic data of that shape, and per arch the share of this device it needs
 beside the share the scheduler asks for (`catalog.py`). Meant for a GPU machine.
+
+`--scale` instead times `grid run` (nothing to do), `grid list` and `report` over
+fabricated results of 1,000 and 10,000 trials (tlbench/scale.py); nothing trains
+but one tiny template trial.
 """
 
 from __future__ import annotations
@@ -275,9 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ray", action="store_true", help="leave out the Ray Tune overhead bench")
     parser.add_argument("--memory", action="store_true", help="only: peak memory of each distinct trial shape of --grid")
     parser.add_argument("--grid", default="grid/reports.yaml", help="the grid whose shapes --memory measures (default %(default)s)")
+    parser.add_argument("--scale", action="store_true", help="only: grid run / list / report times at 1,000 and 10,000 finished trials")
     args = parser.parse_args(argv)
     if args.memory:
         bench_memory(args.grid, args.quick)
+        return 0
+    if args.scale:
+        from .scale import bench_scale
+
+        bench_scale(args.quick, emit)
         return 0
     per_class, side, size, epochs, train_epochs = SIZES["quick" if args.quick else "cuda" if torch.cuda.is_available() else "cpu"]
     emit("threads", torch.get_num_threads())

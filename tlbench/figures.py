@@ -41,20 +41,32 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
+MAX_CURVES = 8  # configs drawn one line each; an experiment of more is drawn as one summary line
+
+
 def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Path | None:
-    """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band."""
+    """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band.
+    More than MAX_CURVES configs: one line, the mean over every trial, with the 10-90% band of the trials."""
     mine = trials[(trials["experiment"] == experiment) & trials["status"].isin(["ok", "diverged"])]
     if not len(mine) or not len(epochs):
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (axes_json, group) in enumerate(mine.groupby("axes")):
-        label = ", ".join(f"{_axis_label(v)}" for v in json.loads(axes_json).values()) or experiment
-        rows = epochs[epochs["trial_id"].isin(group["trial_id"])]
+    epochs = epochs[epochs["trial_id"].isin(mine["trial_id"])]
+    configs = mine["axes"].nunique()
+    if configs > MAX_CURVES:
+        groups = [(f"all {configs} configs, {len(mine)} trials (mean, 10-90% band)", epochs, (0.1, 0.9))]
+    else:
+        by_config = mine.groupby("axes")["trial_id"]
+        groups = [(", ".join(f"{_axis_label(v)}" for v in json.loads(axes_json).values()) or experiment,
+                   epochs[epochs["trial_id"].isin(ids)], (0.0, 1.0)) for axes_json, ids in by_config]  # fmt: skip
+    for k, (label, rows, band) in enumerate(groups):
         if not len(rows):
             continue
         numeric = ["train_loss", "val_loss", "train_acc", "val_acc"]
-        stats = rows.groupby("epoch")[numeric].agg(["mean", "min", "max"])
+        by_epoch = rows.groupby("epoch")[numeric]
+        stats = pd.concat({"mean": by_epoch.mean(), "min": by_epoch.quantile(band[0]), "max": by_epoch.quantile(band[1])}, axis=1)
+        stats.columns = stats.columns.swaplevel()
         colour = colours[k % len(colours)]
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
             for split, style in (("train", "-"), ("val", "--")):
@@ -104,24 +116,43 @@ def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     return _save(fig, out / f"table-{slug(table.id)}.png")
 
 
+MAX_INTERVAL_ROWS = 60  # rows in one interval figure; a larger table shows its flagged rows first
+
+
+def interval_rows(table: Table) -> list[Any]:
+    """The rows an interval figure draws: all, or the flagged ones (reported outside our prediction
+    interval) and then the first others, up to MAX_INTERVAL_ROWS, in table order."""
+    if len(table.rows) <= MAX_INTERVAL_ROWS:
+        return table.rows
+    flagged = [i for i, r in enumerate(table.rows) if any(c.flagged for c in r.cells)]
+    chosen = set(flagged[:MAX_INTERVAL_ROWS])
+    chosen |= set([i for i in range(len(table.rows)) if i not in chosen][: MAX_INTERVAL_ROWS - len(chosen)])
+    return [table.rows[i] for i in sorted(chosen)]
+
+
 def table_intervals(table: Table, out: Path) -> Path:
     """One panel per metric, one line per row: the prediction interval for one run (thin), the CI of our
     mean (thick), our mean (dot) and the reported number (red diamond). A reported number off the thin
-    line is the verdict `above` / `below` at a glance."""
-    labels = [f"{r.label} ({r.reading})" if r.reading else r.label for r in table.rows]
+    line is the verdict `above` / `below` at a glance. A table of many rows: see interval_rows."""
+    rows = interval_rows(table)
+    labels = [f"{r.label} ({r.reading})" if r.reading else r.label for r in rows]
     n_metrics = len(table.metrics)
     fig, axes = plt.subplots(1, n_metrics, figsize=(min(13, 2.2 + 3.6 * n_metrics), 1.1 + 0.42 * len(labels)), squeeze=False, sharey=True)
     ys = np.arange(len(labels))[::-1]
     for k, ax in enumerate(axes[0]):
-        for y, row in zip(ys, table.rows):
-            cell = row.cells[k]
-            if cell.seeds.n > 1:
-                ax.plot(cell.pi, [y, y], color="#7a9cc6", linewidth=1.5, solid_capstyle="butt")
-                ax.plot(cell.seeds.ci, [y, y], color="#1f4e8c", linewidth=5, solid_capstyle="butt")
-            if cell.mean is not None:
-                ax.plot([cell.mean], [y], "o", color="#1f4e8c", markersize=5)
-            if cell.reported is not None:
-                ax.plot([cell.reported], [y + 0.22], "D", color="#c0392b", markersize=5)
+        # One artist per kind of mark, not one per row: drawing stays fast at MAX_INTERVAL_ROWS rows.
+        cells = [(y, row.cells[k]) for y, row in zip(ys, rows)]
+        spread = [(y, c.pi, c.seeds.ci) for y, c in cells if c.seeds.n > 1]
+        if spread:
+            y_s, pis, cis = zip(*spread)
+            ax.hlines(y_s, *zip(*pis), color="#7a9cc6", linewidth=1.5, capstyle="butt")
+            ax.hlines(y_s, *zip(*cis), color="#1f4e8c", linewidth=5, capstyle="butt")
+        means = [(c.mean, y) for y, c in cells if c.mean is not None]
+        if means:
+            ax.plot(*zip(*means), "o", color="#1f4e8c", markersize=5)
+        reported = [(c.reported, y + 0.22) for y, c in cells if c.reported is not None]
+        if reported:
+            ax.plot(*zip(*reported), "D", color="#c0392b", markersize=5)
         ax.set_title("\n".join(textwrap.wrap(metric_label(table.metrics[k]), 28)), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # narrow panels: few ticks, no overlapping labels
@@ -132,8 +163,11 @@ def table_intervals(table: Table, out: Path) -> Path:
                plt.Line2D([], [], color="#1f4e8c", linewidth=5, label="95% CI of our mean"),
                plt.Line2D([], [], marker="o", color="#1f4e8c", linestyle="", label="our mean"),
                plt.Line2D([], [], marker="D", color="#c0392b", linestyle="", label="reported")]  # fmt: skip
+    if len(rows) < len(table.rows):
+        fig.suptitle(f"{len(rows)} of {len(table.rows)} rows (flagged first); every row is in tables/{table.id}.csv", fontsize=8)
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.9 / (1.1 + 0.42 * len(labels)) * 0.6, 1, 1))
+    height = 1.1 + 0.42 * len(labels)
+    fig.tight_layout(rect=(0, 0.9 / height * 0.6, 1, 1 - (0.3 / height if len(rows) < len(table.rows) else 0)))
     path = out / f"intervals-{slug(table.id)}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

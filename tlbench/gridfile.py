@@ -72,7 +72,8 @@ class YamlDoc:
             raise GridError(f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; save the file as UTF-8",
                             file=self.file, line=line) from None
         self.lines: dict[KeyPath, int] = {}
-        loader = yaml.SafeLoader(text)
+        # libyaml's parser where PyYAML has it (same nodes and marks, ~10x faster on a grid of thousands of rows)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         try:
             node = loader.get_single_node()
             if node is not None:

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import figures
-from .aggregate import Cell, Table, build_tables, metric_label, tables_frame
+from .aggregate import Cell, Row, Table, build_tables, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
 from .spec import Grid, GridError
 from .store import Store
@@ -30,6 +30,7 @@ from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its verdicts are computed exactly as for "
                  "a real run, but they are about synthetic data: they test the pipeline, and say nothing about "
                  "the reports' numbers or claims.")  # fmt: skip
+SHOWN_ROWS = 100  # rows of a table on the page; every row is in its CSV
 NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending")
 CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending")
 
@@ -59,10 +60,10 @@ def synthetic_profile(trials: pd.DataFrame) -> bool:
         and bool((trials["dataset.source"] == "synthetic").any())
 
 
-def extra_tables(table: Table) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The per-class metrics and confusion matrices shown under a table: (caption, header, rows) each."""
+def extra_tables(table: Table, rows: list[Row] | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The per-class metrics and confusion matrices shown under a table (of `rows`, default all): (caption, header, rows) each."""
     out = []
-    for row in table.rows:
+    for row in table.rows if rows is None else rows:
         per_class = row.extras.get("per_class")
         if per_class and "per_class" in table.extras:
             names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
@@ -132,9 +133,13 @@ def figure_view(path: Path) -> dict[str, Any]:
 
 
 def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]) -> dict[str, Any]:
-    """What a template needs of one table: its cells as text, with the verdict of each."""
+    """What a template needs of one table: its cells as text, with the verdict of each.
+
+    A table of more than SHOWN_ROWS rows shows its first SHOWN_ROWS (their errors and extras
+    too) and says how many more its CSV holds: a page of thousands of rows reads as none."""
+    shown = table.rows[:SHOWN_ROWS]
     rows = []
-    for row in table.rows:
+    for row in shown:
         cells = [{"ours": cell_text(c), "reported": fmt(c.reported, c.digits), "diff": diff_text(c),
                   "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.pi, c.digits), "verdict": c.verdict or "–"}
                  for c in row.cells]  # fmt: skip
@@ -142,7 +147,8 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
     return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
-            "extras": extra_tables(table), "figures": [figure_view(p) for p in figure_paths],
+            "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
+            "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
             "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip
 
 

@@ -103,6 +103,9 @@ class Grid:
     profiles: dict[str, dict[str, Any]]
     doc: YamlDoc | None = None
     sha256: str = ""
+    # Expansions already made, by (profile, only, overrides): loading expands every profile to check it,
+    # and a command then asks again for one of them; a grid of thousands of trials feels each pass.
+    _expanded: dict[tuple[Any, ...], list[TrialSpec]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Grid:
@@ -129,15 +132,20 @@ class Grid:
         overrides: list[str] | None = None,
     ) -> list[TrialSpec]:
         """Every trial of the selected experiments, deduplicated by trial id, in grid order."""
-        profile_cfg, profile_seeds = self._profile(profile)
-        set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
+        same_as_none = profile == "full" and "full" not in self.profiles
+        key = (None if same_as_none else profile, tuple(only or ()), tuple(overrides or ()))
+        if key not in self._expanded:
+            self._expanded[key] = self._expand(profile, only, overrides)
+        return list(self._expanded[key])
+
+    def _expand(self, profile: str | None, only: list[str] | None, overrides: list[str] | None) -> list[TrialSpec]:
         selected = [e for e in self.experiments if not only or any(fnmatch.fnmatchcase(e.name, g) for g in only)]
         if only and not selected:
             names = ", ".join(e.name for e in self.experiments)
             raise GridError(f"--only {' '.join(only)} matches no experiment; experiments: {names}", file=self.file)
         trials: dict[str, TrialSpec] = {}
         for exp in selected:
-            for spec in self.points(exp, profile, overrides, (profile_cfg, profile_seeds), (set_cfg, set_seeds)):
+            for spec in self.points(exp, profile, overrides):
                 known = trials.get(spec.trial_id)
                 if known is None:
                     trials[spec.trial_id] = spec
@@ -145,32 +153,37 @@ class Grid:
                     trials[spec.trial_id] = TrialSpec(**{**known.__dict__, "experiments": (*known.experiments, exp.name)})
         return list(trials.values())
 
-    def points(self, exp: Experiment, profile: str | None = None, overrides: list[str] | None = None,
-               _profile: tuple[dict[str, Any], list[int] | None] | None = None,
-               _set: tuple[dict[str, Any], list[int] | None] | None = None) -> list[TrialSpec]:
-        """Every (axis point, seed) of one experiment as a trial, before deduplication:
-        two axis points that resolve to one config (002's as-run 'higher lr' and its
-        baseline) both appear, with the same trial id."""
-        profile_cfg, profile_seeds = _profile if _profile is not None else self._profile(profile)
-        set_cfg, set_seeds = _set if _set is not None else parse_overrides(overrides or [], self.file)
+    def points(self, exp: Experiment, profile: str | None = None, overrides: list[str] | None = None) -> list[TrialSpec]:
+        """Every (axis point, seed) of one experiment as a trial, before deduplication: two axis points
+        that resolve to one config both appear, with the same trial id. Cached: every selection
+        (`--only`, a table row's) is built from these."""
+        key = ("points", exp.name, None if profile == "full" and "full" not in self.profiles else profile, tuple(overrides or ()))
+        if key in self._expanded:
+            return self._expanded[key]
+        profile_cfg, profile_seeds = self._profile(profile)
+        set_cfg, set_seeds = parse_overrides(overrides or [], self.file)
+        on_top = merge(profile_cfg, set_cfg)  # merging is associative: two merges a trial, not four
         seeds = set_seeds or profile_seeds or exp.seeds or self.default_seeds
-        out = []
+        base = merge(self.defaults, exp.config)
+        trials: list[TrialSpec] = []
         for axis_values, axis_cfg in _axis_points(exp):
-            config = merge(merge(merge(merge(self.defaults, exp.config), axis_cfg), profile_cfg), set_cfg)
+            config = merge(merge(base, axis_cfg), on_top)
             config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
             problems = check_resolved(config)
             if problems:
-                key, expected = problems[0]
+                key_name, expected = problems[0]
                 where = ", ".join(f"{k}={_show(v)}" for k, v in axis_values.items())
                 origin = f"experiment {exp.name!r}" + (f" at {where}" if where else "")
                 origin += f" under profile {profile!r}" if profile else ""
                 path = ("experiments", exp.index)
-                message = f"{origin}: {key}: expected {expected}"
+                message = f"{origin}: {key_name}: expected {expected}"
                 raise (self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path))
             for seed in seeds:
                 resolved = {**config, "seed": seed}
-                out.append(TrialSpec(trial_id(resolved), exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
-        return out
+                tid = trial_id(resolved)
+                trials.append(TrialSpec(tid, exp.name, exp.report, seed, axis_values, resolved, (exp.name,)))
+        self._expanded[key] = trials
+        return list(trials)
 
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
@@ -470,30 +483,71 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
 
 
 def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
-    """The trial ids (all seeds) of a table row: its experiment's own axis points, matching `where`.
-
-    Matching the experiment's points before deduplication keeps each point's own
-    axis values even where a trial is shared (with another experiment, or with
-    another point of this one that resolves to the same config)."""
-    where = row.get("where") or {}
-    trials = grid.points(grid.experiment(row["experiment"]), profile, overrides)
-    return list(dict.fromkeys(t.trial_id for t in trials if all(_axis_matches(t, k, v) for k, v in where.items())))
+    """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`."""
+    return RowIndex(grid, profile, overrides).trial_ids(row)
 
 
 def table_rows_of_trials(grid: Grid, profile: str | None = None, overrides: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """trial id -> every table row it feeds, as {table, row (its label), reading (null where the table has one)}."""
+    index = RowIndex(grid, profile, overrides)  # built once: rows x trials work would make `grid list` slow at scale
     out: dict[str, list[dict[str, Any]]] = {}
     for table in grid.tables:
         for row in table["rows"]:
-            for tid in row_trial_ids(grid, row, profile, overrides):
+            for tid in index.trial_ids(row):
                 out.setdefault(tid, []).append({"table": table["id"], "row": row["label"], "reading": row.get("reading")})
     return out
 
 
-def _axis_matches(trial: TrialSpec, axis: str, value: Any) -> bool:
-    if axis == VARIANT_AXIS:
-        return trial.axes.get(axis) == value
-    return canonical_value(axis, trial.axes.get(axis), trial.config) == canonical_value(axis, value, trial.config)
+class RowIndex:
+    """Table rows -> their trials' ids, through an index (experiment, axis, value) -> trials.
+
+    Each experiment's axis points are expanded once, before deduplication: that keeps each
+    point's own axis values even where a trial is shared (with another experiment, or with
+    another point of this one that resolves to the same config). A row then costs a few
+    set intersections, not a pass over every trial."""
+
+    def __init__(self, grid: Grid, profile: str | None = None, overrides: list[str] | None = None):
+        self.grid, self.profile, self.overrides = grid, profile, overrides
+        self._trials: dict[str, list[TrialSpec]] = {}
+        # (experiment, axis) -> {(context, canonical value): positions in the experiment's trials}
+        self._by_value: dict[tuple[str, str], dict[tuple[str, str], set[int]]] = {}
+        self._contexts: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # a config per context seen
+
+    def trial_ids(self, row: dict[str, Any]) -> list[str]:
+        name = row["experiment"]
+        trials = self._experiment(name)
+        chosen: set[int] | None = None
+        for axis, value in (row.get("where") or {}).items():
+            matching = self._matching(name, axis, value)
+            chosen = matching if chosen is None else chosen & matching
+        positions = range(len(trials)) if chosen is None else sorted(chosen)
+        return list(dict.fromkeys(trials[i].trial_id for i in positions))
+
+    def _experiment(self, name: str) -> list[TrialSpec]:
+        if name not in self._trials:
+            self._trials[name] = self.grid.points(self.grid.experiment(name), self.profile, self.overrides)
+        return self._trials[name]
+
+    def _matching(self, name: str, axis: str, value: Any) -> set[int]:
+        if (name, axis) not in self._by_value:
+            index: dict[tuple[str, str], set[int]] = {}
+            contexts: dict[str, dict[str, Any]] = {}
+            for i, trial in enumerate(self._experiment(name)):
+                context = canonical_context(axis, trial.config)
+                contexts.setdefault(context, trial.config)
+                index.setdefault((context, _value_key(axis, trial.axes.get(axis), trial.config)), set()).add(i)
+            self._by_value[(name, axis)], self._contexts[(name, axis)] = index, contexts
+        index = self._by_value[(name, axis)]
+        found: set[int] = set()
+        for context, config in self._contexts[(name, axis)].items():
+            found |= index.get((context, _value_key(axis, value, config)), set())
+        return found
+
+
+def _value_key(axis: str, value: Any, config: dict[str, Any]) -> str:
+    """What a row's `where` value and a trial's axis value are compared by: the variant's name, or the canonical value."""
+    canonical = value if axis == VARIANT_AXIS else canonical_value(axis, value, config)
+    return json.dumps(canonical, sort_keys=True, default=str)
 
 
 def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
@@ -502,4 +556,9 @@ def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
     return value
 
 
-__all__ = ["CLAIM_BETTER", "METRICS", "READINGS", "Grid", "GridError", "TrialSpec", "format_path", "row_trial_ids"]
+def canonical_context(key: str, config: dict[str, Any]) -> str:
+    """What of a config `canonical_value(key, ...)` reads besides the value: equal contexts, equal canonical forms."""
+    return config["model"]["arch"] if key == "train.freeze" else ""
+
+
+__all__ = ["CLAIM_BETTER", "METRICS", "READINGS", "Grid", "GridError", "RowIndex", "TrialSpec", "format_path", "row_trial_ids"]

@@ -4,7 +4,15 @@
     <results>/epochs/<trial_id>.parquet   one row per epoch
 
 Every trial file has the same columns and types (`TRIAL_SCHEMA`), so
-`pandas.read_parquet("<results>/trials")` reads them as one table. A file is
+`pandas.read_parquet("<results>/trials")` reads them as one table.
+
+Each folder also keeps `_index.parquet`: the rows of every readable file with
+the file's name, size and mtime, so that a command reads one file, not
+thousands. It is a cache: the files stay the truth. Every read lists the folder
+and stats each file; a file the index lacks or holds at another size or mtime
+(new, rewritten) is read anew, a file gone is dropped, and the index is
+rewritten (atomically). A missing, unreadable or outdated index is rebuilt from
+the files. The leading underscore hides it from pyarrow's directory reader. A file is
 written under a hidden temporary name and renamed into place (atomic on one
 filesystem), so a crash leaves the old state or the new, never half a file;
 the epochs go first and the trial file last, so a trial file means done.
@@ -15,14 +23,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .regular_files import read_regular_text
@@ -57,6 +68,11 @@ EPOCH_COLUMNS = {
 EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
 
 DONE = ("ok", "diverged")  # statuses a rerun does not redo
+
+INDEX_FILE = "_index.parquet"
+# The index's own columns beside the rows: which file a row came from, and that file's size and mtime then.
+FILE_FIELDS = [pa.field("_file", pa.string()), pa.field("_size", pa.int64()), pa.field("_mtime_ns", pa.int64())]
+BULK_FILES = 500  # new files read as one dataset at a time; a bad one sends only its batch to the file-by-file reader
 
 
 def flatten_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -145,44 +161,25 @@ class Store:
             return []
         return sorted(p for p in self.trials_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
 
-    def read(self) -> tuple[pa.Table, list[tuple[Path, str]]]:
-        """Every readable trial row, and (file, problem) for each file that is not one."""
-        tables, bad = [], []
-        for path in self.files():
-            try:
-                tables.append(read_trial_file(path))
-            except Exception as exc:  # truncated, foreign, empty or not a file at all: report, never crash
-                bad.append((path, f"{type(exc).__name__}: {exc}"))
-        if not tables:
-            return TRIAL_SCHEMA.empty_table(), bad
-        return pa.concat_tables(tables, promote_options="default"), bad
-
-    def read_epochs(self, trial_ids: Iterable[str] | None = None) -> pa.Table:
-        wanted = None if trial_ids is None else set(trial_ids)
-        tables = []
-        for path in self.epoch_files():
-            if wanted is not None and path.stem not in wanted:
-                continue
-            try:
-                tables.append(read_epoch_file(path))
-            except Exception:  # the trial file decides what is done; a bad epoch file only loses a curve (bad_epoch_files names it)
-                continue
-        return pa.concat_tables(tables) if tables else EPOCH_SCHEMA.empty_table()
+    def read(self, columns: list[str] | None = None) -> tuple[pa.Table, list[tuple[Path, str]]]:
+        """Every readable trial row (`columns` of it, default all), and (file, problem) for each unreadable one."""
+        return read_folder(self.files(), TRIAL_SCHEMA, read_trial_file, one_row=True, columns=columns)
 
     def epoch_files(self) -> list[Path]:
         if not self.epochs_dir.is_dir():
             return []
         return sorted(p for p in self.epochs_dir.glob("*.parquet") if not p.name.startswith((".", "_")))
 
+    def read_epochs(self, trial_ids: Iterable[str] | None = None) -> pa.Table:
+        # The trial file decides what is done; a bad epoch file only loses a curve.
+        table, _ = read_folder(self.epoch_files(), EPOCH_SCHEMA, read_epoch_file, one_row=False)
+        if trial_ids is None:
+            return table
+        return table.filter(pc.is_in(table.column("trial_id"), pa.array(list(set(trial_ids)), pa.string())))
+
     def bad_epoch_files(self) -> list[tuple[Path, str]]:
         """(file, problem) for each epoch file that is not a trial's epochs (quarantined like trial files)."""
-        bad = []
-        for path in self.epoch_files():
-            try:
-                read_epoch_file(path)
-            except Exception as exc:
-                bad.append((path, f"{type(exc).__name__}: {exc}"))
-        return bad
+        return read_folder(self.epoch_files(), EPOCH_SCHEMA, read_epoch_file, one_row=False, columns=["trial_id"])[1]
 
     def done(self, trial_id: str) -> bool:
         """Whether a trial has a readable row with a status a rerun does not redo."""
@@ -194,7 +191,7 @@ class Store:
 
     def statuses(self) -> tuple[dict[str, str], list[tuple[Path, str]]]:
         """trial_id -> status of every readable trial file, and the unreadable files."""
-        table, bad = self.read()
+        table, bad = self.read(columns=["trial_id", "status"])  # from the index, only these columns are read
         return dict(zip(table.column("trial_id").to_pylist(), table.column("status").to_pylist())), bad
 
     def quarantine(self, bad: list[tuple[Path, str]]) -> list[tuple[Path, Path, str]]:
@@ -316,3 +313,115 @@ def _same_family(found: pa.DataType, expected: pa.DataType) -> bool:
     """Types one column may have been rewritten with (large strings, narrower numbers): safe to cast back."""
     families = (pa.types.is_string, pa.types.is_large_string), (pa.types.is_integer,), (pa.types.is_floating,), (pa.types.is_boolean,)
     return any(any(test(found) for test in family) and any(test(expected) for test in family) for family in families)
+
+
+# -- many files read as one table, through the folder's index ----------------------
+
+
+def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table], one_row: bool,
+                columns: list[str] | None = None) -> tuple[pa.Table, list[tuple[Path, str]]]:  # fmt: skip
+    """The rows of every file of one folder (`schema`, or its `columns`), and (file, problem) for each unreadable one.
+
+    Files unchanged since the index was written are not opened; new and changed
+    ones are read as one Arrow dataset, and where a batch fails or holds rows
+    that are not its files' own (`trial_id` = the file's name; `one_row`: one
+    row a file), file by file with `read_file`, which names each bad file."""
+    columns = columns or schema.names
+    if not paths:
+        return schema.empty_table().select(columns), []
+    folder = paths[0].parent
+    stats: dict[str, tuple[int, int]] = {}
+    irregular: list[Path] = []  # a FIFO would block the dataset reader: read_file alone decides on those
+    for path in paths:
+        try:
+            info = path.stat()  # before reading: a file rewritten meanwhile is seen as changed next time
+        except OSError:
+            continue  # gone since the listing (quarantined, or moved aside by another driver)
+        if stat.S_ISREG(info.st_mode):
+            stats[path.name] = (info.st_size, info.st_mtime_ns)
+        else:
+            irregular.append(path)
+    indexed = schema.append(FILE_FIELDS[0]).append(FILE_FIELDS[1]).append(FILE_FIELDS[2])
+    up_to_date = _up_to_date(folder / INDEX_FILE, indexed, stats, [*columns, *(f.name for f in FILE_FIELDS)])
+    if up_to_date is not None and not irregular:  # nothing new, changed or gone: the index's columns are the answer
+        return up_to_date.select(columns), []
+    cached = _load_index(folder / INDEX_FILE, indexed)
+    kept = indexed.empty_table()
+    if cached is not None:
+        kept = cached.filter(_unchanged(cached, stats))
+    fresh = sorted(set(stats) - set(kept.column("_file").to_pylist()))
+    parts, bad = [kept], _read_each(irregular, read_file)[1]
+    for start in range(0, len(fresh), BULK_FILES):
+        batch = [folder / name for name in fresh[start : start + BULK_FILES]]
+        tables, problems = _read_new(batch, schema, read_file, one_row)
+        bad += problems
+        parts += [_with_file_columns(t, stats) for t in tables]
+    table = pa.concat_tables(parts).combine_chunks().sort_by("_file")
+    if cached is None or fresh or kept.num_rows != cached.num_rows:
+        try:
+            _atomic_write(table, folder / INDEX_FILE)
+        except OSError:  # a read-only results folder still reads, only not faster next time
+            pass
+    return table.select(columns), bad
+
+
+def _load_index(path: Path, indexed: pa.Schema, columns: list[str] | None = None) -> pa.Table | None:
+    """The folder's index (`columns` of it), or None where it is missing, unreadable or of other columns (then rebuilt)."""
+    try:
+        if not pq.read_schema(path).equals(indexed):
+            return None
+        return pq.read_table(path, columns=columns)
+    except Exception:
+        return None
+
+
+def _unchanged(index: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Array:
+    """Per index row: its file is still there at the size and mtime it was read at."""
+    files, sizes, mtimes = (index.column(f.name).to_pylist() for f in FILE_FIELDS)
+    return pa.array([stats.get(f) == (s, m) for f, s, m in zip(files, sizes, mtimes)], pa.bool_())
+
+
+def _up_to_date(path: Path, indexed: pa.Schema, stats: dict[str, tuple[int, int]], columns: list[str]) -> pa.Table | None:
+    """The index's `columns` where it holds every file as it is now and no other, else None."""
+    index = _load_index(path, indexed, columns)
+    if index is None or not pc.all(_unchanged(index, stats)).as_py():
+        return None
+    return index if set(index.column("_file").to_pylist()) == set(stats) else None
+
+
+def _read_new(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table],
+              one_row: bool) -> tuple[list[pa.Table], list[tuple[Path, str]]]:  # fmt: skip
+    try:
+        found = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
+        table = found.to_table(columns={**{n: ds.field(n) for n in schema.names}, "_path": ds.field("__filename")})
+        names = [Path(p).name for p in table.column("_path").to_pylist()]
+        owners = [Path(n).stem for n in names]
+        own = table.column("trial_id").to_pylist() == owners
+        counted = not one_row or len(set(names)) == len(names) == len(paths)
+        # a trial row without a status (a file of another schema, nulls filled in by the dataset) is not one
+        complete = not one_row or table.column("status").null_count == 0
+        if own and counted and complete:
+            return [table.drop_columns("_path").append_column("_file", pa.array(names, pa.string()))], []
+    except Exception:  # one truncated or foreign file fails the whole batch: read it file by file
+        pass
+    return _read_each(paths, read_file)
+
+
+def _read_each(paths: list[Path], read_file: Callable[[Path], pa.Table]) -> tuple[list[pa.Table], list[tuple[Path, str]]]:
+    tables, bad = [], []
+    for path in paths:
+        try:
+            table = read_file(path)
+            tables.append(table.append_column("_file", pa.array([path.name] * table.num_rows, pa.string())))
+        except Exception as exc:  # truncated, foreign or empty files: report, never crash
+            bad.append((path, f"{type(exc).__name__}: {exc}"))
+    return tables, bad
+
+
+def _with_file_columns(table: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Table:
+    """A table with `_file` -> the same with that file's size and mtime as read, the index's layout."""
+    files = table.column("_file").to_pylist()
+    table = table.drop_columns("_file")
+    return (table.append_column(FILE_FIELDS[0], pa.array(files, pa.string()))
+                 .append_column(FILE_FIELDS[1], pa.array([stats[f][0] for f in files], pa.int64()))
+                 .append_column(FILE_FIELDS[2], pa.array([stats[f][1] for f in files], pa.int64())))  # fmt: skip

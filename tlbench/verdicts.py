@@ -15,6 +15,7 @@ reproductions; tests/test_verdicts.py measures both). Pure numpy + scipy.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -75,8 +76,14 @@ def interval_bounds(seeds: np.ndarray, predict: bool, runs: int = 1) -> tuple[np
     n = seeds.shape[-1]
     mean = seeds.mean(axis=-1)
     spread = (1 / runs if predict else 0.0) + 1 / n
-    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * seeds.std(axis=-1, ddof=1) * math.sqrt(spread)
+    half = t_critical(n - 1) * seeds.std(axis=-1, ddof=1) * math.sqrt(spread)
     return mean - half, mean + half
+
+
+@functools.lru_cache(maxsize=None)
+def t_critical(df: int) -> float:
+    """The two-sided 95% t quantile; cached: a report of thousands of cells asks for a handful of dfs."""
+    return float(stats.t.ppf(1 - ALPHA / 2, df))
 
 
 def _bounds(values: tuple[float, ...], predict: bool, runs: int = 1) -> tuple[float, float]:
