@@ -201,7 +201,8 @@ def test_two_drivers_on_one_results_directory_split_the_work_and_run_every_trial
 
 
 def test_worker_node_killed_mid_trial_the_trial_reruns_elsewhere(cluster, tmp_path):
-    grid, results = grid_file(tmp_path, trials=2, epochs=6, n_train=800), tmp_path / "results"
+    # Trials long enough (seconds an epoch on a slow core) that both are caught mid-way at once.
+    grid, results = grid_file(tmp_path, trials=2, epochs=6, n_train=3200), tmp_path / "results"
     ids = cluster.node_ids()
     process = driver(cluster, grid, results, "--max-failures", "3")
     wait_until(lambda: len(registered_checkpoints(results)) == 2, what="both trials mid-way, checkpoints registered")

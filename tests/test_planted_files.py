@@ -215,16 +215,17 @@ def test_a_claim_of_a_live_pid_without_its_start_time_goes_stale_by_age(tmp_path
     assert claims.take("t1") is True
 
 
-def test_a_driver_says_once_whom_it_waits_for(tmp_path, trials, capsys):
+def test_a_driver_says_once_which_trials_it_leaves_to_another(tmp_path, trials, capsys):
     from test_results_safety import callback, plant
 
-    from tlbench.scheduler import ClaimingSearcher
+    from tlbench.scheduler import ClaimingSearcher, Searcher
 
     results, _ = callback(tmp_path)
     for spec in trials[:2]:
         plant(results.claims, spec.trial_id, 0, pid=1, driver="abcdef123456")
     searcher = ClaimingSearcher([{"trial": {"trial_id": t.trial_id}} for t in trials[:2]], results.claims, results.store, results)
-    searcher.RECHECK_S = 3600
-    assert searcher.suggest("a") is None and searcher.suggest("b") is None
+    # it finishes rather than wait: a waiting Tune would keep the actors the other driver needs
+    assert searcher.suggest("a") == Searcher.FINISHED and searcher.suggest("b") == Searcher.FINISHED
     err = capsys.readouterr().err
-    assert err.count("waiting for 2 trial(s) another driver claimed") == 1 and "pid 1 driver abcdef" in err
+    assert err.count("left 2 trial(s) to the driver that claimed them") == 1 and "pid 1 driver abcdef" in err
+    assert len(searcher.elsewhere) == 2 and searcher.by_others == 0

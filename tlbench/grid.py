@@ -200,6 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     outcome = run(pending, options)
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""
+    others += f", {len(outcome.left_to_others)} left to the driver running them" if outcome.left_to_others else ""
     print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run{others}")
     statuses, _ = store.statuses()
     failed = [t for t in pending if statuses.get(t.trial_id) == "error"]
@@ -210,7 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"kept as {UNWRITTEN_PREFIX}<trial_id>.json in {store.trials_dir} where the disk allowed; fix the disk and rerun",
               file=sys.stderr)
         return 1
-    unfinished = [t for t in pending if status_of(t, statuses) == "pending"]
+    unfinished = [t for t in pending if status_of(t, statuses) == "pending" and t.trial_id not in outcome.left_to_others]
     if unfinished:
         print(f"{len(unfinished)} trial(s) did not finish; a rerun runs them", file=sys.stderr)
         return 1

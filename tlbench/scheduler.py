@@ -222,19 +222,18 @@ class ClaimingSearcher(Searcher):
 
     Tune asks for one trial at a time as resources free up (one pending trial
     for a custom searcher), so a second driver on the same results folder
-    claims the trials this one has not reached: the two split the grid. A trial
-    another driver holds is retried every `RECHECK_S` until its row exists or
-    its claim turns stale (that driver died) and this one takes it over."""
-
-    RECHECK_S = 5.0
+    claims the trials this one has not reached: the two split the grid. What is
+    left once every unclaimed trial is handed out belongs to another live driver
+    (a dead driver's claims are stale and taken over): this one says so and
+    finishes rather than wait for them, because a waiting Tune keeps its reused
+    actors, and with them the CPUs and GPUs the other driver needs to run them."""
 
     def __init__(self, points: list[dict[str, Any]], claims: Claims, store: Store, results: StoreResults):
         super().__init__()
         self.queue, self.elsewhere = list(points), []
         self.claims, self.store, self.results = claims, store, results
-        self.next_check = 0.0
         self.by_others = 0
-        self.told = False  # whether this driver said whom it waits for
+        self.told = False  # whether this driver said which trials it leaves to another
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if self.results.disk_error:
@@ -243,33 +242,25 @@ class ClaimingSearcher(Searcher):
             point = self.queue.pop(0)
             if self._claim(point):
                 return {"point": point}
-        if not self.elsewhere or self.results.disk_error:
-            return Searcher.FINISHED
-        if not self.told:
+        if self.elsewhere and not self.told:
             self.told = True
-            _say(self._waiting_for())
-        if time.monotonic() < self.next_check:
-            return None
-        self.next_check = time.monotonic() + self.RECHECK_S
-        waiting = []
-        for point in self.elsewhere:
-            if self.store.done(point["trial"]["trial_id"]):
-                self.by_others += 1
-            else:
-                waiting.append(point)
-        self.queue, self.elsewhere = waiting, []
-        return self.suggest(trial_id) if self.queue else Searcher.FINISHED
+            running = [p for p in self.elsewhere if not self.store.done(p["trial"]["trial_id"])]
+            self.by_others += len(self.elsewhere) - len(running)
+            self.elsewhere = running
+            if running:
+                _say(self._left_to_others())
+        return Searcher.FINISHED
 
-    def _waiting_for(self) -> str:
-        """Which drivers hold the trials this one waits for, so a claim that never goes stale is seen, not waited on silently."""
+    def _left_to_others(self) -> str:
+        """Which drivers hold the trials this one leaves to them, so a claim that never goes stale is seen."""
         holders: dict[str, int] = {}
         for point in self.elsewhere:
             holder = self.claims.holder(point["trial"]["trial_id"]) or {}
             who = f"host {holder.get('host', '?')} pid {holder.get('pid', '?')} driver {str(holder.get('driver', '?'))[:6]}"
             holders[who] = holders.get(who, 0) + 1
         listed = "; ".join(f"{n} held by {who}" for who, n in holders.items())
-        return (f"waiting for {len(self.elsewhere)} trial(s) another driver claimed ({listed}); claims in {self.claims.folder}: "
-                f"they are taken over if that driver dies")
+        return (f"left {len(self.elsewhere)} trial(s) to the driver that claimed them ({listed}); claims in {self.claims.folder}: "
+                f"a later run takes over any that driver leaves unfinished")
 
     def _claim(self, point: dict[str, Any]) -> bool:
         trial_id = point["trial"]["trial_id"]
@@ -374,6 +365,7 @@ class RunOutcome:
     counts: dict[str, int]  # trials this driver ran, by status (unwritten: its row is kept as JSON)
     by_others: int = 0  # pending trials another driver on the same results folder finished
     stopped: str | None = None  # why the run stopped early (the results disk refused a write)
+    left_to_others: tuple[str, ...] = ()  # ids of pending trials another live driver holds and is running
 
 
 def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
@@ -427,4 +419,5 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
         tuner.fit()
     finally:
         claims.release_all()  # on Ctrl-C too; after SIGKILL the claims go stale with this process
-    return RunOutcome(counts, searcher.by_others, results.disk_error)
+    left = tuple(p["trial"]["trial_id"] for p in searcher.elsewhere)
+    return RunOutcome(counts, by_others=searcher.by_others, stopped=results.disk_error, left_to_others=left)
