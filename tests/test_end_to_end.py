@@ -70,9 +70,11 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
     module = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
-    torch.save(capture(module, optimizer, torch.Generator(), {"epochs": [{"epoch": 1}], "lr": 0.1}), whole)
+    epoch = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.7, "lr": 0.1, "seconds": 1.0, "trainable_params": 6}
+    progress = {"epochs": [epoch], "images_seen": 10, "train_seconds": 1.0, "lr": 0.1, "probe_scores": None}  # as run_trial keeps it
+    torch.save(capture(module, optimizer, torch.Generator(), progress), whole)
     truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
-    assert TuneCheckpointer(str(whole)).load()["progress"] == {"epochs": [{"epoch": 1}], "lr": 0.1}
+    assert TuneCheckpointer(str(whole)).load()["progress"] == progress
     assert TuneCheckpointer(str(truncated)).load() is None
     assert f"ignoring unreadable checkpoint {truncated}" in capsys.readouterr().err
 
