@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .provenance import describe
 from .spec import METRICS, Grid, RowIndex
 from .verdicts import Summary, number_verdict, summarize
 
@@ -82,6 +83,8 @@ class Row:
     extras: dict[str, Any] = field(default_factory=dict)
     reading: str | None = None  # as stated | as run, where the table holds both readings of a report
     note: str | None = None
+    commits: list[str] = field(default_factory=list)  # the code its numbers came from (provenance.describe)
+    machines: list[str] = field(default_factory=list)  # the accelerators they ran on
 
     @property
     def title(self) -> str:
@@ -115,6 +118,15 @@ class Table:
         """The readings its rows follow ("as stated", "as run"), or [None] for a table with one reading."""
         return sorted({r.reading for r in self.rows if r.reading}) or [None]
 
+    def mixes(self) -> list[str]:
+        """Warnings where its numbers came from several commits or machines: a difference between two
+        of its rows may then be the code's or the hardware's, not the config's."""
+        out = []
+        for what, found in (("commits", {c for r in self.rows for c in r.commits}), ("machines", {m for r in self.rows for m in r.machines})):
+            if len(found) > 1:
+                out.append(f"its numbers come from {len(found)} {what}: {'; '.join(sorted(found))}")
+        return out
+
 
 def metric_label(metric: dict[str, Any]) -> str:
     return metric.get("label") or METRICS[metric["key"]]
@@ -136,12 +148,13 @@ class TrialColumns:
     """The results' columns a table needs, as arrays, with trial id -> position: a row takes its
     trials' values with one array index each, not a DataFrame lookup (thousands of rows stay fast)."""
 
-    TEXT = ("status", "error", "device", "per_class", "confusion")
+    TEXT = ("status", "error", "device", "per_class", "confusion", "accelerator")
 
     def __init__(self, trials: pd.DataFrame, metrics: list[str]):
         self.position = pd.Index(trials["trial_id"] if len(trials) else [], dtype=object)
         self.text = {c: np.asarray(trials[c].astype(object).where(trials[c].notna(), None), dtype=object) if len(trials)
                      else np.array([], dtype=object) for c in self.TEXT}  # fmt: skip
+        self.text["commit"] = np.asarray(commit_labels(trials), dtype=object)
         self.numbers = {m: trials[m].astype(float).to_numpy() if len(trials) else np.array([]) for m in set(metrics)}
         self.seeds = trials["seed"].to_numpy() if len(trials) else np.array([], dtype=int)
 
@@ -166,11 +179,21 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
                           runs=row.get("reported_runs", 1), compared=metric.get("compare", True)))
     errors = [str(e) for e in found.text["error"][present] if e is not None]
     devices = sorted({d for d in found.text["device"][usable] if d is not None})
-    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"))
+    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"),
+              commits=sorted(set(found.text["commit"][usable])), machines=sorted({m for m in found.text["accelerator"][usable] if m}))
     if len(usable) and table.get("extras"):
         out.extras = _extras(found.seeds[usable], found.text["per_class"][usable], found.text["confusion"][usable])
     out.extras["reported"] = {k: row[f"reported_{k}"] for k in ("per_class", "confusion") if f"reported_{k}" in row}
     return out
+
+
+def commit_labels(trials: pd.DataFrame) -> list[str]:
+    """Each trial's code as `provenance.describe` names it ("no git commit" for rows without one)."""
+    if not len(trials):
+        return []
+    commits = trials["git_commit"].astype(object).where(trials["git_commit"].notna(), None)
+    dirty = trials["git_dirty"].astype(object).where(trials["git_dirty"].notna(), None)
+    return [describe(c, d) for c, d in zip(commits, dirty)]
 
 
 def _extras(seeds: np.ndarray, per_class_json: np.ndarray, confusion_json: np.ndarray) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import provenance
 from .checkpoint import Checkpointer
 from .spec import TrialSpec
 from .store import flatten_config
@@ -22,7 +23,9 @@ TRACEBACK_LINES = 12  # of the failing trial's traceback, kept in its row
 
 
 def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """The result row: who the trial is, what it was, what it gave, where it ran."""
+    """The result row: who the trial is, what it was, what it gave, where it ran, with which code and software.
+
+    The git state comes from the driver (`context`: the grid file's repository); the rest is this worker's."""
     import torch
     import torchvision
 
@@ -31,6 +34,7 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
         "report": spec.report, "variant": spec.axes.get("variant"), "axes": spec.axes, "status": status,
         **summary, **flatten_config(spec.config),
         "profile": context.get("profile"), "grid_sha256": context.get("grid_sha256"), "node_id": context.get("node_id"),
+        "git_commit": context.get("git_commit"), "git_dirty": context.get("git_dirty"), **provenance.environment(),
         "hostname": socket.gethostname(), "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

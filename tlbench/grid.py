@@ -1,4 +1,4 @@
-"""`python -m tlbench.grid {run,list,plan}`: the grid file's trials, run, listed or costed.
+"""`python -m tlbench.grid {run,list,plan,status}`: the grid file's trials, run, listed, costed or watched.
 
 Exit codes: 0 every trial ended ok (or diverged); 1 a trial errored; 2 bad input
 (the grid file, a profile, --set, --only); 130 interrupted.
@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .cost import GPU_IMAGES_PER_S, trial_cost
+from .provenance import repository_state
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
 from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment")
     _selection(plan)
+    status = commands.add_parser("status", help="per experiment: done / diverged / errored / running / pending, errors, newest finished")
+    _selection(status)
     return parser
 
 
@@ -166,6 +169,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Safe while a run goes on in another terminal: it claims and moves nothing (at most it refreshes the results index)."""
+    from .run_status import collect, render
+    from .trial_claims import Claims
+
+    _, trials = load_trials(args)
+    experiments, bad = collect(trials, Store(Path(args.results)), Claims(Path(args.results)))
+    for path, problem in bad:
+        print(f"warning: unreadable result {path}: {problem} (its trial counts as pending)", file=sys.stderr)
+    print(f"results {args.results}, profile {args.profile}:")
+    print("\n".join(render(experiments)))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
@@ -196,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         results=Path(args.results), data=Path(args.data), address=args.address, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
         checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
-        context={"profile": args.profile, "grid_sha256": grid.sha256},
+        context={"profile": args.profile, "grid_sha256": grid.sha256, **repository_state(grid.file)},
     )  # fmt: skip
     outcome = run(pending, options)
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""
@@ -241,7 +258,7 @@ def write_kept_rows(store: Store) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code = {"run": cmd_run, "list": cmd_list, "plan": cmd_plan}[args.command](args)
+        code = {"run": cmd_run, "list": cmd_list, "plan": cmd_plan, "status": cmd_status}[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code
     except GridError as exc:

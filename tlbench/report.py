@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import figures
-from .aggregate import Cell, Row, Table, build_tables, metric_label, tables_frame
+from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
 from .spec import Grid, GridError
 from .store import Store
@@ -146,6 +146,7 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
         rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
     return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
+            "mixes": table.mixes(),
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
             "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
             "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
@@ -226,8 +227,11 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
               f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
     notices = result_notices(grid, store, table_arrow, bad)
+    mixed = [t.id for t in tables if t.mixes()]
+    if mixed:
+        notices.append(f"{len(mixed)} table(s) mix numbers from several commits or machines (each says which): {', '.join(mixed)}")
     context = {
-        "header": header, "synthetic": synthetic, "smoke_warning": SMOKE_WARNING, "notices": notices,
+        "header": header, "provenance": provenance_lines(trials), "synthetic": synthetic, "smoke_warning": SMOKE_WARNING, "notices": notices,
         "scoreboard": scoreboard(tables, claims), "number_columns": NUMBER_COLUMNS, "claim_columns": CLAIM_COLUMNS,
         "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
         "level": round(LEVEL * 100), "power": round(POWER * 100),
@@ -237,6 +241,23 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
     return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
+
+
+def provenance_lines(trials: pd.DataFrame) -> list[str]:
+    """Which code and which machines produced the finished trials, most trials first."""
+    done = trials[trials["status"].isin(["ok", "diverged"])] if len(trials) else trials
+    if not len(done):
+        return []
+
+    def counted(values: list[str]) -> str:
+        return "; ".join(f"{value} ({n} trial{'' if n == 1 else 's'})" for value, n in Counter(values).most_common())
+
+    machines = [f"{a or 'unknown machine'}" for a in done["accelerator"].astype(object).where(done["accelerator"].notna(), None)]
+    hosts = done["hostname"].nunique()
+    packages = done["packages_sha256"].dropna().nunique()
+    return [f"Code: {counted(commit_labels(done))}.",
+            f"Machines: {counted(machines)}; {hosts} host{'' if hosts == 1 else 's'}"
+            + (f"; {packages} different package sets (packages_sha256)." if packages > 1 else ".")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from . import provenance
 from .regular_files import read_regular_text
 from .schema import FIELDS, arrow_kind
 
@@ -54,7 +55,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "wall_s": "float", "train_s": "float", "epoch_s_mean": "float", "images_per_s": "float", "peak_mem_mb": "float",
     "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
-    "grid_sha256": "str", "finished_at": "str",
+    "grid_sha256": "str", "finished_at": "str", **provenance.COLUMNS,
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"

@@ -121,6 +121,19 @@ class Claims:
                 return started != holder["started"]
         return age > self.stale_after_s
 
+    def live(self) -> dict[str, dict[str, Any]]:
+        """trial_id -> holder of every claim a live driver holds now: the trials being run (or about to start)."""
+        try:
+            paths = [p for p in self.folder.glob("*.lock") if p.is_file()]
+        except OSError:
+            return {}
+        found = {}
+        for path in paths:
+            holder = self.holder(path.stem)
+            if holder is not None and not self.stale(holder, path):
+                found[path.stem] = holder
+        return found
+
     def _remove_stale(self, path: Path, judged: dict[str, Any] | None) -> None:
         """Move a stale claim aside; put it back if, in between, another driver had replaced it with a live one."""
         aside = path.with_name(f".stale-{path.stem}-{uuid.uuid4().hex[:8]}")
