@@ -106,6 +106,6 @@ def memory_lines(measured: list[ArchMemory], asks: dict[str, float]) -> list[str
     for m in measured:
         if m.over:
             lines.append(f"warning: {m.arch}: a trial peaked at {max(m.peaks_mb):,.0f} MB, over its share of "
-                         f"{m.share:g} x {m.card_mb:,.0f} MB = {m.share_mb:,.0f} MB; such trials end `oom` "
-                         f"(a rerun doubles their share), or ask for --gpus-per-trial {m.share_needed:g}")
+                         f"{m.share:g} x {m.card_mb:,.0f} MB = {m.share_mb:,.0f} MB; at that share such a trial ends `oom` "
+                         f"(a rerun doubles its share): ask for --gpus-per-trial {m.share_needed:g}")
     return lines
