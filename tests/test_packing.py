@@ -87,7 +87,7 @@ def test_trials_pack_onto_shared_gpus_without_ever_using_more_than_a_whole_one(g
     results = tmp_path / "results"
     trials = Grid.load(grid).expand()
     # As if their last run had ended `oom` at the custom arch's 0.25: this run gives them 0.5. The last two: the
-    # trials cost the same and start in grid order, so both 0.25 trials and one 0.5 start together and fill the GPU.
+    # trials cost the same and start in grid order, so the 0.25 trials go first and the 0.5 ones wait for room.
     ran_out = trials[2:]
     for spec in ran_out:
         Store(results).write(trial_row(spec, "oom", {"error": "CUDA out of memory"}, {"gpu_share": 0.25}), [])

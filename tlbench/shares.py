@@ -45,7 +45,8 @@ def oom_line(trial_id: str, experiment: str, before: float | None, now: float) -
     """What a rerun says about a trial that ran out of GPU memory last time."""
     last = f"at {before:g} of a GPU last run" if before else "last run (no share recorded)"
     if now <= 0:
-        return f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for no GPU now (none on the cluster, or --gpus-per-trial 0)"
+        return (f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for no GPU now "
+                f"(none on the cluster, or --gpus-per-trial 0)")
     capped = " (a whole GPU: the most a trial gets)" if before and 2 * before > now else ""
     return f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for {now:g} of a GPU now{capped}"
 
