@@ -87,3 +87,25 @@ def test_plan_says_when_no_trial_has_run_on_a_gpu_and_does_not_warn_below_the_sh
     lines = grid.memory_view(store, trials)
     assert not [line for line in lines if line.startswith("warning:")] and any(" 6,000 " in line for line in lines)
     assert grid.memory_view(store, trials[2:])[0].startswith("GPU memory: no ok trial")  # only the plan's own trials count
+
+
+def test_grid_run_hands_the_oom_shares_to_the_scheduler_and_exits_1_while_a_trial_stays_oom(tiny_grid, tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    trials = Grid.load(tiny_grid).expand()
+    Store(results).write(row(trials[0], "oom", share=0.25), [])
+    Store(results).write(row(trials[1], "ok"), [])
+    handed = []
+
+    def run(pending, options):  # the trial runs out of memory again, at the doubled share
+        handed.append((sorted(t.trial_id for t in pending), options.oom_shares))
+        Store(results).write(row(trials[0], "oom", share=0.5), [])
+        return scheduler.RunOutcome({"oom": 1})
+
+    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.scheduler.run", run)
+    assert grid.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1  # oom is not done
+    pending = sorted(t.trial_id for t in trials if t.trial_id != trials[1].trial_id)
+    assert handed == [(pending, {trials[0].trial_id: 0.25})]
+    assert f"failed: {trials[0].trial_id} tiny seed=0 (status oom;" in capsys.readouterr().out
+    grid.main(["run", "--grid", str(tiny_grid), "--results", str(results)])
+    assert handed[1][1] == {trials[0].trial_id: 0.5}  # the next rerun doubles again, from the share the last row ran with
