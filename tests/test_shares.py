@@ -74,7 +74,7 @@ def test_plan_shows_the_peak_memory_of_ok_cuda_rows_against_the_share_and_warns_
     lines = grid.memory_view(store, trials)
     arch = trials[0].config["model"]["arch"]
     line = next(line for line in lines if line.startswith(arch))
-    assert line.split()[1:] == ["0.25", "3", "7,000", "4,000", "24,576", "6,144"]  # share, trials, max, median, card, share MB
+    assert line.split()[1:] == ["0.25", "3", "7,000", "4,000", "24,576", "6,144", "0"]  # share, trials, max, median, card, share MB, oom
     warning = [line for line in lines if line.startswith("warning:")]
     assert len(warning) == 1 and "7,000 MB" in warning[0] and "--gpus-per-trial 0.3" in warning[0]  # 7,000 / 24,576 = 0.285
 
@@ -82,10 +82,12 @@ def test_plan_shows_the_peak_memory_of_ok_cuda_rows_against_the_share_and_warns_
 def test_plan_says_when_no_trial_has_run_on_a_gpu_and_does_not_warn_below_the_share(tmp_path, trials):
     store = Store(tmp_path)
     assert grid.memory_view(store, trials) == ["GPU memory: no ok trial of these (tlbench.tiny:small_cnn) has run on a GPU yet."]
+    store.write(row(trials[1], "oom"), [])  # an oom row measured nothing, but is counted
+    assert grid.memory_view(store, trials)[2].split()[1:] == ["0.25", "0", "-", "-", "?", "?", "1"]
     store.write(row(trials[0], peak_mb=6000.0), [])
-    store.write(row(trials[1], "oom"), [])  # an oom row measured nothing
     lines = grid.memory_view(store, trials)
-    assert not [line for line in lines if line.startswith("warning:")] and any(" 6,000 " in line for line in lines)
+    assert not [line for line in lines if line.startswith("warning:")] and lines[2].split()[1:] == [
+        "0.25", "1", "6,000", "6,000", "24,576", "6,144", "1"]
     assert grid.memory_view(store, trials[2:])[0].startswith("GPU memory: no ok trial")  # only the plan's own trials count
 
 

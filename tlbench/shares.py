@@ -59,6 +59,7 @@ class ArchMemory:
     share: float  # the GPU fraction its trials ask for
     peaks_mb: list[float]  # torch's allocator peak of each ok CUDA trial
     card_mb: float | None  # the largest card those trials ran on (total memory), where rows say
+    ooms: int = 0  # trials whose latest row is `oom`: out of their share's memory
 
     @property
     def share_mb(self) -> float | None:
@@ -66,7 +67,7 @@ class ArchMemory:
 
     @property
     def over(self) -> bool:
-        return self.share_mb is not None and max(self.peaks_mb) > self.share_mb
+        return self.share_mb is not None and bool(self.peaks_mb) and max(self.peaks_mb) > self.share_mb
 
     @property
     def share_needed(self) -> float | None:
@@ -78,32 +79,41 @@ class ArchMemory:
 
 
 def memory_by_arch(rows: pa.Table, asks: dict[str, float], trial_ids: set[str]) -> list[ArchMemory]:
-    """Per arch of `asks` (arch -> share its trials ask for): the peaks of the ok rows of `trial_ids` that ran on CUDA.
+    """Per arch of `asks` (arch -> share its trials ask for): the peaks of the ok rows of `trial_ids` that ran on CUDA,
+    and how many of its trials ended `oom`.
 
     `rows` holds MEMORY_COLUMNS; a CPU row's device reads `cpu (...)`, its peak is
     the process's RSS, not GPU memory, so it is left out."""
     peaks: dict[str, list[float]] = defaultdict(list)
     cards: dict[str, float] = {}
+    ooms: dict[str, int] = defaultdict(int)
     ids, arch, status, device, peak, card = (rows.column(c).to_pylist() for c in MEMORY_COLUMNS)
     for i, a, s, d, p, c in zip(ids, arch, status, device, peak, card):
-        if i in trial_ids and a in asks and s == "ok" and d and not d.startswith("cpu") and p is not None:
+        if i not in trial_ids or a not in asks:
+            continue
+        if s == OOM:
+            ooms[a] += 1
+        elif s == "ok" and d and not d.startswith("cpu") and p is not None:
             peaks[a].append(p)
             if c:
                 cards[a] = max(c, cards.get(a, 0.0))
-    return [ArchMemory(a, asks[a], peaks[a], cards.get(a)) for a in asks if peaks[a]]
+    return [ArchMemory(a, asks[a], peaks[a], cards.get(a), ooms[a]) for a in asks if peaks[a] or ooms[a]]
 
 
 def memory_lines(measured: list[ArchMemory], asks: dict[str, float]) -> list[str]:
     """`grid plan`'s memory view: one line per arch with CUDA rows, then a warning per arch whose peak exceeds its share."""
     if not measured:
         return [f"GPU memory: no ok trial of these ({', '.join(sorted(asks))}) has run on a GPU yet."]
-    lines = ["GPU memory per arch, measured in the ok trials of this selection that ran on CUDA (torch's allocator peak):",
-             f"{'arch':34s} {'share':>6s} {'trials':>6s} {'peak max MB':>12s} {'median MB':>10s} {'card MB':>9s} {'share MB':>9s}"]
+    lines = ["GPU memory per arch, measured in the ok trials of this selection that ran on CUDA (torch's allocator peak); "
+             "oom: trials out of their share's memory (a rerun doubles it):",
+             f"{'arch':34s} {'share':>6s} {'trials':>6s} {'peak max MB':>12s} {'median MB':>10s} {'card MB':>9s} {'share MB':>9s} "
+             f"{'oom':>4s}"]
     for m in measured:
+        peak_max = f"{max(m.peaks_mb):12,.0f}" if m.peaks_mb else f"{'-':>12s}"
+        median = f"{statistics.median(m.peaks_mb):10,.0f}" if m.peaks_mb else f"{'-':>10s}"
         card = f"{m.card_mb:9,.0f}" if m.card_mb else f"{'?':>9s}"
         share_mb = f"{m.share_mb:9,.0f}" if m.share_mb else f"{'?':>9s}"
-        lines.append(f"{m.arch:34s} {m.share:6g} {len(m.peaks_mb):6d} {max(m.peaks_mb):12,.0f} "
-                     f"{statistics.median(m.peaks_mb):10,.0f} {card} {share_mb}")
+        lines.append(f"{m.arch:34s} {m.share:6g} {len(m.peaks_mb):6d} {peak_max} {median} {card} {share_mb} {m.ooms:4d}")
     for m in measured:
         if m.over:
             lines.append(f"warning: {m.arch}: a trial peaked at {max(m.peaks_mb):,.0f} MB, over its share of "
