@@ -67,7 +67,7 @@ class Cluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, name: str, args: list[str], cpus: int) -> Node:
+    def _start(self, name: str, args: list[str], cpus: int, gpus: int | None = None) -> Node:
         ports = [free_port() for _ in range(6)]
         # One temp dir per node under the cluster's: nodes of one session on one
         # host would otherwise share socket paths and crash each other.
@@ -75,6 +75,7 @@ class Cluster:
         temp_dir.mkdir(parents=True, exist_ok=True)
         command = [
             RAY, "start", "--block", f"--num-cpus={cpus}", f"--resources={json.dumps({name: 1})}",
+            *([f"--num-gpus={gpus}"] if gpus is not None else []),
             f"--temp-dir={temp_dir}", "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--node-manager-port={ports[0]}",
             f"--object-manager-port={ports[1]}", f"--dashboard-agent-listen-port={ports[2]}",
             f"--dashboard-agent-grpc-port={ports[3]}", f"--metrics-export-port={ports[4]}",
@@ -86,11 +87,12 @@ class Cluster:
         self.nodes.append(node)
         return node
 
-    def start_head(self, cpus: int = 0) -> Node:
-        return self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false"], cpus)
+    # `gpus`: GPUs a node declares (Ray hands out their ids and shares; none need exist); None: Ray detects them.
+    def start_head(self, cpus: int = 0, gpus: int | None = None) -> Node:
+        return self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false"], cpus, gpus)
 
-    def add_worker(self, name: str, cpus: int = 1) -> Node:
-        return self._start(name, [f"--address={self.address}"], cpus)
+    def add_worker(self, name: str, cpus: int = 1, gpus: int | None = None) -> Node:
+        return self._start(name, [f"--address={self.address}"], cpus, gpus)
 
     def alive_nodes(self) -> int:
         probe = ("import ray; ray.init(address=%r, logging_level='ERROR'); "

@@ -97,15 +97,16 @@ def test_the_page_has_scoreboard_contents_tables_with_their_figures_and_claims(g
     assert re.search(r"<td class=\"v-consistent\">consistent", section) and "one run" in section
 
 
-def test_errored_trials_are_marked_not_dropped(grid_and_results, tmp_path):
+@pytest.mark.parametrize("status", ["error", "oom"])  # oom: out of its GPU share's memory
+def test_errored_trials_are_marked_not_dropped(grid_and_results, tmp_path, status):
     grid_path, results = grid_and_results
     grid = Grid.load(grid_path)
     slow_pending = [t for t in grid.expand() if t.axes["train.lr"] == 1e-3][1]
-    Store(results).write(fake_row(slow_pending, status="error", test_acc=None, error="ValueError: boom"), [])
+    Store(results).write(fake_row(slow_pending, status=status, test_acc=None, error="ValueError: boom"), [])
     out = tmp_path / "report"
     report.main(["--grid", str(grid_path), "--results", str(results), "--out", str(out)])
     table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row")
-    assert table.loc["slow", "status"] == "1 of 2 done, 1 error"
+    assert table.loc["slow", "status"] == f"1 of 2 done, 1 {status}"
     assert "ValueError: boom" in (out / "index.md").read_text()
 
 

@@ -98,7 +98,7 @@ class Row:
     def status_text(self) -> str:
         done = self.statuses.get("ok", 0) + self.statuses.get("diverged", 0)
         parts = [f"{done} trial{'' if done == 1 else 's'}" if done == self.expected else f"{done} of {self.expected} done"]
-        parts += [f"{self.statuses[s]} {s}" for s in ("diverged", "error", "pending") if self.statuses.get(s)]
+        parts += [f"{self.statuses[s]} {s}" for s in ("diverged", "error", "oom", "pending") if self.statuses.get(s)]
         return ", ".join(parts)
 
 

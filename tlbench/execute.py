@@ -36,13 +36,31 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
         "profile": context.get("profile"), "grid_sha256": context.get("grid_sha256"), "node_id": context.get("node_id"),
         "git_commit": context.get("git_commit"), "git_dirty": context.get("git_dirty"), **provenance.environment(),
         "hostname": socket.gethostname(), "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": now_iso(), "started_at": context.get("started_at"),
+        "gpu_share": context.get("gpu_share"), "gpu_ids": context.get("gpu_ids"),
+        "gpu_memory_mb": card_memory_mb() if summary.get("device") else None,  # rows of trials that trained
     }  # fmt: skip
 
 
+def card_memory_mb() -> float | None:
+    """Total memory of the CUDA card this process trains on (run_trial picks CUDA wherever there is one), else None."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / 2**20
+
+
+def now_iso() -> str:
+    """UTC now, to the millisecond: trials' start and end times, fine enough to see which overlapped."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], checkpointer: Checkpointer | None = None,
-            speed: dict[str, bool] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`speed`: run_trial's options that change speed, not results (feature_cache, compile)."""
+            speed: dict[str, bool] | None = None, gpu_share: float = 0.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `gpu_share`: the
+    fraction of a GPU the trial was given, recorded in its row."""
+    context = {**context, "gpu_share": gpu_share}
     from .train import run_trial
 
     started = time.perf_counter()

@@ -14,6 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from . import shares
 from .cost import GPU_IMAGES_PER_S, trial_cost
 from .provenance import repository_state
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
@@ -166,6 +167,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
     print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
           f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")
+    for line in memory_view(Store(Path(args.results)), trials):
+        print(line)
     return 0
 
 
@@ -183,6 +186,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def memory_view(store: Store, trials: list[TrialSpec]) -> list[str]:
+    """Per arch of these trials: the GPU memory their ok CUDA rows peaked at, against the share the arch asks for."""
+    from . import catalog
+
+    asks = {t.config["model"]["arch"]: catalog.arch_info(t.config["model"]["arch"]).gpu_share for t in trials}
+    rows, _ = store.read(columns=shares.MEMORY_COLUMNS)  # one columnar read of the results index
+    return shares.memory_lines(shares.memory_by_arch(rows, asks, {t.trial_id for t in trials}), asks)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
@@ -195,6 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     statuses, _ = store.statuses()
     pending = [t for t in trials if status_of(t, statuses) != "done"]
+    oom = pending_oom_shares(store, statuses, pending)
     preflight(pending)  # imports torch: only when there is something to run
     print(f"{len(trials)} trials, {len(trials) - len(pending)} done, {len(pending)} to run (profile {args.profile})", flush=True)
     if args.dry_run:
@@ -213,16 +226,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         results=Path(args.results), data=Path(args.data), address=args.address, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
         checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
-        context={"profile": args.profile, "grid_sha256": grid.sha256, **repository_state(grid.file)},
+        context={"profile": args.profile, "grid_sha256": grid.sha256, **repository_state(grid.file)}, oom_shares=oom,
     )  # fmt: skip
     outcome = run(pending, options)
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""
     others += f", {len(outcome.left_to_others)} left to the driver running them" if outcome.left_to_others else ""
     print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run{others}")
     statuses, _ = store.statuses()
-    failed = [t for t in pending if statuses.get(t.trial_id) == "error"]
+    failed = [t for t in pending if status_of(t, statuses) == "failed"]  # error, or oom: a rerun retries both
     for spec in failed:
-        print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (see its row's `error` and `traceback`)")
+        print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (status {statuses[spec.trial_id]}; "
+              f"see its row's `error` and `traceback`)")
     if outcome.stopped:
         print(f"error: stopped early: {outcome.stopped}. Every row written so far is kept; rows that could not be written are "
               f"kept as {UNWRITTEN_PREFIX}<trial_id>.json in {store.trials_dir} where the disk allowed; fix the disk and rerun",
@@ -233,6 +247,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(unfinished)} trial(s) did not finish; a rerun runs them", file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def pending_oom_shares(store: Store, statuses: dict[str, str], pending: list[TrialSpec]) -> dict[str, float | None]:
+    """Pending trial id -> the GPU share its `oom` row ran with (a rerun doubles it); read only where a row is `oom`."""
+    if shares.OOM not in statuses.values():
+        return {}
+    wanted = {t.trial_id for t in pending}
+    rows, _ = store.read(columns=["trial_id", "status", "gpu_share"])  # one read of the results index
+    return {trial_id: share for trial_id, share in shares.oom_shares(rows).items() if trial_id in wanted}
 
 
 def tidy(store: Store) -> None:

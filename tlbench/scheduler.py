@@ -37,7 +37,7 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from . import catalog
+from . import catalog, shares
 from .trial_claims import Claims
 from .cost import trial_cost
 from .gridfile import GridError
@@ -60,10 +60,16 @@ class RunOptions:
     checkpoints: bool = True  # a checkpoint per epoch in Tune's storage, for retries and reruns
     speed: dict[str, bool] = field(default_factory=dict)  # run_trial's feature_cache / compile
     context: dict[str, Any] = field(default_factory=dict)  # profile, grid hash: copied into every row
+    oom_shares: dict[str, float | None] = field(default_factory=dict)  # trial id -> share its last run ran out of memory at
 
 
 def gpu_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> float:
-    """The GPU fraction a trial asks for: explicit, else its arch's (0 on a CPU-only cluster)."""
+    """The GPU fraction a trial asks for: its usual share, doubled (at most a whole GPU) where it last ran out of memory."""
+    return shares.after_oom(usual_share(spec, options, cluster_gpus), options.oom_shares.get(spec.trial_id))
+
+
+def usual_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> float:
+    """The GPU fraction a trial asks for before any `oom`: explicit, else its arch's (0 on a CPU-only cluster)."""
     if options.gpus_per_trial is not None:
         return options.gpus_per_trial
     if cluster_gpus <= 0:
@@ -110,13 +116,15 @@ def _trainable(config: dict[str, Any]) -> None:
     """A Tune function trainable: one trial; a checkpoint per epoch, then its row."""
     import torch
 
-    from .execute import execute
+    from .execute import execute, now_iso
 
     torch.set_num_threads(max(1, int(config["cpus"])))  # match the CPUs Ray granted: no oversubscription
     spec = _spec(config)
-    context = {**config["context"], "node_id": ray.get_runtime_context().get_node_id()}
+    runtime = ray.get_runtime_context()
+    context = {**config["context"], "node_id": runtime.get_node_id(), "started_at": now_iso(),
+               "gpu_ids": [str(i) for i in runtime.get_accelerator_ids().get("GPU", [])]}  # the GPUs Ray gave this trial
     checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
-    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"])
+    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], gpu_share=config["point"]["gpu"])
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
 
 
@@ -168,7 +176,8 @@ class StoreResults(tune.Callback):
 
             spec = _spec(trial.config)
             message = f"Ray trial failed after retries: {getattr(trial, 'error_msg', None) or 'worker died'}"
-            row = trial_row(spec, "error", {"error": message[:2000]}, {**trial.config["context"], "node_id": None})
+            context = {**trial.config["context"], "node_id": None, "gpu_share": trial.config["point"]["gpu"]}
+            row = trial_row(spec, "error", {"error": message[:2000]}, context)
             status = "error" if self._write(row, []) else "unwritten"
             self.counts[status] = self.counts.get(status, 0) + 1
             print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
@@ -381,6 +390,8 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     points = []
     for spec in ordered:
         point = {"trial": {**spec.__dict__, "experiments": list(spec.experiments)}, "gpu": gpu_share(spec, options, cluster_gpus)}
+        if spec.trial_id in options.oom_shares:
+            print(shares.oom_line(spec.trial_id, spec.experiment, options.oom_shares[spec.trial_id], point["gpu"]), flush=True)
         if spec.trial_id in resume:
             point["resume"] = resume[spec.trial_id]
         points.append(point)

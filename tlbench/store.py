@@ -56,6 +56,9 @@ RESULT_COLUMNS: dict[str, str] = {
     "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
     "grid_sha256": "str", "finished_at": "str", **provenance.COLUMNS,
+    # GPU placement: the fraction of a GPU the trial asked for, the ids Ray gave it (JSON list of strings), the card's
+    # total memory (CUDA trials), and when this attempt started (ISO, ms, like finished_at): overlaps can be checked.
+    "gpu_share": "float", "gpu_ids": "json", "gpu_memory_mb": "float", "started_at": "str",
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"
