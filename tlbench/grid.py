@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .cost import GPU_IMAGES_PER_S, trial_cost
+from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
 from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -66,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="one line per trial with its status")
     _selection(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment")
+    plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment; wall time on N GPUs or CPUs")
     _selection(plan)
+    plan.add_argument("--gpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N GPUs (trials at their GPU shares)")
+    plan.add_argument("--cpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N CPUs like this machine's")
+    plan.add_argument("--gpus-per-trial", type=bounded(float, 0, inclusive=False),
+                      help="GPU share per trial for --gpus (default: per arch from the catalog, as `run` does)")
+    plan.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
+                      help="CPUs per trial for --cpus (default %(default)s, as `run`)")
     return parser
 
 
@@ -163,7 +170,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
     print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
           f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")
+    print_makespans(args, trials, cpu_gflops, torch.get_num_threads())
     return 0
+
+
+def print_makespans(args: argparse.Namespace, trials: list[TrialSpec], cpu_gflops: float, threads: int) -> None:
+    """Wall time of the selected trials on --gpus N / --cpus N, packed longest first as `grid run` packs them.
+
+    A CPU trains at this machine's rate over its torch threads (the rate is
+    taken as linear in cores)."""
+    gflops_per_cpu = cpu_gflops / threads
+    ordered = longest_first(trials)
+    if args.gpus:
+        shares = [args.gpus_per_trial or arch_gpu_share(t.config) for t in ordered]
+        jobs = [Job(gpu_seconds(t.config), share) for t, share in zip(ordered, shares)]
+        if any(share > args.gpus for share in shares):
+            raise GridError(f"a trial asks for {max(shares):g} GPUs; --gpus is {args.gpus}", file="--gpus-per-trial")
+        used = ", ".join(f"{share:g}" for share in sorted(set(shares)))
+        print(f"wall time on {args.gpus} GPU(s): {hours(makespan(jobs, args.gpus))} "
+              f"(GPU shares per trial: {used}; each trial at its share as fast as GPU-h says; longest first, as `grid run` starts them)")
+    if args.cpus:
+        if args.cpus_per_trial > args.cpus:
+            raise GridError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than --cpus {args.cpus}", file="--cpus-per-trial")
+        jobs = [Job(cpu_seconds(t.config, gflops_per_cpu, args.cpus_per_trial), args.cpus_per_trial) for t in ordered]
+        print(f"wall time on {args.cpus} CPU(s): {hours(makespan(jobs, args.cpus))} "
+              f"({args.cpus_per_trial:g} CPU per trial at {gflops_per_cpu:,.0f} GFLOP/s per CPU: this machine's rate over "
+              f"its {threads} threads; longest first, as `grid run` starts them)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -39,8 +39,8 @@ from ray.tune.search import Searcher
 
 from . import catalog
 from .trial_claims import Claims
-from .cost import trial_cost
 from .gridfile import GridError
+from .makespan import longest_first  # the order `grid plan`'s makespan assumes: one home for it
 from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
@@ -69,11 +69,6 @@ def gpu_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> floa
     if cluster_gpus <= 0:
         return 0.0
     return catalog.arch_info(spec.config["model"]["arch"]).gpu_share
-
-
-def longest_first(pending: list[TrialSpec]) -> list[TrialSpec]:
-    """Start the most expensive trials first, so the grid does not end on one long straggler."""
-    return sorted(pending, key=lambda s: -trial_cost(s.config)["tflops"])
 
 
 # -- in the worker ------------------------------------------------------------------
