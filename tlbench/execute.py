@@ -12,7 +12,7 @@ import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .checkpoint import Checkpointer
 from .spec import TrialSpec
@@ -37,13 +37,14 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
 
 
 def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], checkpointer: Checkpointer | None = None,
-            speed: dict[str, bool] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """`speed`: run_trial's options that change speed, not results (feature_cache, compile)."""
+            speed: dict[str, bool] | None = None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `on_epoch`: run_trial's."""
     from .train import run_trial
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, **(speed or {}))
+        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, on_epoch=on_epoch, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}

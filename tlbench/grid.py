@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-feature-cache", action="store_true", help="recompute frozen features every epoch (same results, slower)")
     run.add_argument("--compile", action="store_true", help="torch.compile the trained part of each network")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files (default: <results>/tensorboard)")
+    run.add_argument("--mlflow", metavar="URI", help="log every trial's epochs to MLflow at this tracking URI (e.g. file:mlruns); "
+                     "needs the mlflow extra")
+    run.add_argument("--wandb", metavar="PROJECT", help="log every trial's epochs to this W&B project; needs the wandb extra")
     listing = commands.add_parser("list", help="one line per trial with its status")
     _selection(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -198,7 +202,17 @@ def print_makespans(args: argparse.Namespace, trials: list[TrialSpec], cpu_gflop
               f"its {threads} threads; longest first, as `grid run` starts them)")
 
 
+def check_loggers(args: argparse.Namespace) -> None:
+    """The optional logger packages a run asks for, before anything runs."""
+    import importlib.util
+
+    for flag, package, extra in (("--mlflow", "mlflow", "mlflow"), ("--wandb", "wandb", "wandb")):
+        if getattr(args, package) and importlib.util.find_spec(package) is None:
+            raise GridError(f"needs the {package} package, which is not installed: pip install -e '.[{extra}]'", file=flag)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    check_loggers(args)
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
     if not args.dry_run:
@@ -229,6 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
         checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
         context={"profile": args.profile, "grid_sha256": grid.sha256},
+        tensorboard=not args.no_tensorboard, mlflow=args.mlflow, wandb=args.wandb,
     )  # fmt: skip
     outcome = run(pending, options)
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Tune's own per-trial CSV/JSON/TensorBoard loggers would duplicate what the
-# store writes, and TensorBoard is not a dependency.
+# Tune's automatic per-trial CSV/JSON/TensorBoard loggers would duplicate what
+# the store writes; the loggers asked for (tune_loggers.py) are added by name.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ctrl-C should stop the grid at once as a KeyboardInterrupt (exit 130), not
@@ -60,6 +60,9 @@ class RunOptions:
     checkpoints: bool = True  # a checkpoint per epoch in Tune's storage, for retries and reruns
     speed: dict[str, bool] = field(default_factory=dict)  # run_trial's feature_cache / compile
     context: dict[str, Any] = field(default_factory=dict)  # profile, grid hash: copied into every row
+    tensorboard: bool = True  # TensorBoard event files under <results>/tensorboard, one run per trial
+    mlflow: str | None = None  # an MLflow tracking URI: one MLflow run per trial
+    wandb: str | None = None  # a W&B project: one W&B run per trial
 
 
 def gpu_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> float:
@@ -77,10 +80,23 @@ def gpu_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> floa
 class TuneCheckpointer:
     """Checkpoints through Tune: reported after each epoch, restored on a retry.
 
-    `resume` is a state file an earlier driver's run left for this trial."""
+    `resume` is a state file an earlier driver's run left for this trial. An
+    epoch's metrics (`hold`) go in the same report as its checkpoint, so every
+    epoch is one Tune result; an epoch with no checkpoint after it (the last,
+    a diverged one) is reported by `flush`."""
 
     def __init__(self, resume: str | None):
         self.resume = resume
+        self.held: dict[str, Any] | None = None
+
+    def hold(self, metrics: dict[str, Any]) -> None:
+        self.flush()
+        self.held = metrics
+
+    def flush(self) -> None:
+        if self.held is not None:
+            tune.report(self.held)
+            self.held = None
 
     def load(self) -> dict[str, Any] | None:
         from .checkpoint import read
@@ -98,20 +114,25 @@ class TuneCheckpointer:
 
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, Path(folder) / STATE_FILE)
-            tune.report({"epoch": len(state["progress"]["epochs"])}, checkpoint=tune.Checkpoint.from_directory(folder))
+            metrics, self.held = self.held or {}, None
+            tune.report({**metrics, "epoch": len(state["progress"]["epochs"])}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """A Tune function trainable: one trial; a checkpoint per epoch, then its row."""
+    """A Tune function trainable: one trial; a report per epoch (its metrics, its checkpoint), then its row."""
     import torch
 
     from .execute import execute
 
     torch.set_num_threads(max(1, int(config["cpus"])))  # match the CPUs Ray granted: no oversubscription
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per checkpoint on the driver's terminal would bury the progress line
     spec = _spec(config)
     context = {**config["context"], "node_id": ray.get_runtime_context().get_node_id()}
     checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
-    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"])
+    on_epoch = checkpointer.hold if checkpointer else tune.report  # every epoch's metrics reach Tune's callbacks
+    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], on_epoch=on_epoch)
+    if checkpointer:
+        checkpointer.flush()
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
 
 
@@ -143,7 +164,7 @@ class StoreResults(tune.Callback):
         self.disk_error: str | None = None
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        if "payload" not in result:  # an epoch's checkpoint report
+        if "payload" not in result:  # an epoch's report (metrics, maybe a checkpoint): the final one carries the row
             return
         try:
             payload = json.loads(result["payload"])
@@ -355,6 +376,20 @@ def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus:
                             f"(set --cpus-per-trial / --gpus-per-trial to what a node has)", file="--gpus-per-trial/--cpus-per-trial")
 
 
+def loggers(options: RunOptions) -> list[tune.Callback]:
+    """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (tune_loggers.py)."""
+    from . import tune_loggers
+
+    chosen: list[tune.Callback] = []
+    if options.tensorboard:
+        chosen.append(tune_loggers.EpochTensorBoard(Path(options.results).resolve() / "tensorboard"))
+    if options.mlflow:
+        chosen.append(tune_loggers.mlflow_callback(options.mlflow, experiment_name="tlbench"))
+    if options.wandb:
+        chosen.append(tune_loggers.wandb_callback(options.wandb))
+    return chosen
+
+
 @dataclass
 class RunOutcome:
     counts: dict[str, int]  # trials this driver ran, by status (unwritten: its row is kept as JSON)
@@ -403,7 +438,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[results],
+            callbacks=[results, *loggers(options)],
             verbose=0,
         ),
     )
