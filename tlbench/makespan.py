@@ -93,7 +93,9 @@ def _place(free: list[float], share: float) -> list[tuple[int, float]] | None:
 
 
 def hours(seconds: float) -> str:
-    """A duration for people: 45 s, 12 min, 3.4 h, 2.1 d."""
+    """A duration for people: 45 s, 12 min, 3.4 h, 2.1 d (? where unknown)."""
+    if not math.isfinite(seconds):
+        return "?"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 90 * 60:

@@ -40,7 +40,8 @@ from ray.tune.search import Searcher
 from . import catalog
 from .trial_claims import Claims
 from .gridfile import GridError
-from .makespan import longest_first  # the order `grid plan`'s makespan assumes: one home for it
+from .makespan import cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
+from .progress import Planned, Progress, cpu_train_gflops_per_cpu
 from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
@@ -159,9 +160,21 @@ class StoreResults(tune.Callback):
     goes on; a results disk that refuses writes (full, read-only) sets
     `disk_error`, and `ClaimingSearcher` then starts no further trial."""
 
-    def __init__(self, store: Store, claims: Claims, total: int, counts: dict[str, int]):
-        self.store, self.claims, self.total, self.counts = store, claims, total, counts
+    def __init__(self, store: Store, claims: Claims, progress: Progress, counts: dict[str, int]):
+        self.store, self.claims, self.progress, self.counts = store, claims, progress, counts
         self.disk_error: str | None = None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        try:
+            self.progress.started(trial.config["point"]["trial"]["trial_id"])
+        except Exception as exc:
+            self._failed(trial, exc)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        try:
+            self.progress.tick()
+        except Exception as exc:
+            _say(f"warning: the progress line failed ({type(exc).__name__}: {exc})")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         if "payload" not in result:  # an epoch's report (metrics, maybe a checkpoint): the final one carries the row
@@ -171,9 +184,7 @@ class StoreResults(tune.Callback):
             row = payload["row"]
             status = row["status"] if self._write(row, payload["epochs"]) else "unwritten"
             self.counts[status] = self.counts.get(status, 0) + 1
-            done = sum(self.counts.values())
-            detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
-            print(f"[{done}/{self.total}] {status:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
+            self.progress.finished_trial(row, status)
         except Exception as exc:  # never let Tune see it
             self._failed(trial, exc)
 
@@ -187,7 +198,7 @@ class StoreResults(tune.Callback):
             row = trial_row(spec, "error", {"error": message[:2000]}, {**trial.config["context"], "node_id": None})
             status = "error" if self._write(row, []) else "unwritten"
             self.counts[status] = self.counts.get(status, 0) + 1
-            print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
+            self.progress.failed_trial(spec.trial_id, f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}")
         except Exception as exc:
             self._failed(trial, exc)
 
@@ -376,6 +387,20 @@ def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus:
                             f"(set --cpus-per-trial / --gpus-per-trial to what a node has)", file="--gpus-per-trial/--cpus-per-trial")
 
 
+def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus: float) -> Progress:
+    """The live line's plan: the trials in start order, on the cluster's GPUs where they ask for some, else its CPUs."""
+    on_gpus = any(point["gpu"] > 0 for point in points)
+    gflops_per_cpu = 0.0 if on_gpus else cpu_train_gflops_per_cpu()
+    plan = []
+    for point in points:
+        trial = point["trial"]
+        config = trial["config"]
+        estimated = gpu_seconds(config) if on_gpus else cpu_seconds(config, gflops_per_cpu, options.cpus_per_trial)
+        plan.append(Planned(trial["trial_id"], config["model"]["arch"], estimated, point["gpu"] if on_gpus else options.cpus_per_trial))
+    devices = cluster_gpus if on_gpus else ray.cluster_resources().get("CPU", 1.0)
+    return Progress(plan, max(1, int(devices)))
+
+
 def loggers(options: RunOptions) -> list[tune.Callback]:
     """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (tune_loggers.py)."""
     from . import tune_loggers
@@ -422,7 +447,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
         "speed": dict(options.speed),
     }
     store, claims = Store(options.results), Claims(options.results)
-    results = StoreResults(store, claims, len(ordered), counts)
+    results = StoreResults(store, claims, progress_of(points, options, cluster_gpus), counts)
     searcher = ClaimingSearcher(points, claims, store, results)
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
@@ -448,6 +473,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     try:
         tuner.fit()
     finally:
+        results.progress.close()
         claims.release_all()  # on Ctrl-C too; after SIGKILL the claims go stale with this process
     left = tuple(p["trial"]["trial_id"] for p in searcher.elsewhere)
     return RunOutcome(counts, by_others=searcher.by_others, stopped=results.disk_error, left_to_others=left)
