@@ -21,6 +21,10 @@ from .makespan import Job, hours, makespan
 
 DONE = ("ok", "diverged")  # every other status (error, unwritten) counts as failed
 REDRAW_SECONDS = 1.0  # the live line's clock ticks no faster than this
+# One CPU's training rate for the first ETA on a CPU cluster, before any trial has finished: an AVX2
+# core (README: 42 GFLOP/s fp32 matmul on 2 cores, half of that in training). Not measured here, so the
+# driver need not import torch; the first finished trial replaces it (Calibration).
+CPU_TRAIN_GFLOPS_GUESS = 10.0
 
 
 @dataclass(frozen=True)
@@ -60,15 +64,6 @@ def eta_seconds(plan: list[Planned], devices: int, calibration: Calibration, run
     jobs = [Job(max(0.0, calibration.seconds(t) - running[t.trial_id]), t.share) for t in plan if t.trial_id in running]
     jobs += [Job(calibration.seconds(t), t.share) for t in plan if t.trial_id not in running and t.trial_id not in finished]
     return makespan(jobs, devices)
-
-
-def cpu_train_gflops_per_cpu() -> float:
-    """What one CPU of this machine trains at, for the ETA's first guess on a CPU cluster (a quick fp32 matmul)."""
-    import torch
-
-    from .cost import CPU_TRAIN_EFFICIENCY, matmul_gflops
-
-    return matmul_gflops(torch.float32, n=1024, repeats=4) * CPU_TRAIN_EFFICIENCY / torch.get_num_threads()
 
 
 class Progress:

@@ -41,7 +41,7 @@ from . import catalog
 from .trial_claims import Claims
 from .gridfile import GridError
 from .makespan import cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
-from .progress import Planned, Progress, cpu_train_gflops_per_cpu
+from .progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
@@ -390,12 +390,11 @@ def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus:
 def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus: float) -> Progress:
     """The live line's plan: the trials in start order, on the cluster's GPUs where they ask for some, else its CPUs."""
     on_gpus = any(point["gpu"] > 0 for point in points)
-    gflops_per_cpu = 0.0 if on_gpus else cpu_train_gflops_per_cpu()
     plan = []
     for point in points:
         trial = point["trial"]
         config = trial["config"]
-        estimated = gpu_seconds(config) if on_gpus else cpu_seconds(config, gflops_per_cpu, options.cpus_per_trial)
+        estimated = gpu_seconds(config) if on_gpus else cpu_seconds(config, CPU_TRAIN_GFLOPS_GUESS, options.cpus_per_trial)
         plan.append(Planned(trial["trial_id"], config["model"]["arch"], estimated, point["gpu"] if on_gpus else options.cpus_per_trial))
     devices = cluster_gpus if on_gpus else ray.cluster_resources().get("CPU", 1.0)
     return Progress(plan, max(1, int(devices)))

@@ -121,6 +121,7 @@ def wandb_callback(project: str) -> Any:
         def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
             metrics = epoch_metrics(result)
             if metrics is not None:
-                super().log_trial_result(iteration, trial, {**metrics, "epoch": int(result["epoch"])})
+                epoch = int(result["epoch"])  # W&B's step is the result's training_iteration: make it the epoch
+                super().log_trial_result(iteration, trial, {**metrics, "epoch": epoch, TRAINING_ITERATION: epoch})
 
     return TrialWandb(project=project)
