@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment; wall time on N GPUs or CPUs")
     _selection(plan)
-    plan.add_argument("--gpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N GPUs (trials at their GPU shares)")
+    plan.add_argument("--gpus", type=bounded(int, 1), metavar="N",
+                      help="also estimate the wall time on N GPUs (trials at their GPU shares)")
     plan.add_argument("--cpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N CPUs like this machine's")
     plan.add_argument("--gpus-per-trial", type=bounded(float, 0, inclusive=False),
                       help="GPU share per trial for --gpus (default: per arch from the catalog, as `run` does)")
