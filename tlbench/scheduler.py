@@ -410,7 +410,7 @@ def loggers(options: RunOptions) -> list[tune.Callback]:
     if options.mlflow:
         chosen.append(tune_loggers.mlflow_callback(options.mlflow, experiment_name="tlbench"))
     if options.wandb:
-        chosen.append(tune_loggers.wandb_callback(options.wandb))
+        chosen.append(tune_loggers.wandb_callback(options.wandb, Path(options.results).resolve() / "wandb"))
     return chosen
 
 

@@ -104,9 +104,15 @@ def mlflow_callback(tracking_uri: str, experiment_name: str) -> Any:
     return TrialMLflow(tracking_uri=tracking_uri, experiment_name=experiment_name)
 
 
-def wandb_callback(project: str) -> Any:
-    """Tune's WandbLoggerCallback, one W&B run per trial (needs the `wandb` extra; WANDB_MODE=offline works without a key)."""
+def wandb_callback(project: str, folder: Path) -> Any:
+    """Tune's WandbLoggerCallback, one W&B run per trial (needs the `wandb` extra; WANDB_MODE=offline works without a key).
+
+    W&B keeps its run files under `folder` (results/wandb): by default they go to
+    the trial's folder in Ray's temporary session directory, and the copy Tune
+    syncs to its storage can predate the run's end."""
     from ray.air.integrations.wandb import WandbLoggerCallback
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
 
     class TrialWandb(WandbLoggerCallback):
         def log_trial_start(self, trial: Any) -> None:
@@ -114,7 +120,7 @@ def wandb_callback(project: str) -> Any:
             tags = run_tags(tlbench_trial)
             self._start_logging_actor(
                 trial, [*self._exclude_results, *self.excludes], id=tags["trial_id"], name=run_name(tlbench_trial),
-                resume="allow", reinit=True, allow_val_change=True, group=tlbench_trial["experiment"], project=self.project,
+                resume="allow", reinit="finish_previous", allow_val_change=True, group=tlbench_trial["experiment"], project=self.project,
                 config={**tags, **run_config(tlbench_trial)}, tags=[f"{key}={value}" for key, value in tags.items()],
                 **self.kwargs)  # fmt: skip
 
@@ -124,4 +130,4 @@ def wandb_callback(project: str) -> Any:
                 epoch = int(result["epoch"])  # W&B's step is the result's training_iteration: make it the epoch
                 super().log_trial_result(iteration, trial, {**metrics, "epoch": epoch, TRAINING_ITERATION: epoch})
 
-    return TrialWandb(project=project)
+    return TrialWandb(project=project, dir=str(folder))
