@@ -136,3 +136,17 @@ def test_a_grid_run_on_a_terminal_redraws_its_status_line(write_grid, tmp_path):
     assert len(counts) >= 3 and counts[-1] == (2, 0, 0, 0) and counts[0][0] == 0
     assert len(set(counts)) >= 2  # the counts changed while the line was redrawn
     assert "[1/2]" not in seen.decode(errors="replace")  # no per-trial lines on a terminal
+
+
+def test_on_a_gpu_cluster_the_eta_packs_the_trials_gpu_shares_on_its_gpus():
+    from helpers import resolved
+
+    from tlbench import scheduler
+    from tlbench.makespan import gpu_seconds
+
+    configs = [resolved(model={"arch": arch, "weights": "none"}) for arch in ("vgg16", "resnet18", "resnet18")]
+    points = [{"trial": {"trial_id": f"t{i}", "config": c}, "gpu": 0.5} for i, c in enumerate(configs)]
+    progress = scheduler.progress_of(points, scheduler.RunOptions(results="r", data="d"), cluster_gpus=2.0)
+    assert progress.devices == 2 and [t.share for t in progress.plan] == [0.5] * 3
+    assert [t.estimated_s for t in progress.plan] == pytest.approx([gpu_seconds(c) for c in configs])
+    assert progress.eta() == pytest.approx(max(gpu_seconds(c) for c in configs))  # three halves fit on two GPUs at once
