@@ -64,6 +64,8 @@ def test_a_run_is_named_by_experiment_axes_and_seed():
              "axes": {"train.lr": 0.01, "model.weights": "a/b"}}
     assert tune_loggers.run_name(trial) == "r001-a/model.weights=a_b,train.lr=0.01/seed=2"
     assert tune_loggers.run_name({**trial, "axes": {}}) == "r001-a/no-axes/seed=2"
+    frozen = {**trial, "axes": {"train.freeze": {"frozen": ["layer1", "layer2"]}, "variant": "it's b"}}
+    assert tune_loggers.run_name(frozen) == "r001-a/train.freeze={frozen:[layer1,layer2]},variant=itsb/seed=2"
     assert tune_loggers.run_tags(trial) == {"trial_id": "abc", "experiment": "r001-a", "report": "001", "seed": "2"}
 
 

@@ -11,6 +11,8 @@ row as JSON (the results folder holds that).
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,17 @@ def trial_of(tune_trial: Any) -> dict[str, Any]:
 
 
 def run_name(trial: dict[str, Any]) -> str:
-    """`<experiment>/<axes>/seed=<n>`: how a person finds a trial among a grid's runs."""
-    axes = ",".join(f"{key}={value}" for key, value in sorted(trial["axes"].items())) or "no-axes"
-    return f"{trial['experiment']}/{axes.replace('/', '_')}/seed={trial['seed']}"
+    """`<experiment>/<axes>/seed=<n>`: how a person finds a trial among a grid's runs (also a folder name).
+
+    A list or mapping value is written as compact JSON without its quotes, a `/` in a value as `_`,
+    and characters a shell would trip on are dropped: `train.freeze={frozen:[layer1,layer2]}`."""
+    axes = ",".join(f"{key}={_axis_value(value)}" for key, value in sorted(trial["axes"].items())) or "no-axes"
+    return f"{trial['experiment']}/{axes}/seed={trial['seed']}"
+
+
+def _axis_value(value: Any) -> str:
+    text = json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
+    return re.sub(r"[^\w.,:=+\-\[\]{}]", "", text.replace("/", "_"))
 
 
 def run_tags(trial: dict[str, Any]) -> dict[str, str]:
