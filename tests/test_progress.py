@@ -76,7 +76,8 @@ def test_without_a_terminal_each_finished_trial_is_todays_line_plus_the_eta():
     assert "\r" not in out.getvalue()
 
 
-def test_on_a_terminal_one_line_is_redrawn_with_the_counts():
+def test_on_a_terminal_one_line_is_redrawn_with_the_counts(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     clock, out = Clock(), io.StringIO()
     progress = Progress(plan(("a", "alexnet", 60.0, 0.5), ("b", "alexnet", 60.0, 0.5), ("c", "alexnet", 60.0, 0.5)), 1, out,
                         live=True, clock=clock)  # fmt: skip
@@ -90,6 +91,13 @@ def test_on_a_terminal_one_line_is_redrawn_with_the_counts():
     assert frames[0].startswith("0 done, 1 running, 2 pending, 0 failed of 3 | elapsed 0 s | eta 2 min (cost model)")
     assert frames[-2].startswith("1 done, 0 running, 1 pending, 1 failed of 3 | elapsed 30 s | eta 30 s")  # a took half its estimate
     assert out.getvalue().endswith("\n") and out.getvalue().count("\n") == 1
+
+
+def test_the_live_line_is_cut_to_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    out = io.StringIO()
+    Progress(plan(("a", "alexnet", 60.0, 1.0)), 1, out, live=True, clock=Clock()).draw()
+    assert out.getvalue() == "\r\x1b[2K" + "0 done, 0 running, 1 pending, 0 failed of 1 | elapsed 0 s"[:39]
 
 
 GRID = """
@@ -110,7 +118,7 @@ experiments:
 def test_a_grid_run_on_a_terminal_redraws_its_status_line(write_grid, tmp_path):
     grid = write_grid(GRID)
     leader, follower = pty.openpty()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     command = [sys.executable, "-m", "tlbench.grid", "run", "--grid", str(grid), "--results", str(tmp_path / "results"),
                "--data", str(tmp_path / "data"), "--no-tensorboard", "--no-checkpoints"]  # fmt: skip
     process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=subprocess.DEVNULL, env=env, close_fds=True)

@@ -12,6 +12,7 @@ scheduler's Tune callback calls it.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -140,8 +141,10 @@ class Progress:
                 f" of {len(self.plan)} | elapsed {hours(self.clock() - self.began)} | eta {hours(self.eta())}{measured}")
 
     def draw(self) -> None:
+        """Clear the terminal's line and write the status, cut to the terminal's width (a wrapped line would not clear)."""
         self.drawn_at = self.clock()
-        self._write("\r\x1b[2K" + self.line())
+        width = shutil.get_terminal_size((120, 24)).columns
+        self._write("\r\x1b[2K" + self.line()[: max(width - 1, 20)])
 
     def close(self) -> None:
         """End the live line so what follows starts on a line of its own."""
