@@ -74,6 +74,10 @@ def test_without_a_terminal_each_finished_trial_is_todays_line_plus_the_eta():
     progress.finished_trial({"trial_id": "a", "experiment": "e", "seed": 0, "test_acc": 0.5}, "ok")
     assert out.getvalue() == "[1/2] ok       a e seed=0 test_acc=0.5000 eta=5 min\n"  # b: 100 s x 3
     assert "\r" not in out.getvalue()
+    progress.started("b")
+    clock.now = 310.0
+    progress.finished_trial({"trial_id": "b", "experiment": "e", "seed": 1, "test_acc": 0.5, "resumed_from_epoch": 3}, "ok")
+    assert progress.calibration.factor("alexnet") == pytest.approx(3.0)  # a resumed trial's 10 s say nothing of a whole one
 
 
 def test_on_a_terminal_one_line_is_redrawn_with_the_counts(monkeypatch):

@@ -94,7 +94,8 @@ class Progress:
         began = self.started_at.pop(trial_id, None)
         self.finished[trial_id] = status
         planned = self.by_id.get(trial_id)
-        if status == "ok" and began is not None and planned is not None:  # errors and divergences end early: no guide
+        # Errors and divergences end early, a trial resumed from a checkpoint ran only its last epochs: no guide to a whole trial.
+        if status == "ok" and not row.get("resumed_from_epoch") and began is not None and planned is not None:
             self.calibration.record(planned.arch, planned.estimated_s, self.clock() - began)
         if self.live:
             self.draw()
