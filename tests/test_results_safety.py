@@ -113,10 +113,11 @@ def tune_result(row, epochs=()):
 
 
 def callback(tmp_path):
+    from tlbench.progress import Progress
     from tlbench.scheduler import StoreResults
 
     counts: dict[str, int] = {}
-    return StoreResults(Store(tmp_path), Claims(tmp_path), 4, counts), counts
+    return StoreResults(Store(tmp_path), Claims(tmp_path), Progress([], devices=1, live=False), counts), counts
 
 
 def test_a_row_no_column_can_hold_is_kept_as_json_and_the_grid_goes_on(tmp_path, trials, capsys):

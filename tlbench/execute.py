@@ -12,7 +12,7 @@ import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import provenance
 from .checkpoint import Checkpointer
@@ -57,15 +57,16 @@ def now_iso() -> str:
 
 
 def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], checkpointer: Checkpointer | None = None,
-            speed: dict[str, bool] | None = None, gpu_share: float = 0.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            speed: dict[str, bool] | None = None, gpu_share: float = 0.0,
+            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `gpu_share`: the
-    fraction of a GPU the trial was given, recorded in its row."""
+    fraction of a GPU the trial was given, recorded in its row; `on_epoch`: run_trial's."""
     context = {**context, "gpu_share": gpu_share}
     from .train import run_trial
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, **(speed or {}))
+        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, on_epoch=on_epoch, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import shares
 from .cost import GPU_IMAGES_PER_S, trial_cost
 from .provenance import repository_state
+from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
 from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -65,11 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-feature-cache", action="store_true", help="recompute frozen features every epoch (same results, slower)")
     run.add_argument("--compile", action="store_true", help="torch.compile the trained part of each network")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files (default: <results>/tensorboard)")
+    run.add_argument("--mlflow", metavar="URI", help="log every trial's epochs to MLflow at this tracking URI (e.g. file:mlruns); "
+                     "needs the mlflow extra")
+    run.add_argument("--wandb", metavar="PROJECT", help="log every trial's epochs to this W&B project; needs the wandb extra")
     listing = commands.add_parser("list", help="one line per trial with its status")
     _selection(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment")
+    plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment; wall time on N GPUs or CPUs")
     _selection(plan)
+    plan.add_argument("--gpus", type=bounded(int, 1), metavar="N",
+                      help="also estimate the wall time on N GPUs (trials at their GPU shares)")
+    plan.add_argument("--cpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N CPUs like this machine's")
+    plan.add_argument("--gpus-per-trial", type=bounded(float, 0, inclusive=False),
+                      help="GPU share per trial for --gpus (default: per arch from the catalog, as `run` does)")
+    plan.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
+                      help="CPUs per trial for --cpus (default %(default)s, as `run`)")
     status = commands.add_parser("status", help="per experiment: done / diverged / errored / running / pending, errors, newest finished")
     _selection(status)
     return parser
@@ -167,9 +179,43 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
     print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
           f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")
+    print_makespans(args, trials, cpu_gflops, torch.get_num_threads())
     for line in memory_view(Store(Path(args.results)), trials):
         print(line)
     return 0
+
+
+def print_makespans(args: argparse.Namespace, trials: list[TrialSpec], cpu_gflops: float, threads: int) -> None:
+    """Wall time of the selected trials on --gpus N / --cpus N, packed longest first as `grid run` packs them.
+
+    A CPU trains at this machine's rate over its torch threads (the rate is
+    taken as linear in cores)."""
+    gflops_per_cpu = cpu_gflops / threads
+    ordered = longest_first(trials)
+    if args.gpus:
+        asked = [args.gpus_per_trial or arch_gpu_share(t.config) for t in ordered]
+        jobs = [Job(gpu_seconds(t.config), share) for t, share in zip(ordered, asked)]
+        if any(share > args.gpus for share in asked):
+            raise GridError(f"a trial asks for {max(asked):g} GPUs; --gpus is {args.gpus}", file="--gpus-per-trial")
+        used = ", ".join(f"{share:g}" for share in sorted(set(asked)))
+        print(f"wall time on {args.gpus} GPU(s): {hours(makespan(jobs, args.gpus))} "
+              f"(GPU shares per trial: {used}; each trial at its share as fast as GPU-h says; longest first, as `grid run` starts them)")
+    if args.cpus:
+        if args.cpus_per_trial > args.cpus:
+            raise GridError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than --cpus {args.cpus}", file="--cpus-per-trial")
+        jobs = [Job(cpu_seconds(t.config, gflops_per_cpu, args.cpus_per_trial), args.cpus_per_trial) for t in ordered]
+        print(f"wall time on {args.cpus} CPU(s): {hours(makespan(jobs, args.cpus))} "
+              f"({args.cpus_per_trial:g} CPU per trial at {gflops_per_cpu:,.0f} GFLOP/s per CPU: this machine's rate over "
+              f"its {threads} threads; longest first, as `grid run` starts them)")
+
+
+def check_loggers(args: argparse.Namespace) -> None:
+    """The optional logger packages a run asks for, before anything runs."""
+    import importlib.util
+
+    for flag, package, extra in (("--mlflow", "mlflow", "mlflow"), ("--wandb", "wandb", "wandb")):
+        if getattr(args, package) and importlib.util.find_spec(package) is None:
+            raise GridError(f"needs the {package} package, which is not installed: pip install -e '.[{extra}]'", file=flag)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -188,14 +234,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def memory_view(store: Store, trials: list[TrialSpec]) -> list[str]:
     """Per arch of these trials: the GPU memory their ok CUDA rows peaked at, against the share the arch asks for."""
-    from . import catalog
-
-    asks = {t.config["model"]["arch"]: catalog.arch_info(t.config["model"]["arch"]).gpu_share for t in trials}
+    asks = {t.config["model"]["arch"]: arch_gpu_share(t.config) for t in trials}
     rows, _ = store.read(columns=shares.MEMORY_COLUMNS)  # one columnar read of the results index
     return shares.memory_lines(shares.memory_by_arch(rows, asks, {t.trial_id for t in trials}), asks)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_loggers(args)
     grid, trials = load_trials(args)
     store = Store(Path(args.results))
     if not args.dry_run:
@@ -227,6 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cpus_per_trial=args.cpus_per_trial, storage=args.storage, max_failures=args.max_failures,
         checkpoints=not args.no_checkpoints, speed={"feature_cache": not args.no_feature_cache, "compile": args.compile},
         context={"profile": args.profile, "grid_sha256": grid.sha256, **repository_state(grid.file)}, oom_shares=oom,
+        tensorboard=not args.no_tensorboard, mlflow=args.mlflow, wandb=args.wandb,
     )  # fmt: skip
     outcome = run(pending, options)
     others = f", {outcome.by_others} by another driver on {args.results}" if outcome.by_others else ""

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Tune's own per-trial CSV/JSON/TensorBoard loggers would duplicate what the
-# store writes, and TensorBoard is not a dependency.
+# Tune's automatic per-trial CSV/JSON/TensorBoard loggers would duplicate what
+# the store writes; the loggers asked for (tune_loggers.py) are added by name.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ctrl-C should stop the grid at once as a KeyboardInterrupt (exit 130), not
@@ -39,8 +39,9 @@ from ray.tune.search import Searcher
 
 from . import catalog, shares
 from .trial_claims import Claims
-from .cost import trial_cost
 from .gridfile import GridError
+from .makespan import cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
+from .progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from .regular_files import is_regular
 from .spec import TrialSpec
 from .store import Store
@@ -61,6 +62,9 @@ class RunOptions:
     speed: dict[str, bool] = field(default_factory=dict)  # run_trial's feature_cache / compile
     context: dict[str, Any] = field(default_factory=dict)  # profile, grid hash: copied into every row
     oom_shares: dict[str, float | None] = field(default_factory=dict)  # trial id -> share its last run ran out of memory at
+    tensorboard: bool = True  # TensorBoard event files under <results>/tensorboard, one run per trial
+    mlflow: str | None = None  # an MLflow tracking URI: one MLflow run per trial
+    wandb: str | None = None  # a W&B project: one W&B run per trial
 
 
 def gpu_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> float:
@@ -77,21 +81,29 @@ def usual_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> fl
     return catalog.arch_info(spec.config["model"]["arch"]).gpu_share
 
 
-def longest_first(pending: list[TrialSpec]) -> list[TrialSpec]:
-    """Start the most expensive trials first, so the grid does not end on one long straggler."""
-    return sorted(pending, key=lambda s: -trial_cost(s.config)["tflops"])
-
-
 # -- in the worker ------------------------------------------------------------------
 
 
 class TuneCheckpointer:
     """Checkpoints through Tune: reported after each epoch, restored on a retry.
 
-    `resume` is a state file an earlier driver's run left for this trial."""
+    `resume` is a state file an earlier driver's run left for this trial. An
+    epoch's metrics (`hold`) go in the same report as its checkpoint, so every
+    epoch is one Tune result; an epoch with no checkpoint after it (the last,
+    a diverged one) is reported by `flush`."""
 
     def __init__(self, resume: str | None):
         self.resume = resume
+        self.held: dict[str, Any] | None = None
+
+    def hold(self, metrics: dict[str, Any]) -> None:
+        self.flush()
+        self.held = metrics
+
+    def flush(self) -> None:
+        if self.held is not None:
+            tune.report(self.held)
+            self.held = None
 
     def load(self) -> dict[str, Any] | None:
         from .checkpoint import read
@@ -109,22 +121,28 @@ class TuneCheckpointer:
 
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, Path(folder) / STATE_FILE)
-            tune.report({"epoch": len(state["progress"]["epochs"])}, checkpoint=tune.Checkpoint.from_directory(folder))
+            metrics, self.held = self.held or {}, None
+            tune.report({**metrics, "epoch": len(state["progress"]["epochs"])}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """A Tune function trainable: one trial; a checkpoint per epoch, then its row."""
+    """A Tune function trainable: one trial; a report per epoch (its metrics, its checkpoint), then its row."""
     import torch
 
     from .execute import execute, now_iso
 
     torch.set_num_threads(max(1, int(config["cpus"])))  # match the CPUs Ray granted: no oversubscription
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per checkpoint on the driver's terminal would bury the progress line
     spec = _spec(config)
     runtime = ray.get_runtime_context()
     context = {**config["context"], "node_id": runtime.get_node_id(), "started_at": now_iso(),
                "gpu_ids": [str(i) for i in runtime.get_accelerator_ids().get("GPU", [])]}  # the GPUs Ray gave this trial
     checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
-    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], gpu_share=config["point"]["gpu"])
+    on_epoch = checkpointer.hold if checkpointer else tune.report  # every epoch's metrics reach Tune's callbacks
+    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], gpu_share=config["point"]["gpu"],
+                          on_epoch=on_epoch)
+    if checkpointer:
+        checkpointer.flush()
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
 
 
@@ -151,21 +169,31 @@ class StoreResults(tune.Callback):
     goes on; a results disk that refuses writes (full, read-only) sets
     `disk_error`, and `ClaimingSearcher` then starts no further trial."""
 
-    def __init__(self, store: Store, claims: Claims, total: int, counts: dict[str, int]):
-        self.store, self.claims, self.total, self.counts = store, claims, total, counts
+    def __init__(self, store: Store, claims: Claims, progress: Progress, counts: dict[str, int]):
+        self.store, self.claims, self.progress, self.counts = store, claims, progress, counts
         self.disk_error: str | None = None
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        try:
+            self.progress.started(trial.config["point"]["trial"]["trial_id"])
+        except Exception as exc:  # the progress line is a view: it must not cost a trial
+            _say(f"warning: the progress line failed ({type(exc).__name__}: {exc})")
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        try:
+            self.progress.tick()
+        except Exception as exc:
+            _say(f"warning: the progress line failed ({type(exc).__name__}: {exc})")
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        if "payload" not in result:  # an epoch's checkpoint report
+        if "payload" not in result:  # an epoch's report (metrics, maybe a checkpoint): the final one carries the row
             return
         try:
             payload = json.loads(result["payload"])
             row = payload["row"]
             status = row["status"] if self._write(row, payload["epochs"]) else "unwritten"
             self.counts[status] = self.counts.get(status, 0) + 1
-            done = sum(self.counts.values())
-            detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
-            print(f"[{done}/{self.total}] {status:8s} {row['trial_id']} {row['experiment']} seed={row['seed']} {detail}", flush=True)
+            self.progress.finished_trial(row, status)
         except Exception as exc:  # never let Tune see it
             self._failed(trial, exc)
 
@@ -180,7 +208,7 @@ class StoreResults(tune.Callback):
             row = trial_row(spec, "error", {"error": message[:2000]}, context)
             status = "error" if self._write(row, []) else "unwritten"
             self.counts[status] = self.counts.get(status, 0) + 1
-            print(f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}", flush=True)
+            self.progress.failed_trial(spec.trial_id, f"[error] {spec.trial_id} {spec.experiment}: {message[:200]}")
         except Exception as exc:
             self._failed(trial, exc)
 
@@ -369,6 +397,33 @@ def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus:
                             f"(set --cpus-per-trial / --gpus-per-trial to what a node has)", file="--gpus-per-trial/--cpus-per-trial")
 
 
+def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus: float) -> Progress:
+    """The live line's plan: the trials in start order, on the cluster's GPUs where they ask for some, else its CPUs."""
+    on_gpus = any(point["gpu"] > 0 for point in points)
+    plan = []
+    for point in points:
+        trial = point["trial"]
+        config = trial["config"]
+        estimated = gpu_seconds(config) if on_gpus else cpu_seconds(config, CPU_TRAIN_GFLOPS_GUESS, options.cpus_per_trial)
+        plan.append(Planned(trial["trial_id"], config["model"]["arch"], estimated, point["gpu"] if on_gpus else options.cpus_per_trial))
+    devices = cluster_gpus if on_gpus else ray.cluster_resources().get("CPU", 1.0)
+    return Progress(plan, max(1, int(devices)))
+
+
+def loggers(options: RunOptions) -> list[tune.Callback]:
+    """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (tune_loggers.py)."""
+    from . import tune_loggers
+
+    chosen: list[tune.Callback] = []
+    if options.tensorboard:
+        chosen.append(tune_loggers.EpochTensorBoard(Path(options.results).resolve() / "tensorboard"))
+    if options.mlflow:
+        chosen.append(tune_loggers.mlflow_callback(options.mlflow, experiment_name="tlbench"))
+    if options.wandb:
+        chosen.append(tune_loggers.wandb_callback(options.wandb, Path(options.results).resolve() / "wandb"))
+    return chosen
+
+
 @dataclass
 class RunOutcome:
     counts: dict[str, int]  # trials this driver ran, by status (unwritten: its row is kept as JSON)
@@ -403,7 +458,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
         "speed": dict(options.speed),
     }
     store, claims = Store(options.results), Claims(options.results)
-    results = StoreResults(store, claims, len(ordered), counts)
+    results = StoreResults(store, claims, progress_of(points, options, cluster_gpus), counts)
     searcher = ClaimingSearcher(points, claims, store, results)
 
     def resources(config: dict[str, Any]) -> tune.PlacementGroupFactory:
@@ -419,7 +474,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[results],
+            callbacks=[results, *loggers(options)],
             verbose=0,
         ),
     )
@@ -429,6 +484,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     try:
         tuner.fit()
     finally:
+        results.progress.close()
         claims.release_all()  # on Ctrl-C too; after SIGKILL the claims go stale with this process
     left = tuple(p["trial"]["trial_id"] for p in searcher.elsewhere)
     return RunOutcome(counts, by_others=searcher.by_others, stopped=results.disk_error, left_to_others=left)

@@ -17,7 +17,7 @@ import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -177,13 +177,16 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
 
 
 def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None,
-              checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False) -> TrialOutcome:
+              checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutcome:
     """Train and test one fully resolved config (see spec.py). Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
     (an earlier attempt of this trial) is picked up where it ended. The feature
     cache and torch.compile change speed, not results, so they are options
-    here rather than config keys."""
+    here rather than config keys. `on_epoch` gets each epoch's row as it ends
+    (plus its training images/s), before that epoch's checkpoint is saved: the
+    scheduler reports it to Tune."""
     started = time.perf_counter()
     device = device or pick_device()
     if device.type == "cuda":
@@ -244,6 +247,8 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
             row["test_loss"], test_preds = runner.evaluate(splits.test)
             row["test_acc"] = float((test_preds == splits.test.labels.numpy()).mean())
         epochs.append(row)
+        if on_epoch:
+            on_epoch({**row, "images_per_s": stats["images"] / seconds if seconds > 0 else float("nan")})
         if stats["diverged"]:
             status = "diverged"
             break
