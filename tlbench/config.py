@@ -171,12 +171,14 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         module, _, function = arch.partition(":")
         if not module or not function.isidentifier():
             problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
-    elif arch not in catalog.ARCHS:
+    elif arch not in catalog.TORCHVISION:
         problems.append(("model.arch", expected_one_of(arch, [*catalog.ARCHS, "package.module:function"])))
         return problems
     info = catalog.arch_info(arch)
     if config["image_size"] < info.min_image_size:
         problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
+    elif info.image_size is not None and model["weights"] == "none" and config["image_size"] != info.image_size:
+        problems.append(("image_size", f"{info.image_size} px: {arch} takes only that size, got {config['image_size']}"))
     freeze = train["freeze"]
     if isinstance(freeze, dict) and "last" in freeze:
         if info.children is None:
