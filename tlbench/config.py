@@ -142,8 +142,8 @@ def type_problem(spec: Field, value: Any) -> str | None:
 def canonical_freeze(freeze: Any, arch: str) -> Any:
     """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
     both train only the head of a ResNet (the last child, avgpool, has no weights)."""
-    if isinstance(freeze, dict) and "last" in freeze:
-        children = catalog.arch_info(arch).children or ()
+    children = catalog.arch_info(arch).children if catalog.is_known_arch(arch) else None
+    if isinstance(freeze, dict) and "last" in freeze and children is not None:  # else refused by check_resolved
         last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
         if all(child in catalog.PARAMETERLESS_CHILDREN for child in last):
             return "head"
