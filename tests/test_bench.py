@@ -9,7 +9,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "input_pipeline_speedup", "train_speedup",
+PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "feature_cache_speedup_cold_traced",
+            "feature_cache_speedup_warm_traced", "input_pipeline_speedup", "train_speedup",
             "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction"]  # fmt: skip
 
 
@@ -23,6 +24,9 @@ def test_bench_quick_prints_every_ratio():
     assert abs(float(values["ray_overhead_s"])) < 30
     # the cached and uncached trials agree (the cache changes speed, not results)
     assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]
+    traced = [values[f"feature_cache_traced_{name}_test_acc"] for name in ("uncached", "cold", "warm")]
+    assert traced[0] == traced[1] == traced[2]
+    assert values["feature_cache_traced_cut"] == "built (cut before classifier.2)"  # the traced path cached it
 
 
 def test_bench_memory_measures_each_distinct_trial_shape_once(tmp_path):

@@ -3,6 +3,9 @@
 Prints `name value` lines:
   feature_cache_speedup_cold   head-only ResNet18, 10 epochs: uncached / cached (cache built inside the run)
   feature_cache_speedup_warm   the same with the cache already built (a second lr or seed of an experiment)
+  feature_cache_speedup_cold_traced / _warm_traced   the same on head-only MobileNetV3-Small: not a chain
+                               of modules, so only the cut found on its traced graph caches it (before the
+                               Dropout inside its classifier; feature_cache_traced_cut says where)
   input_pipeline_speedup       batches/s: tlbench's input path / ImageFolder + PIL DataLoader (best of 0-2 workers)
   train_speedup                full fine-tune ResNet18 at 112 px: tlbench's trainer (defaults) / a plain fp32 loop
   cpu_matmul_gflops_fp32 / _bf16   the CPU's matmul peak: best of several sizes, each timed >= 1 s
@@ -72,10 +75,13 @@ def trial_config(size: int, epochs: int, freeze: Any, batch: int, **overrides: A
     return spec.merge(config, overrides)
 
 
-def bench_feature_cache(root: Path, size: int, epochs: int) -> None:
+def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet18", traced: bool = False) -> None:
+    """Head-only `arch`: uncached, then the cache built inside the run (cold), then already built (warm).
+
+    `traced` names the lines of a network only the traced cut caches (`..._traced`)."""
     from .train import run_trial
 
-    config = trial_config(size, epochs, "head", 32)
+    config = trial_config(size, epochs, "head", 32, model={"arch": arch})
     run_trial({**config, "epochs": 1}, root, feature_cache=False)  # decode the JPEGs once, for both sides
     timings = {}
     for name, cache in (("uncached", False), ("cold", True), ("warm", True)):
@@ -84,10 +90,12 @@ def bench_feature_cache(root: Path, size: int, epochs: int) -> None:
         tick = time.perf_counter()
         outcome = run_trial(config, root, feature_cache=cache)
         timings[name] = time.perf_counter() - tick
-        emit(f"feature_cache_{name}_s", timings[name])
-        emit(f"feature_cache_{name}_test_acc", outcome.summary["test_acc"])
-    emit("feature_cache_speedup_cold", timings["uncached"] / timings["cold"])
-    emit("feature_cache_speedup_warm", timings["uncached"] / timings["warm"])
+        emit(f"feature_cache_{'traced_' if traced else ''}{name}_s", timings[name])
+        emit(f"feature_cache_{'traced_' if traced else ''}{name}_test_acc", outcome.summary["test_acc"])
+        if name == "cold" and traced:
+            emit("feature_cache_traced_cut", outcome.summary["feature_cache"])
+    emit(f"feature_cache_speedup_cold{'_traced' if traced else ''}", timings["uncached"] / timings["cold"])
+    emit(f"feature_cache_speedup_warm{'_traced' if traced else ''}", timings["uncached"] / timings["warm"])
 
 
 def plain_loader(root: Path, size: int, batch: int, workers: int) -> torch.utils.data.DataLoader:
@@ -295,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_jpegs(root, per_class, 10, side)
         bench_feature_cache(root, size, epochs)
+        bench_feature_cache(root, size, epochs, "mobilenet_v3_small", traced=True)
         workers = bench_input_pipeline(root, size, 32)
         ours = bench_training(root, size, train_epochs, workers)
     finally:

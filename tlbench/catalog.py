@@ -4,11 +4,18 @@ The grid file is validated against these tables before anything runs, so they
 must stay importable in a process that has no torch (the driver, `grid list`).
 `models.py` and `data.py` implement exactly these names; a test checks that the
 two sides agree.
+
+Archs: the four of the reports (`ARCHS`, by hand: their children and blocks
+give 002's "last l" and gradual unfreezing) and every other torchvision
+classification model (`TORCHVISION`, read from `torchvision_archs.json`, which
+`python -m tlbench.torchvision_archs` writes from the installed torchvision).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -24,6 +31,9 @@ class ArchInfo:
     children: tuple[str, ...] | None = None
     # Blocks that gradual unfreezing opens, head side first.
     blocks: tuple[str, ...] = ()
+    gflops_224: float | None = None  # forward GFLOPs per image at 224 px (2 per multiply-add; see cost.py)
+    image_size: int | None = None  # the one input side the network accepts (a ViT at random init); None: any
+    aux_logits: bool = False  # auxiliary classifiers, dropped when built (GoogLeNet, Inception v3)
 
 
 _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")
@@ -52,10 +62,40 @@ ARCHS: dict[str, ArchInfo] = {
 CUSTOM_ARCH = ArchInfo(head="", classifier="", min_image_size=1, gpu_share=0.25)
 
 
+def default_gpu_share(gflops_224: float) -> float:
+    """A GPU share on paper for an arch outside the reports, by its forward GFLOPs at 224 px.
+
+    The same thresholds reproduce the report archs' hand-set shares (AlexNet 1.4 and ResNet18
+    3.6 GFLOPs: 0.25; ResNet50 8.2 and VGG16 30.9: 0.5); past 40 GFLOPs (ViT-L, RegNetY-128GF,
+    EfficientNet-V2-L) a trial gets a whole card. `--gpus-per-trial` overrides it."""
+    return 0.25 if gflops_224 < 5 else 0.5 if gflops_224 < 40 else 1.0
+
+
+def _torchvision_archs() -> tuple[dict[str, ArchInfo], dict[str, str]]:
+    table = json.loads(Path(__file__).with_name("torchvision_archs.json").read_text())
+    archs = {
+        name: ArchInfo(head=a["head"], classifier=a["classifier"], min_image_size=a["min_image_size"],
+                       gpu_share=default_gpu_share(a["gflops_224"]), gflops_224=a["gflops_224"],
+                       image_size=a["image_size"], aux_logits=a["aux_logits"])
+        for name, a in table["archs"].items()
+    }  # fmt: skip
+    archs.update({name: replace(info, gflops_224=table["archs"][name]["gflops_224"]) for name, info in ARCHS.items()})
+    return archs, table["unsupported"]
+
+
+# Every torchvision classification model with a Linear head, the report archs as set above;
+# UNSUPPORTED: those without one, with why.
+TORCHVISION, UNSUPPORTED = _torchvision_archs()
+
+
 def arch_info(arch: str) -> ArchInfo:
     if is_custom_arch(arch):
         return CUSTOM_ARCH
-    return ARCHS[arch]
+    return TORCHVISION[arch]
+
+
+def is_known_arch(arch: str) -> bool:
+    return is_custom_arch(arch) or arch in TORCHVISION
 
 
 def is_custom_arch(arch: str) -> bool:

@@ -142,8 +142,8 @@ def type_problem(spec: Field, value: Any) -> str | None:
 def canonical_freeze(freeze: Any, arch: str) -> Any:
     """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
     both train only the head of a ResNet (the last child, avgpool, has no weights)."""
-    if isinstance(freeze, dict) and "last" in freeze:
-        children = catalog.arch_info(arch).children or ()
+    children = catalog.arch_info(arch).children if catalog.is_known_arch(arch) else None
+    if isinstance(freeze, dict) and "last" in freeze and children is not None:  # else refused by check_resolved
         last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
         if all(child in catalog.PARAMETERLESS_CHILDREN for child in last):
             return "head"
@@ -171,12 +171,14 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         module, _, function = arch.partition(":")
         if not module or not function.isidentifier():
             problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
-    elif arch not in catalog.ARCHS:
+    elif arch not in catalog.TORCHVISION:
         problems.append(("model.arch", expected_one_of(arch, [*catalog.ARCHS, "package.module:function"])))
         return problems
     info = catalog.arch_info(arch)
     if config["image_size"] < info.min_image_size:
         problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
+    elif info.image_size is not None and model["weights"] == "none" and config["image_size"] != info.image_size:
+        problems.append(("image_size", f"{info.image_size} px: {arch} takes only that size, got {config['image_size']}"))
     freeze = train["freeze"]
     if isinstance(freeze, dict) and "last" in freeze:
         if info.children is None:

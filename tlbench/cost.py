@@ -16,12 +16,18 @@ if TYPE_CHECKING:
 
 from . import catalog
 
-GFLOPS_224 = {"alexnet": 1.43, "vgg16": 30.94, "resnet18": 3.63, "resnet50": 8.18}  # forward, per image
+# Forward, per image. Other torchvision archs: `catalog.arch_info(arch).gflops_224`, from their weights' metadata.
+GFLOPS_224 = {"alexnet": 1.43, "vgg16": 30.94, "resnet18": 3.63, "resnet50": 8.18}
 CUSTOM_GFLOPS_224 = 2.0  # a guess for custom archs
 CPU_TRAIN_EFFICIENCY = 0.5  # training FLOP/s over the matmul peak on a CPU (python -m tlbench.bench measured 0.68-0.71)
 # Training images per second on one GPU at 224 px, for GPU-hour estimates (an
 # A10G/T4-class card with bf16; stated in `grid plan`'s output).
 GPU_IMAGES_PER_S = {"alexnet": 2500.0, "vgg16": 250.0, "resnet18": 1400.0, "resnet50": 450.0}
+# Other archs: the report archs run 3,600-7,700 forward GFLOP/s of images at these rates; depthwise
+# and attention networks run below their FLOPs, so the lower end, and never past AlexNet's rate
+# (tiny networks are bound by per-step overhead, not FLOPs). A guess, like the table above.
+GPU_FORWARD_GFLOPS_PER_S = 3600.0
+GPU_MAX_IMAGES_PER_S = 2500.0
 
 # Images in each dataset's pools: (train pool, test pool), by the catalogue.
 POOLS = {"cifar10": (50_000, 10_000), "oxford_pets": (3_680, 3_669), "celeba_hq": (30_000, 0), "celeba30k": (202_599, 0)}
@@ -49,9 +55,20 @@ def images(config: dict[str, Any]) -> dict[str, float]:
 
 
 def gflops_per_image(config: dict[str, Any]) -> float:
-    arch = config["model"]["arch"]
-    base = GFLOPS_224.get(arch, CUSTOM_GFLOPS_224)
-    return base * (config["image_size"] / 224) ** 2
+    return gflops_224(config["model"]["arch"]) * (config["image_size"] / 224) ** 2
+
+
+def gflops_224(arch: str) -> float:
+    if arch in GFLOPS_224:
+        return GFLOPS_224[arch]
+    return (None if catalog.is_custom_arch(arch) else catalog.arch_info(arch).gflops_224) or CUSTOM_GFLOPS_224
+
+
+def gpu_images_per_s(arch: str) -> float:
+    """Training images per second on one GPU at 224 px (see GPU_IMAGES_PER_S)."""
+    if arch in GPU_IMAGES_PER_S:
+        return GPU_IMAGES_PER_S[arch]
+    return min(GPU_MAX_IMAGES_PER_S, GPU_FORWARD_GFLOPS_PER_S / gflops_224(arch))
 
 
 def trial_cost(config: dict[str, Any]) -> dict[str, float]:
@@ -65,7 +82,7 @@ def trial_cost(config: dict[str, Any]) -> dict[str, float]:
     eval_images = n["val"] * config["epochs"] + n["test"]
     per_image = gflops_per_image(config)
     tflops = (train_images * step_factor + eval_images) * per_image / 1e3
-    rate = GPU_IMAGES_PER_S.get(config["model"]["arch"], 1000.0) * (224 / config["image_size"]) ** 2
+    rate = gpu_images_per_s(config["model"]["arch"]) * (224 / config["image_size"]) ** 2
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
 
 

@@ -1,14 +1,24 @@
 """The frozen-feature cache: compute a frozen prefix of the network once, train the rest on it.
 
 Most trials of the reports train only the last part of a network, yet would
-recompute the same frozen features every epoch. Where what trains is a suffix
-of the network's forward chain, and nothing before the cut is random, the
-prefix's output is computed once per (arch, weights, cut, pool, size, resize,
+recompute the same frozen features every epoch. Where everything up to some
+point of the network's forward pass is frozen and deterministic, the output at
+that point is computed once per (arch, weights, cut, pool, size, resize,
 normalisation, precision) and kept under `<data>/.tlbench-cache/features/`,
 shared by every trial and rerun that needs the same features.
 
-- The cut sits before the first layer that trains or is random (Dropout), so
-  stochastic layers after it still run live.
+- The cut is found on the network's traced graph (torch.fx, with torchvision's
+  node-path tracer, which knows torchvision's own ops): the latest point where
+  one tensor carries everything the rest of the forward pass needs, and
+  nothing before it trains (in this trial's first stage) or is random
+  (dropout, as a module or a function, stochastic depth, random ops). Frozen
+  BatchNorm is in eval mode (`models.set_train_mode`), so deterministic.
+- fx bakes `self.training` into a graph at trace time, so the network is traced
+  twice, in train and in eval mode: the prefix must be the same in both, and
+  the suffix runs the graph of the mode the network is in. Dropout and
+  anything random after the cut run live.
+- A network that cannot be traced (control flow on tensor values) runs
+  uncached, and the row says why.
 - A horizontal flip is cached as both views; the step picks one per image with
   the same random draw the pixel path would use, so results match.
 - Random crops, rotations and colour jitter change the input every epoch, and
@@ -18,51 +28,67 @@ shared by every trial and rerun that needs the same features.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
+import torchvision
+from torch import fx, nn
+from torchvision.models.feature_extraction import NodePathTracer
 
 from . import pipeline
 from .data import CACHE_DIR, ImageSet
 from .models import Built, FreezePlan
 
-Stage = tuple[str, nn.Module]
-
-
-def forward_chain(built: Built) -> list[Stage] | None:
-    """The network as the sequence of modules its forward() runs, or None where it is not one."""
-    module = built.module
-    if built.arch.startswith("resnet"):
-        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool"]
-        return [(n, module.get_submodule(n)) for n in names] + [("flatten", nn.Flatten(1)), ("fc", module.fc)]
-    if built.arch in ("alexnet", "vgg16"):
-        stages = [(f"features.{i}", m) for i, m in enumerate(module.features)]
-        stages += [("avgpool", module.avgpool), ("flatten", nn.Flatten(1))]
-        return stages + [(f"classifier.{i}", m) for i, m in enumerate(module.classifier)]
-    if isinstance(module, nn.Sequential):  # a custom arch built as one Sequential
-        return list(module.named_children())
-    return None
+# Layers whose output in train mode is random, or depends on the rest of the batch.
+_RANDOM_MODULES: tuple[type[nn.Module], ...] = (
+    nn.modules.dropout._DropoutNd, nn.RReLU, torchvision.ops.StochasticDepth, torchvision.ops.DropBlock2d,
+    torchvision.ops.DropBlock3d,
+)  # fmt: skip
+_RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
+    F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout, F.rrelu,
+    torch.dropout, torch.bernoulli, torch.rand, torch.rand_like, torch.randn, torch.randn_like, torch.randint,
+    torch.randint_like, torch.randperm, torch.normal, torch.poisson, torch.multinomial,
+    torchvision.ops.stochastic_depth, torchvision.ops.drop_block2d, torchvision.ops.drop_block3d,
+})  # fmt: skip
+_DROPOUT_FUNCTIONS = frozenset({F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
+                                torch.dropout, torchvision.ops.stochastic_depth})  # the identity at p = 0
+_RANDOM_METHODS = frozenset({"bernoulli", "bernoulli_", "uniform_", "normal_", "random_", "exponential_",
+                             "geometric_", "cauchy_", "log_normal_", "multinomial"})
 
 
 @dataclass
 class Cut:
-    index: int  # stages[:index] are the cached prefix
-    stages: list[Stage]
+    name: str  # where, for people: the module (or op) the trained part starts with
+    key: str  # where, for the cache: the traced node whose output is cached
+    prefix: nn.Module  # pixels -> features (the frozen part)
+    suffix: nn.Module  # features -> logits (the rest, in the network's current mode)
 
-    @property
-    def prefix(self) -> nn.Sequential:
-        return nn.Sequential(*(m for _, m in self.stages[: self.index]))
 
-    @property
-    def suffix(self) -> nn.Sequential:
-        return nn.Sequential(*(m for _, m in self.stages[self.index :]))
+class Suffix(nn.Module):
+    """The graph after the cut, in the mode the whole network is in.
+
+    `models.set_train_mode` and `evaluate` set the network's mode; its
+    submodules are shared with these graphs, and the network's own flag picks
+    the train or the eval graph (fx baked `self.training` into each)."""
+
+    def __init__(self, network: nn.Module, train_graph: fx.Graph, eval_graph: fx.Graph):
+        super().__init__()
+        self.train_graph = fx.GraphModule(network, train_graph)
+        self.eval_graph = fx.GraphModule(network, eval_graph)
+        self._network = [network]  # in a list: not a submodule, its parameters are not ours twice
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (self.train_graph if self._network[0].training else self.eval_graph)(features)
 
 
 def find_cut(built: Built, plan: FreezePlan, train: dict[str, Any], image_size: int) -> Cut | str:
@@ -75,26 +101,141 @@ def find_cut(built: Built, plan: FreezePlan, train: dict[str, Any], image_size: 
         return "frozen BatchNorm layers re-estimate their statistics (train.train_mode_epochs)"
     if train["augment_val"]:
         return "the validation split is augmented (train.augment_val)"
-    stages = forward_chain(built)
-    if stages is None:
-        return f"{built.arch} is not a plain chain of modules"
-    trains = plan.trains(0)
-    names = dict(built.module.named_parameters())
-    for index, (path, module) in enumerate(stages):
-        owns = [n for n in names if n == path or n.startswith(path + ".")]
-        random = any(isinstance(m, nn.Dropout) for m in module.modules())
-        if any(trains(n) for n in owns) or random:
-            break
-    else:
+    network, trains = built.module, plan.trains(0)
+    if not any(trains(name) for name, _ in network.named_parameters()):
         return "nothing trains"
-    if index == 0:
-        return "the first layer trains"
-    with torch.no_grad():  # features bigger than the image would cost more to cache than to recompute
-        probe = torch.zeros(1, 3, image_size, image_size, device=next(built.module.parameters()).device)
-        out = nn.Sequential(*(m for _, m in stages[:index])).eval()(probe)
-    if out[0].numel() > probe[0].numel():
-        return f"the features at the cut ({stages[index][0]}) are larger than the image"
-    return Cut(index, stages)
+    try:
+        train_graph, eval_graph = Traced(network, True), Traced(network, False)
+    except Exception as exc:  # fx's TraceError, or whatever the forward raised on a proxy
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return f"cannot trace {built.arch}: {type(exc).__name__}: {reason}"
+    blocked = [_blocks(node, network, trains) for node in train_graph.nodes]
+    end = blocked.index(True) if True in blocked else len(blocked) - 1  # the output node
+    agree = train_graph.agrees_with(eval_graph)
+    candidates = sorted(i for i in train_graph.single_tensor_points(end) if i < agree and i in eval_graph.single_tensor_points(end))
+    for index in reversed(candidates):
+        if index == 0:
+            return "the first layer trains"
+        prefix = train_graph.prefix(network, index)  # the same ops as the eval graph's, by `agree`
+        probe = torch.zeros(2, 3, image_size, image_size, device=next(network.parameters()).device)
+        modes = {m: m.training for m in network.modules()}
+        try:
+            with torch.no_grad():
+                out = prefix.eval()(probe)
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+        if not (isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[0] == 2):
+            continue  # not one tensor with a row per image: cut earlier
+        name = train_graph.name_after(index)
+        if out[0].numel() > probe[0].numel():  # features bigger than the image would cost more to cache than to recompute
+            return f"the features at the cut ({name}) are larger than the image"
+        suffix = Suffix(network, train_graph.suffix(index), eval_graph.suffix(index))
+        return Cut(name, f"fx:{train_graph.qualname(train_graph.nodes[index])}", prefix, suffix)
+    return "the first layer trains"
+
+
+class Traced:
+    """A network's fx graph in one mode, its nodes in execution order, named by module path."""
+
+    def __init__(self, network: nn.Module, training: bool):
+        ops = [c for _, c in inspect.getmembers(torchvision.ops, inspect.isclass) if issubclass(c, nn.Module)]
+        tracer = NodePathTracer(autowrap_modules=(math, torchvision.ops), leaf_modules=ops)
+        modes = {m: m.training for m in network.modules()}
+        network.train(training)
+        try:
+            self.graph = tracer.trace(network)
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+        self.names = tracer.node_to_qualname
+        self.nodes = list(self.graph.nodes)
+
+    def qualname(self, node: fx.Node) -> str:
+        return self.names.get(node, node.name)
+
+    def signature(self, node: fx.Node) -> tuple[Any, ...]:
+        def named(a: Any) -> Any:
+            return fx.node.map_arg(a, self.qualname)
+
+        return node.op, str(node.target), self.qualname(node), repr(named(node.args)), repr(named(node.kwargs))
+
+    def agrees_with(self, other: Traced) -> int:
+        """How many leading nodes the two graphs run alike."""
+        count = 0
+        for a, b in zip(self.nodes, other.nodes):
+            if self.signature(a) != other.signature(b):
+                break
+            count += 1
+        return count
+
+    def single_tensor_points(self, end: int) -> set[int]:
+        """Positions before `end` after which only that node's output is still needed (parameters aside)."""
+        position = {node: i for i, node in enumerate(self.nodes)}
+        last_use = {node: max((position[u] for u in node.users), default=-1) for node in self.nodes}
+        live: set[fx.Node] = set()
+        points = set()
+        for i, node in enumerate(self.nodes[:end]):
+            if node.op != "get_attr":  # a parameter or buffer: the suffix can read it again
+                live.add(node)
+            live = {n for n in live if last_use[n] > i}
+            if live == {node}:
+                points.add(i)
+        return points
+
+    def prefix(self, network: nn.Module, index: int) -> fx.GraphModule:
+        graph, env = fx.Graph(), {}
+        for node in self.nodes[: index + 1]:
+            env[node] = graph.node_copy(node, lambda n: env[n])
+        graph.output(env[self.nodes[index]])
+        module = fx.GraphModule(network, graph)
+        module.graph.eliminate_dead_code()  # what only the rest needed
+        module.recompile()
+        return module
+
+    def suffix(self, index: int) -> fx.Graph:
+        graph = fx.Graph()
+        env = {self.nodes[index]: graph.placeholder("features")}
+        for node in self.nodes[index + 1 :]:
+            for used in node.all_input_nodes:  # parameters read before the cut are read again after it
+                if used not in env:
+                    env[used] = graph.node_copy(used, lambda n: env[n])
+            env[node] = graph.node_copy(node, lambda n: env[n])
+        return graph
+
+    def name_after(self, index: int) -> str:
+        """The outermost module that the part after the cut starts and holds whole: `fc`, `layer3`, `classifier.2`."""
+        before = [self.qualname(n) for n in self.nodes[1 : index + 1]]
+        after = next((n for n in self.nodes[index + 1 :] if n.op != "get_attr"), self.nodes[-1])
+        parts = self.qualname(after).split(".")
+        for depth in range(1, len(parts) + 1):
+            path = ".".join(parts[:depth])
+            if not any(b == path or b.startswith(path + ".") for b in before):
+                return path
+        return self.qualname(after)
+
+
+def _blocks(node: fx.Node, network: nn.Module, trains: Callable[[str], bool]) -> bool:
+    """Whether the cut must come before this node: it trains, or its output is random or batch-dependent.
+
+    Dropout and stochastic depth with p = 0 (a ViT's, ConvNeXt's first block) are the identity."""
+    if node.op == "call_module":
+        module = network.get_submodule(str(node.target))
+        if any(trains(f"{node.target}.{name}") for name, _ in module.named_parameters()):
+            return True
+        batch_stats = isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.track_running_stats
+        return (isinstance(module, _RANDOM_MODULES) and getattr(module, "p", None) != 0) or batch_stats
+    if node.op == "get_attr":
+        target = str(node.target)
+        return any(trains(name) for name, _ in network.named_parameters() if name == target or name.startswith(target + "."))
+    if node.op == "call_function":
+        if node.target is F.batch_norm:  # functional BatchNorm on batch statistics
+            return bool(node.kwargs.get("training", node.args[5] if len(node.args) > 5 else False))
+        p = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else None)
+        return node.target in _RANDOM_FUNCTIONS and not (node.target in _DROPOUT_FUNCTIONS and p == 0)
+    if node.op == "call_method":
+        return node.target in _RANDOM_METHODS
+    return False
 
 
 class FeatureInputs:
@@ -109,13 +250,13 @@ class FeatureInputs:
             "arch": cfg["model"]["arch"], "weights": cfg["model"]["weights"], "hidden": cfg["model"]["hidden"],
             # random weights differ per seed; pretrained ones do not
             "seed": cfg["seed"] if cfg["model"]["weights"] == "none" else None,
-            "cut": [p for p, _ in cut.stages[: cut.index]], "normalize": train["normalize"],
+            "cut": cut.key, "normalize": train["normalize"],
             # the precision actually used, and where: bf16 features from a GPU are not a CPU's fp32 ones
             "precision": precision, "device": device.type, "channels_last": channels_last, "torch": torch.__version__,
         }  # fmt: skip
         self.features: dict[str, dict[str, torch.Tensor]] = {}
         self.built_now = False
-        prefix = cut.prefix.eval()
+        prefix = cut.prefix.eval()  # shares the network's modules: the next epoch's set_train_mode sets them again
         for images in sets:
             if images.pool_key in self.features:
                 continue

@@ -15,9 +15,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import shares
-from .cost import GPU_IMAGES_PER_S, trial_cost
-from .provenance import repository_state
+from .cost import gpu_images_per_s, trial_cost
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
+from .provenance import repository_state
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
 from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -175,7 +175,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     total = {key: sum(r[key] for r in per.values()) for key in ("trials", "images", "tflops", "gpu_hours", "cpu_hours")}
     for name, row in [*per.items(), ("total", total)]:
         print(f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f} {row['cpu_hours']:10.2f}")
-    rates = ", ".join(f"{arch} {rate:,.0f}" for arch, rate in GPU_IMAGES_PER_S.items())
+    rates = ", ".join(f"{arch} {gpu_images_per_s(arch):,.0f}" for arch in sorted({t.config["model"]["arch"] for t in trials}))
     print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
     print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
           f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")

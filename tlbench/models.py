@@ -4,15 +4,19 @@
     freeze_plan(freeze config, built) -> FreezePlan (what trains at each epoch)
     param_groups(built, lr, block_lr_decay) -> optimizer groups
 
-Arch names are torchvision's; `catalog.ARCHS` holds their static facts. A
-custom arch "package.module:function" names a function(weights) that returns
-(module, head path): its head is replaced like any other.
+Arch names are torchvision's: any classification model of
+`torchvision.models.list_models`; `catalog` holds their static facts (the four
+report archs by hand, the rest in `torchvision_archs.json`, written from
+`find_head` by `python -m tlbench.torchvision_archs`). A custom arch
+"package.module:function" names a function(weights) that returns (module, head
+path): its head is replaced like any other.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -41,8 +45,8 @@ def build(cfg: dict[str, Any], n_outputs: int) -> Built:
         module, head = _custom(arch, weights)
         info = catalog.ArchInfo(head=head, classifier=head, min_image_size=1, gpu_share=catalog.CUSTOM_ARCH.gpu_share)
     else:
-        info = catalog.ARCHS[arch]
-        module = _torchvision(arch, weights)
+        info = catalog.arch_info(arch)
+        module = _torchvision(arch, weights, info.aux_logits)
     head = info.head if not cfg["hidden"] else info.classifier
     in_features = _in_features(module.get_submodule(head))
     _set_submodule(module, head, _new_head(in_features, cfg["hidden"], cfg["dropout"], n_outputs))
@@ -74,12 +78,15 @@ def weights_enum(arch: str, weights: str) -> Any:
     return enum[name]
 
 
-def _torchvision(arch: str, weights: str) -> nn.Module:
+def _torchvision(arch: str, weights: str, aux_logits: bool = False) -> nn.Module:
     from torchvision import models
 
+    # Networks with auxiliary classifiers (GoogLeNet, Inception v3) return a tuple in train mode;
+    # torchvision's builders drop the auxiliaries on request, after loading weights that have them.
+    kwargs = {"aux_logits": False} if aux_logits else {}
     enum = weights_enum(arch, weights)
     if enum is None:
-        return models.get_model(arch, weights=None)
+        return models.get_model(arch, weights=None, **kwargs)
     try:
         state = enum.get_state_dict(progress=False, check_hash=False)
     except Exception as exc:  # offline: URLError and friends
@@ -89,9 +96,10 @@ def _torchvision(arch: str, weights: str) -> nn.Module:
             f"Put {enum.url.rsplit('/', 1)[-1]} (from {enum.url}) in {hub}/checkpoints/ (set TORCH_HOME to move it), "
             f"or run with model.weights: none."
         ) from None
-    model = models.get_model(arch, weights=None)
-    model.load_state_dict(state)
-    return model
+    del state
+    # Now cached: the builder reads it from the hub cache and adapts the network to its weights
+    # (a ViT's image size, Inception's input transform) as torchvision's own loading does.
+    return models.get_model(arch, weights=enum, progress=False, **kwargs)
 
 
 def _custom(arch: str, weights: str) -> tuple[nn.Module, str]:
@@ -131,12 +139,54 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
 
 @cache
 def module_names(arch: str) -> frozenset[str]:
-    """Every dotted submodule path of an arch, built on the meta device (no memory, no weights)."""
+    """Every dotted submodule path of an arch, its parameters on the meta device (no memory, no weights)."""
+    return frozenset(name for name, _ in empty_model(arch).named_modules() if name)
+
+
+def empty_model(arch: str) -> nn.Module:
+    """A torchvision arch with every parameter on the meta device: its structure, at no memory cost.
+
+    Not `with torch.device("meta")`: some builders (RegNet) compute their widths with
+    tensors, and those must hold data."""
     from torchvision import models
 
-    with torch.device("meta"):
-        model = models.get_model(arch, weights=None)
-    return frozenset(name for name, _ in model.named_modules() if name)
+    with _parameters_on_meta():
+        return models.get_model(arch, weights=None)
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    register = nn.Module.register_parameter
+
+    def on_meta(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(self, name, None if param is None else nn.Parameter(param.to("meta"), param.requires_grad))
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+# Layers an MLP classifier may hold: its whole container is the classifier that `model.hidden` replaces.
+_MLP_LAYERS = (nn.Linear, nn.Dropout, nn.Identity, nn.ReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Tanh)
+
+
+def find_head(module: nn.Module, n_classes: int = 1000) -> tuple[str, str]:
+    """(head, classifier): the last Linear in module order with `n_classes` outputs (ImageNet's
+    1,000), and the container replaced when `model.hidden` is set: the head's parent where that
+    parent is a Sequential of Linear, activation and Dropout layers only (AlexNet's, VGG's,
+    MobileNet's `classifier`), else the head itself (ConvNeXt's parent also holds a norm and a
+    flatten, which a new MLP must keep)."""
+    heads = [name for name, m in module.named_modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
+    if not heads:
+        raise ValueError(f"no Linear layer with {n_classes} outputs to replace by a task head "
+                         f"(a {type(module).__name__} classifies some other way)")
+    head = heads[-1]
+    parent = head.rpartition(".")[0]
+    container = module.get_submodule(parent) if parent else None
+    mlp = isinstance(container, nn.Sequential) and all(isinstance(m, _MLP_LAYERS) for m in container)
+    return head, parent if mlp else head
 
 
 # -- what trains --------------------------------------------------------------

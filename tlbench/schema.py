@@ -11,6 +11,7 @@ import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Any
 
 from . import catalog
@@ -132,12 +133,16 @@ def _weights(v: str) -> str | None:
 
 
 def _arch(v: str) -> str | None:
-    if v in catalog.ARCHS:
+    if v in catalog.TORCHVISION:
         return None
     module, _, function = v.partition(":")
     if catalog.is_custom_arch(v) and module and function.isidentifier():
         return _importable(module, function)
-    return f"one of {', '.join(catalog.ARCHS)}, or 'package.module:function' for a custom model{suggest(v, catalog.ARCHS)}"
+    if v in catalog.UNSUPPORTED:
+        return f"a torchvision classification model with a Linear head; {v} has {catalog.UNSUPPORTED[v]}"
+    close = get_close_matches(v, catalog.TORCHVISION, n=5, cutoff=0.6)
+    return (f"one of {', '.join(catalog.ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
+            f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
 
 
 def _importable(module: str, function: str) -> str | None:

@@ -99,7 +99,7 @@ class Runner:
                 self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], cfg, Path(data_root),
                                                      device, self.precision, self.autocast, self.channels_last)
                 self.net = cut.suffix
-                self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.stages[cut.index][0]})"
+                self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
