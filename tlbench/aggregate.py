@@ -75,7 +75,7 @@ class Row:
     label: str
     experiment: str
     trial_ids: list[str]
-    statuses: dict[str, int]  # ok / diverged / error / pending -> count
+    statuses: dict[str, int]  # ok / diverged / error / oom / pending -> count
     cells: list[Cell]
     devices: list[str]
     errors: list[str] = field(default_factory=list)
@@ -95,7 +95,7 @@ class Row:
     def status_text(self) -> str:
         done = self.statuses.get("ok", 0) + self.statuses.get("diverged", 0)
         parts = [f"{done} trial{'' if done == 1 else 's'}" if done == self.expected else f"{done} of {self.expected} done"]
-        parts += [f"{self.statuses[s]} {s}" for s in ("diverged", "error", "pending") if self.statuses.get(s)]
+        parts += [f"{self.statuses[s]} {s}" for s in ("diverged", "error", "oom", "pending") if self.statuses.get(s)]
         return ", ".join(parts)
 
 

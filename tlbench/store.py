@@ -55,6 +55,9 @@ RESULT_COLUMNS: dict[str, str] = {
     "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
     "grid_sha256": "str", "finished_at": "str",
+    # how the trial ran: precision auto's decision (autotune.py), its own memory peak, its GPU share, its worker
+    "memory_format_used": "str", "auto_choice": "str", "autotune_images_per_s": "json", "autotune_s": "float", "autotune_skipped": "str",
+    "peak_mem_source": "str", "gpu_share": "float", "pid": "int",
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"
@@ -68,6 +71,7 @@ EPOCH_COLUMNS = {
 EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
 
 DONE = ("ok", "diverged")  # statuses a rerun does not redo
+FAILED = ("error", "oom")  # statuses that count as failures (an oom trial reruns with twice its GPU share)
 
 INDEX_FILE = "_index.parquet"
 # The index's own columns beside the rows: which file a row came from, and that file's size and mtime then.
