@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "input_pipeline_speedup", "train_speedup",
-            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction"]  # fmt: skip
+            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction", "auto_vs_best_fixed"]  # fmt: skip
 
 
 def test_bench_quick_prints_every_ratio():
@@ -23,6 +23,8 @@ def test_bench_quick_prints_every_ratio():
     assert abs(float(values["ray_overhead_s"])) < 30
     # the cached and uncached trials agree (the cache changes speed, not results)
     assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]
+    # auto picked one of the candidates it timed, and says which
+    assert values["auto_choice"] in values["auto_measured_images_per_s"]
 
 
 def test_bench_memory_measures_each_distinct_trial_shape_once(tmp_path):
