@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         write_jpegs(root, per_class, 10, side)
         bench_feature_cache(root, size, epochs)
         workers = bench_input_pipeline(root, size, 32)
-        ours, precision = bench_training(root, size, train_epochs, workers)
+        ours, trained_precision = bench_training(root, size, train_epochs, workers)
         bench_auto_precision(root, size, 2 if args.quick else AUTO_STEPS, batch=4 if args.quick else 32)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, by_precision in peaks.items():
         for precision, gflops in by_precision.items():
             emit(f"{kind}_matmul_gflops_{precision}", gflops)
-    peak = peaks[device.type][precision]  # the precision the training bench ran: auto measured it
+    peak = peaks[device.type][trained_precision]  # the precision the training bench ran: auto measured it
     emit("train_flops_fraction", ours * training_flops_per_image(size) / 1e9 / peak)
     if not args.skip_ray:
         bench_ray_overhead(2, 6 if args.quick else 22)
