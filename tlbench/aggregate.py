@@ -76,7 +76,7 @@ class Row:
     label: str
     experiment: str
     trial_ids: list[str]
-    statuses: dict[str, int]  # ok / diverged / error / pending -> count
+    statuses: dict[str, int]  # ok / diverged / error / oom / pending -> count
     cells: list[Cell]
     devices: list[str]
     errors: list[str] = field(default_factory=list)

@@ -8,6 +8,10 @@ Prints `name value` lines:
                                Dropout inside its classifier; feature_cache_traced_cut says where)
   input_pipeline_speedup       batches/s: tlbench's input path / ImageFolder + PIL DataLoader (best of 0-2 workers)
   train_speedup                full fine-tune ResNet18 at 112 px: tlbench's trainer (defaults) / a plain fp32 loop
+  auto_vs_best_fixed           full fine-tune of MobileNetV3-small (depthwise; random weights, through the custom-arch
+                               hook): images/s of `precision: auto` over the best of fp32/bf16 x contiguous/channels_last
+                               run fixed. Training steps only: auto's own measurement (`auto_autotune_s`, once per shape
+                               and node, then cached) is outside the timed epoch; `auto_vs_best_fixed_all_in` counts it
   cpu_matmul_gflops_fp32 / _bf16   the CPU's matmul peak: best of several sizes, each timed >= 1 s
   cuda_matmul_gflops_fp32 / _bf16  the same on the GPU, where there is one (the trials then train there)
   train_flops_fraction         training FLOP/s over the matmul peak of the device and precision used
@@ -41,6 +45,7 @@ import torch
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # (images per class, JPEG side, training image size, cache epochs, fine-tune epochs). A GPU gets the
 # reports' 224 px and more images: at the CPU's sizes an H100 measures only its fixed overheads.
+AUTO_STEPS = 4  # training steps per run of auto_vs_best_fixed: an emulated bf16 step can take seconds
 SIZES = {"quick": (4, 40, 32, 2, 1), "cpu": (60, 160, 112, 10, 1), "cuda": (300, 256, 224, 10, 3)}
 
 
@@ -98,6 +103,56 @@ def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet1
     emit(f"feature_cache_speedup_warm{'_traced' if traced else ''}", timings["uncached"] / timings["warm"])
 
 
+def mobilenet_v3_small(weights: str = "none") -> tuple[torch.nn.Module, str]:
+    """A depthwise network outside the reports' four, as a custom arch (`tlbench.bench:mobilenet_v3_small`)."""
+    from torchvision import models
+
+    if weights != "none":
+        raise ValueError("the bench's mobilenet_v3_small is built with random weights; use model.weights: none")
+    return models.get_model("mobilenet_v3_small", weights=None), "classifier.3"
+
+
+def bench_auto_precision(root: Path, size: int, steps: int, batch: int = 32, repeats: int = 2) -> None:
+    """Images/s of `precision: auto` against every fixed precision x memory format, the same trial otherwise.
+
+    Rounds in turn (drift on a shared machine hits every candidate alike), the
+    best run of each counts; a fixed candidate under half the best so far
+    cannot be the best and is not run again (bf16 emulated on an AVX2 CPU
+    takes seconds a step)."""
+    from .autotune import Candidate
+    from .train import run_trial
+
+    # Synthetic images, just enough for the steps and one test batch: bf16 may be emulated, evaluation too.
+    config = trial_config(size, 1, "none", batch, model={"arch": "tlbench.bench:mobilenet_v3_small", "weights": "none"},
+                          dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0})
+    fixed = [Candidate(p, cl) for p in ("fp32", "bf16") for cl in (False, True)]
+    best: dict[str, float] = {}
+    auto_summary: dict[str, Any] = {}
+    for round_ in range(repeats):
+        for candidate in [*fixed, None]:
+            name = candidate.name if candidate else "auto"
+            if round_ and candidate and best[name] < 0.5 * max(best.values()):
+                continue
+            if candidate:
+                outcome = run_trial({**config, "precision": candidate.precision}, root, memory_format=candidate.memory_format)
+            else:
+                outcome = run_trial({**config, "precision": "auto"}, root)
+                auto_summary = auto_summary or outcome.summary  # the first auto run measures; later ones read its decision
+            best[name] = max(best.get(name, 0.0), outcome.summary["images_per_s"])
+    for name, rate in best.items():
+        emit(f"auto_candidate_images_per_s {name}", rate)
+    emit("auto_choice", f"{auto_summary['precision_used']}+{auto_summary['memory_format_used']}")
+    emit("auto_measured_images_per_s", json.dumps(auto_summary["autotune_images_per_s"]))
+    if auto_summary["autotune_skipped"]:
+        emit("auto_skipped", auto_summary["autotune_skipped"])
+    emit("auto_autotune_s", auto_summary["autotune_s"])
+    emit("auto_train_s", auto_summary["train_s"])
+    best_fixed = max(rate for name, rate in best.items() if name != "auto")
+    emit("auto_vs_best_fixed", best["auto"] / best_fixed)
+    all_in = auto_summary["images_per_s"] * auto_summary["train_s"] / (auto_summary["train_s"] + auto_summary["autotune_s"])
+    emit("auto_vs_best_fixed_all_in", all_in / best_fixed)
+
+
 def plain_loader(root: Path, size: int, batch: int, workers: int) -> torch.utils.data.DataLoader:
     """What the reports' code does: ImageFolder + PIL transforms, decoded and resized every epoch."""
     from torchvision import datasets, transforms
@@ -141,8 +196,8 @@ def bench_input_pipeline(root: Path, size: int, batch: int) -> int:
     return best_workers
 
 
-def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
-    """Full fine-tune, training images per second: tlbench's defaults vs a plain fp32 loop. Returns ours."""
+def bench_training(root: Path, size: int, epochs: int, workers: int) -> tuple[float, str]:
+    """Full fine-tune, training images per second: tlbench's defaults vs a plain fp32 loop. Returns ours, and its precision."""
     from torchvision import models
 
     from .train import pick_device, run_trial
@@ -151,7 +206,8 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
     outcome = run_trial(config, root)
     ours = outcome.summary["images_per_s"]
     emit("train_tlbench_images_per_s", ours)
-    emit("train_tlbench_precision", outcome.summary["precision_used"])
+    emit("train_tlbench_precision", f"{outcome.summary['precision_used']}+{outcome.summary['memory_format_used']}")
+    emit("train_tlbench_autotune_s", outcome.summary["autotune_s"])  # outside the timed epochs
     torch.manual_seed(0)
     device = pick_device()  # the plain loop trains where ours did: a fair ratio on a GPU machine too
     model = models.resnet18(num_classes=10).to(device)
@@ -171,7 +227,7 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> float:
     plain = seen / (time.perf_counter() - tick)
     emit("train_plain_fp32_images_per_s", plain)
     emit("train_speedup", ours / plain)
-    return ours
+    return ours, outcome.summary["precision_used"]
 
 
 def training_flops_per_image(size: int) -> float:
@@ -255,7 +311,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
 
     device = pick_device()
     total_mb = torch.cuda.get_device_properties(device).total_memory / 2**20 if device.type == "cuda" else None
-    emit("memory_device", f"{device.type} ({total_mb:.0f} MB)" if total_mb else "cpu (peaks are the process's RSS high-water)")
+    emit("memory_device", f"{device.type} ({total_mb:.0f} MB)" if total_mb else "cpu (peaks: each trial's own RSS high-water)")
     worst: dict[str, float] = {}
     root = Path(tempfile.mkdtemp(prefix="tlbench-memory-bench-"))
     try:
@@ -305,11 +361,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_feature_cache(root, size, epochs)
         bench_feature_cache(root, size, epochs, "mobilenet_v3_small", traced=True)
         workers = bench_input_pipeline(root, size, 32)
-        ours = bench_training(root, size, train_epochs, workers)
+        ours, trained_precision = bench_training(root, size, train_epochs, workers)
+        bench_auto_precision(root, size, 2 if args.quick else AUTO_STEPS, batch=4 if args.quick else 32)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     from .cost import peak_matmul_gflops
-    from .train import pick_device, resolve_precision
+    from .train import pick_device
 
     seconds = 0.1 if args.quick else 1.0
     peaks = {"cpu": {p: peak_matmul_gflops(dtype, "cpu", seconds) for p, dtype in PRECISIONS.items()}}
@@ -319,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind, by_precision in peaks.items():
         for precision, gflops in by_precision.items():
             emit(f"{kind}_matmul_gflops_{precision}", gflops)
-    peak = peaks[device.type][resolve_precision("auto", device)]
+    peak = peaks[device.type][trained_precision]  # the precision the training bench ran: auto measured it
     emit("train_flops_fraction", ours * training_flops_per_image(size) / 1e9 / peak)
     if not args.skip_ray:
         bench_ray_overhead(2, 6 if args.quick else 22)

@@ -2,12 +2,14 @@
 
 `execute(spec) -> (row, epochs)` never raises for a trial's own failure: an
 exception becomes status `error` with the message and the traceback's tail, so
-the rest of the grid goes on. Ctrl-C still stops it. No Ray here.
+the rest of the grid goes on; a CUDA out-of-memory becomes status `oom` (not
+done: a rerun retries it with twice the GPU share). Ctrl-C still stops it. No Ray here.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import socket
 import time
 import traceback
@@ -35,7 +37,7 @@ def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: di
         **summary, **flatten_config(spec.config),
         "profile": context.get("profile"), "grid_sha256": context.get("grid_sha256"), "node_id": context.get("node_id"),
         "git_commit": context.get("git_commit"), "git_dirty": context.get("git_dirty"), **provenance.environment(),
-        "hostname": socket.gethostname(), "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
+        "hostname": socket.gethostname(), "pid": os.getpid(), "torch_version": torch.__version__, "torchvision_version": torchvision.__version__,
         "finished_at": now_iso(), "started_at": context.get("started_at"),
         "gpu_share": context.get("gpu_share"), "gpu_ids": context.get("gpu_ids"),
         "gpu_memory_mb": card_memory_mb() if summary.get("device") else None,  # rows of trials that trained
@@ -60,16 +62,20 @@ def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], che
             speed: dict[str, bool] | None = None, gpu_share: float = 0.0,
             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `gpu_share`: the
-    fraction of a GPU the trial was given, recorded in its row; `on_epoch`: run_trial's."""
+    fraction of a GPU the trial was given, recorded in its row (a CUDA out-of-memory within it is status `oom`);
+    `on_epoch`: run_trial's."""
+    from . import memory
+
     context = {**context, "gpu_share": gpu_share}
     from .train import run_trial
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, on_epoch=on_epoch, **(speed or {}))
+        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, gpu_share=gpu_share, on_epoch=on_epoch, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
-        summary = {"error": f"{type(exc).__name__}: {exc}", "traceback": tail, "wall_s": time.perf_counter() - started}
-        return trial_row(spec, "error", summary, context), []
+        status, message = ("oom", memory.oom_message(exc, gpu_share)) if memory.is_cuda_oom(exc) else ("error", f"{type(exc).__name__}: {exc}")
+        summary = {"error": message, "traceback": tail, "wall_s": time.perf_counter() - started, "gpu_share": gpu_share}
+        return trial_row(spec, status, summary, context), []
     epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]
     return trial_row(spec, outcome.status, outcome.summary, context), epochs

@@ -1,6 +1,6 @@
 """`python -m tlbench.grid {run,list,plan,status}`: the grid file's trials, run, listed, costed or watched.
 
-Exit codes: 0 every trial ended ok (or diverged); 1 a trial errored; 2 bad input
+Exit codes: 0 every trial ended ok (or diverged); 1 a trial errored (or ran out of GPU memory: oom); 2 bad input
 (the grid file, a profile, --set, --only); 130 interrupted.
 """
 
@@ -19,7 +19,7 @@ from .cost import gpu_images_per_s, trial_cost
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .provenance import repository_state
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
-from .store import DONE, UNWRITTEN_PREFIX, Store, flatten_config
+from .store import DONE, FAILED, UNWRITTEN_PREFIX, Store, flatten_config
 
 DEFAULT_GRID = "grid/reports.yaml"
 DEFAULT_PROFILE = "full"
@@ -279,7 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     others += f", {len(outcome.left_to_others)} left to the driver running them" if outcome.left_to_others else ""
     print("summary: " + ", ".join(f"{n} {status}" for status, n in sorted(outcome.counts.items())) + f" of {len(pending)} run{others}")
     statuses, _ = store.statuses()
-    failed = [t for t in pending if status_of(t, statuses) == "failed"]  # error, or oom: a rerun retries both
+    failed = [t for t in pending if statuses.get(t.trial_id) in FAILED]  # error, or oom: a rerun retries both
     for spec in failed:
         print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (status {statuses[spec.trial_id]}; "
               f"see its row's `error` and `traceback`)")

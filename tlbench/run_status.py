@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .spec import TrialSpec
-from .store import Store
+from .store import FAILED, Store
 from .trial_claims import Claims
 
 COLUMNS = ("done", "diverged", "errored", "running", "pending")
-ERRORED = ("error", "oom")
 ERRORS_SHOWN = 3  # distinct first lines of errors per experiment
 
 
@@ -64,7 +63,7 @@ def _state(row: dict | None, claimed: bool) -> str:
         return "done"
     if status == "diverged":
         return "diverged"
-    if status in ERRORED:
+    if status in FAILED:
         return "running" if claimed else "errored"  # a rerun under way
     return "running" if claimed else "pending"
 

@@ -56,9 +56,12 @@ RESULT_COLUMNS: dict[str, str] = {
     "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
     "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
     "grid_sha256": "str", "finished_at": "str", **provenance.COLUMNS,
-    # GPU placement: the fraction of a GPU the trial asked for, the ids Ray gave it (JSON list of strings), the card's
-    # total memory (CUDA trials), and when this attempt started (ISO, ms, like finished_at): overlaps can be checked.
-    "gpu_share": "float", "gpu_ids": "json", "gpu_memory_mb": "float", "started_at": "str",
+    # GPU placement: the ids Ray gave the trial (JSON list of strings), the card's total memory (CUDA trials), and
+    # when this attempt started (ISO, ms, like finished_at): overlaps with its `gpu_share` can be checked.
+    "gpu_ids": "json", "gpu_memory_mb": "float", "started_at": "str",
+    # how the trial ran: precision auto's decision (autotune.py), its own memory peak, the GPU fraction it asked for, its worker
+    "memory_format_used": "str", "auto_choice": "str", "autotune_images_per_s": "json", "autotune_s": "float", "autotune_skipped": "str",
+    "peak_mem_source": "str", "gpu_share": "float", "pid": "int",
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"
@@ -72,6 +75,7 @@ EPOCH_COLUMNS = {
 EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
 
 DONE = ("ok", "diverged")  # statuses a rerun does not redo
+FAILED = ("error", "oom")  # statuses that count as failures (an oom trial reruns with twice its GPU share)
 
 INDEX_FILE = "_index.parquet"
 # The index's own columns beside the rows: which file a row came from, and that file's size and mtime then.

@@ -13,7 +13,6 @@ import copy
 import math
 import platform
 import random
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as datasets
-from . import features, metrics, models, pipeline
+from . import autotune, features, memory, metrics, models, pipeline
 from .checkpoint import Checkpointer, capture, fits, resume
 from .thumbnails import thumbnails
 
@@ -50,6 +49,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision by a fixed rule: what `grid plan` assumes on paper. A trial
+    with `precision: auto` measures instead (autotune.py)."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -74,16 +75,19 @@ class Runner:
     """Steps, evaluation and the loss for one trial's model on one device."""
 
     def __init__(self, built: models.Built, cfg: dict[str, Any], splits: datasets.Splits, device: torch.device,
-                 plan: models.FreezePlan, data_root: str | Path = "data", feature_cache: bool = False):
+                 plan: models.FreezePlan, data_root: str | Path = "data", feature_cache: bool = False,
+                 memory_format: str | None = None):
         self.built, self.cfg, self.splits, self.device = built, cfg, splits, device
         train = cfg["train"]
         self.binary = train["loss"] == "bce"
         self.n_classes = len(splits.classes)
-        self.precision = resolve_precision(cfg["precision"], device)
-        self.channels_last = device.type == "cuda" or self.precision == "bf16"
         self.class_weights = None
         if train["class_weights"] == "balanced":
             self.class_weights = balanced_class_weights(splits.train.labels, self.n_classes).to(device)
+        cut = features.find_cut(built, plan, train, cfg["image_size"]) if feature_cache else "off"
+        # Precision and memory format before anything is built with them (the feature cache is).
+        self.decision = self.choose_precision(plan, None if isinstance(cut, str) else cut, Path(data_root), memory_format)
+        self.precision, self.channels_last = self.decision.candidate.precision, self.decision.candidate.channels_last
         if self.channels_last:
             built.module.to(memory_format=torch.channels_last)
         built.module.to(device)
@@ -92,7 +96,6 @@ class Runner:
         self.net, self.inputs = built.module, pipeline.PixelInputs(device, train["normalize"], self.channels_last)
         self.feature_cache = "off"
         if feature_cache:
-            cut = features.find_cut(built, plan, train, cfg["image_size"])
             if isinstance(cut, str):
                 self.feature_cache = f"not cacheable: {cut}"
             else:
@@ -100,6 +103,39 @@ class Runner:
                                                      device, self.precision, self.autocast, self.channels_last)
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
+
+    def choose_precision(self, plan: models.FreezePlan, cut: features.Cut | None, data_root: Path,
+                         memory_format: str | None) -> autotune.Decision:
+        """A fixed precision as configured (`memory_format` forces its layout); `auto`: the fastest
+        candidate measured on what a step runs -- the whole network, or what follows the cached cut."""
+        cfg, train, size = self.cfg, self.cfg["train"], self.cfg["image_size"]
+        if cfg["precision"] != "auto":
+            decision = autotune.fixed(cfg["precision"], self.device)
+            if memory_format is not None:
+                decision.candidate = autotune.Candidate(decision.candidate.precision, memory_format == "channels_last")
+            return decision
+        if memory_format is not None:
+            raise ValueError("memory_format is for a fixed precision; precision auto measures it")
+        net, input_shape = self.built.module, (3, size, size)
+        if cut is not None:
+            with torch.no_grad():  # the features' shape; the prefix is frozen and deterministic
+                input_shape = tuple(cut.prefix.eval()(torch.zeros(1, 3, size, size)).shape[1:])
+            net = cut.suffix
+        batch = max(2, min(train["batch_size"], len(self.splits.train)))  # BatchNorm cannot train on one image
+        identity = {
+            "arch": cfg["model"]["arch"], "hidden": cfg["model"]["hidden"], "outputs": 1 if self.binary else self.n_classes,
+            "freeze": train["freeze"], "net_params": models.count_params(net), "input": list(input_shape), "batch": batch,
+            "optimizer": train["optimizer"], "device": device_name(self.device), "torch": torch.__version__,
+        }  # fmt: skip
+
+        def prepare(clone: models.Built) -> None:
+            models.apply_stage(clone, plan, 0)
+            models.set_train_mode(clone, plan, 0, train["train_mode_epochs"])
+
+        make_step = autotune.training_step(self.built, net, prepare, lambda b: make_optimizer(b, train, train["lr"]),
+                                           self.loss, input_shape, self.n_classes, batch, self.device)
+        cache = autotune.DecisionCache(data_root / datasets.CACHE_DIR / "autotune")
+        return autotune.decide(self.device, identity, cache, make_step, batch)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
@@ -178,20 +214,24 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
 
 def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None,
               checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False,
+              gpu_share: float = 0.0, memory_format: str | None = None,
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutcome:
     """Train and test one fully resolved config (see spec.py). Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
     (an earlier attempt of this trial) is picked up where it ended. The feature
-    cache and torch.compile change speed, not results, so they are options
-    here rather than config keys. `on_epoch` gets each epoch's row as it ends
-    (plus its training images/s), before that epoch's checkpoint is saved: the
-    scheduler reports it to Tune."""
+    cache, torch.compile and a forced `memory_format` ("contiguous" |
+    "channels_last", fixed precisions only) change speed, not results, so they
+    are options here rather than config keys. `gpu_share`: the fraction of the
+    GPU the scheduler gave this trial; on CUDA its allocator is capped to it.
+    `on_epoch` gets each epoch's row as it ends (plus its training images/s),
+    before that epoch's checkpoint is saved: the scheduler reports it to Tune."""
     started = time.perf_counter()
     device = device or pick_device()
+    memory.cap_gpu_share(device, gpu_share)  # before anything is built on the card
+    peak_memory = memory.PeakMemory(device)  # this trial's own peak, not an earlier one's in this process
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-        torch.cuda.reset_peak_memory_stats(device)
     gen = seed_everything(config["seed"])
     splits = datasets.load(config["dataset"], config["image_size"], data_root, config["seed"])
     train_cfg = config["train"]
@@ -200,7 +240,7 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
     built = models.build(config["model"], n_outputs)
     plan = models.freeze_plan(train_cfg["freeze"], built)
-    runner = Runner(built, config, splits, device, plan, data_root, feature_cache)
+    runner = Runner(built, config, splits, device, plan, data_root, feature_cache, memory_format)
     if compile:
         runner.net = torch.compile(runner.net)
     saved = fits(checkpointer.load(), built.module, config) if checkpointer else None  # another network or config: start over
@@ -274,8 +314,8 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         "images_per_s": progress["images_seen"] / progress["train_seconds"] if progress["train_seconds"] else float("nan"),
         "resumed_from_epoch": resumed_from_epoch,
         "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
-        "device": device_name(device), "precision_used": runner.precision, "peak_mem_mb": peak_memory_mb(device),
-        "feature_cache": runner.feature_cache, "compiled": compile,
+        "device": device_name(device), **runner.decision.row(), "feature_cache": runner.feature_cache, "compiled": compile,
+        "peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source, "gpu_share": gpu_share,
         "wall_s": time.perf_counter() - started,
     })  # fmt: skip
     return TrialOutcome(status, summary, epochs)
@@ -310,8 +350,3 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB; the process's peak
