@@ -20,6 +20,7 @@ import pandas as pd
 
 from .provenance import describe
 from .spec import METRICS, Grid, RowIndex
+from .store import DONE
 from .verdicts import Summary, number_verdict, summarize
 
 
@@ -169,7 +170,7 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
     statuses = {"pending": len(ids) - len(present)}
     for value, count in Counter(status.tolist()).items():
         statuses[str(value)] = count
-    usable = present[np.isin(status, ["ok", "diverged"])]
+    usable = present[np.isin(status, DONE)]
     cells = []
     for metric in table["metrics"]:
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)

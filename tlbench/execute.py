@@ -65,9 +65,9 @@ def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], che
     fraction of a GPU the trial was given, recorded in its row (a CUDA out-of-memory within it is status `oom`);
     `on_epoch`: run_trial's."""
     from . import memory
-
-    context = {**context, "gpu_share": gpu_share}
     from .train import run_trial
+
+    context = {**context, "gpu_share": gpu_share}  # the row's record of it (trial_row)
 
     started = time.perf_counter()
     try:
@@ -75,7 +75,7 @@ def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], che
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         status, message = ("oom", memory.oom_message(exc, gpu_share)) if memory.is_cuda_oom(exc) else ("error", f"{type(exc).__name__}: {exc}")
-        summary = {"error": message, "traceback": tail, "wall_s": time.perf_counter() - started, "gpu_share": gpu_share}
+        summary = {"error": message, "traceback": tail, "wall_s": time.perf_counter() - started}
         return trial_row(spec, status, summary, context), []
     epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]
     return trial_row(spec, outcome.status, outcome.summary, context), epochs

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TextIO
 
 from .makespan import Job, hours, makespan
-
-DONE = ("ok", "diverged")  # every other status (error, unwritten) counts as failed
+from .store import DONE  # every other status (error, oom, unwritten) counts as failed
 REDRAW_SECONDS = 1.0  # the live line's clock ticks no faster than this
 # One CPU's training rate for the first ETA on a CPU cluster, before any trial has finished: an AVX2
 # core (README: 42 GFLOP/s fp32 matmul on 2 cores, half of that in training). Not measured here, so the

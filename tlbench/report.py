@@ -24,7 +24,7 @@ from . import figures
 from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
 from .spec import Grid, GridError
-from .store import Store
+from .store import DONE, Store
 from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 
 SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its verdicts are computed exactly as for "
@@ -223,7 +223,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     for experiment in sorted(set(trials["experiment"])) if len(trials) else []:
         general.append(figures.learning_curves(experiment, trials, epochs, figure_dir))
     general = [figure_view(p) for p in general if p is not None]
-    done = int(trials["status"].isin(["ok", "diverged"]).sum()) if len(trials) else 0
+    done = int(trials["status"].isin(DONE).sum()) if len(trials) else 0
     header = (f"Grid {grid.file} (sha256 {grid.sha256}), profile {profile}, results {results}: "
               f"{done} trials done, {len(trials) - done} failed.")  # fmt: skip
     notices = result_notices(grid, store, table_arrow, bad)
@@ -245,7 +245,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
 
 def provenance_lines(trials: pd.DataFrame) -> list[str]:
     """Which code and which machines produced the finished trials, most trials first."""
-    done = trials[trials["status"].isin(["ok", "diverged"])] if len(trials) else trials
+    done = trials[trials["status"].isin(DONE)] if len(trials) else trials
     if not len(done):
         return []
 

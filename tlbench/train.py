@@ -315,7 +315,7 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
         "resumed_from_epoch": resumed_from_epoch,
         "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
         "device": device_name(device), **runner.decision.row(), "feature_cache": runner.feature_cache, "compiled": compile,
-        "peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source, "gpu_share": gpu_share,
+        "peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source,
         "wall_s": time.perf_counter() - started,
     })  # fmt: skip
     return TrialOutcome(status, summary, epochs)
