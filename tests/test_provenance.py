@@ -63,6 +63,7 @@ def test_reading_the_repository_runs_none_of_its_configured_commands(repo, tmp_p
 
 
 def test_the_environment_names_this_process_software_and_machine():
+    provenance.environment.cache_clear()  # cached per process: another test may have changed sys.path since
     env = provenance.environment()
     assert env["python_version"] == platform.python_version()
     assert env["numpy_version"] == importlib.metadata.version("numpy")
