@@ -26,7 +26,7 @@ def test_bench_quick_prints_every_ratio():
     assert values["feature_cache_uncached_test_acc"] == values["feature_cache_cold_test_acc"] == values["feature_cache_warm_test_acc"]
     traced = [values[f"feature_cache_traced_{name}_test_acc"] for name in ("uncached", "cold", "warm")]
     assert traced[0] == traced[1] == traced[2]
-    assert values["feature_cache_traced_cut"] == "built (cut before classifier.2)"  # the traced path cached it
+    assert values["feature_cache_traced_cut"] == "built (cut before fc)"  # the traced path cached it
     # auto picked one of the candidates it timed, and says which
     assert values["auto_choice"] in values["auto_measured_images_per_s"]
 

@@ -243,9 +243,11 @@ class FeatureInputs:
 
     def __init__(self, cut: Cut, sets: list[ImageSet], cfg: dict[str, Any], root: Path, device: torch.device,
                  precision: str, autocast: Any, channels_last: bool):
+        """`sets`: the trial's train, val and test sets, in that order."""
         self.device = device
         train = cfg["train"]
-        views = ("plain", "flip") if train["augment"] == "hflip" else ("plain",)
+        # A flipped view only of pools that train (train, and val where lr_probe trains on it): the test pool is only evaluated.
+        training_pools = {images.pool_key for images in sets[:2]} if train["augment"] == "hflip" else set()
         identity = {
             "arch": cfg["model"]["arch"], "weights": cfg["model"]["weights"], "hidden": cfg["model"]["hidden"],
             # random weights differ per seed; pretrained ones do not
@@ -261,10 +263,11 @@ class FeatureInputs:
             if images.pool_key in self.features:
                 continue
             self.features[images.pool_key] = {}
-            for view in views:
+            for view in ("plain", "flip") if images.pool_key in training_pools else ("plain",):
                 key = hashlib.sha256(json.dumps({**identity, "pool": images.pool_key, "view": view}, sort_keys=True).encode()).hexdigest()[:24]
                 path = root / CACHE_DIR / "features" / f"{key}.npy"
-                if not path.exists():
+                if not path.exists():  # the prefix runs only here, its weights in the build's layout
+                    prefix.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
                     _build(prefix, images, view, train["normalize"], path, device, autocast, channels_last)
                     self.built_now = True
                 self.features[images.pool_key][view] = torch.from_numpy(np.load(path, mmap_mode="c"))

@@ -99,8 +99,12 @@ class Runner:
             if isinstance(cut, str):
                 self.feature_cache = f"not cacheable: {cut}"
             else:
+                # The decision above timed what follows the cut (a Linear head does not care about layouts); the
+                # build runs the convolutions before it, batched, in inference: channels_last, which on this
+                # project's CPU built ResNet18's cache in 6.5 s against 9.3 contiguous (GoogLeNet 9.5 vs 15.5).
+                build_channels_last = self.channels_last or cfg["precision"] == "auto"
                 self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], cfg, Path(data_root),
-                                                     device, self.precision, self.autocast, self.channels_last)
+                                                     device, self.precision, self.autocast, build_channels_last)
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
 
