@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .shares import after_oom
+
 CLEAR_REFS = Path("/proc/self/clear_refs")
 STATUS = Path("/proc/self/status")
 
@@ -82,7 +84,7 @@ def oom_message(exc: BaseException, share: float) -> str:
         had = "memory unknown"
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if 0 < share < 1:
-        ask = min(1.0, 2 * share)
+        ask = after_oom(share, share)  # what a rerun asks for
         return (f"CUDA out of memory with a GPU share of {share:g} ({had}): ask for {ask:g} of a GPU "
                 f"(--gpus-per-trial {ask:g}), or rerun: a rerun gives an oom trial twice its share, up to a whole GPU. "
                 f"[{first}]")

@@ -37,10 +37,10 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from . import catalog, shares
+from . import shares
 from .trial_claims import Claims
 from .gridfile import GridError
-from .makespan import cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
+from .makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
 from .progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from .regular_files import is_regular
 from .spec import TrialSpec
@@ -78,7 +78,7 @@ def usual_share(spec: TrialSpec, options: RunOptions, cluster_gpus: float) -> fl
         return options.gpus_per_trial
     if cluster_gpus <= 0:
         return 0.0
-    return catalog.arch_info(spec.config["model"]["arch"]).gpu_share
+    return arch_gpu_share(spec.config)
 
 
 # -- in the worker ------------------------------------------------------------------
