@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tlbench import catalog
+from tlbench import datasets
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -52,9 +52,9 @@ def write_pets(root: Path, trainval_per_breed: int | dict[str, int] = 4, test_pe
     (base / "annotations").mkdir()
     for split, per_breed in (("trainval", trainval_per_breed), ("test", test_per_breed)):
         lines = ["#Image CLASS-ID SPECIES BREED ID", "#ID: 1:37 Class ids", "#SPECIES: 1:Cat 2:Dog", "#BREED ID: 1-25:Cat 1:12:Dog"]
-        for cls, breed in enumerate(catalog.PET_BREEDS):
-            species = 1 if catalog.PET_SPECIES_OF_BREED[cls] == "cat" else 2
-            count = per_breed[catalog.PET_SPECIES_OF_BREED[cls]] if isinstance(per_breed, dict) else per_breed
+        for cls, breed in enumerate(datasets.PET_BREEDS):
+            species = 1 if datasets.PET_SPECIES_OF_BREED[cls] == "cat" else 2
+            count = per_breed[datasets.PET_SPECIES_OF_BREED[cls]] if isinstance(per_breed, dict) else per_breed
             for n in range(count):
                 name = f"{breed}_{split}{n}"
                 _image(cls, (40, 30), hash((split, cls, n)) % 2**31).save(base / "images" / f"{name}.jpg")
@@ -67,9 +67,9 @@ def write_celeba(root: Path, n: int = 40) -> np.ndarray:
     base = root / "celeba"
     (base / "img_align_celeba").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    values = rng.choice([-1, 1], size=(n, len(catalog.CELEBA_ATTRIBUTES)))
-    male = catalog.CELEBA_ATTRIBUTES.index("Male")
-    lines = [str(n), " ".join(catalog.CELEBA_ATTRIBUTES)]
+    values = rng.choice([-1, 1], size=(n, len(datasets.CELEBA_ATTRIBUTES)))
+    male = datasets.CELEBA_ATTRIBUTES.index("Male")
+    lines = [str(n), " ".join(datasets.CELEBA_ATTRIBUTES)]
     for i in range(n):
         name = f"{i + 1:06d}.jpg"
         _image(int(values[i, male] == 1), (36, 44), i).save(base / "img_align_celeba" / name)
@@ -96,3 +96,14 @@ def write_celeba_hq_folder(root: Path, per_class: int = 10) -> Path:
         for n in range(per_class):
             _image(label, (32, 32), 7 * n + label).save(base / cls / f"{label}{n:03d}.jpg")
     return base
+
+
+# Every registered dataset with real data, and how to fake it: writer, and the dataset config keys
+# its loader needs. `tests/test_registries.py` fails for a dataset that has none.
+FAKES = {
+    "cifar10": (write_cifar10, {}),
+    "oxford_pets": (write_pets, {}),
+    "celeba30k": (write_celeba, {"split": [0.6, 0.2, 0.2]}),
+    "celeba_hq": (write_celeba_hq_folder, {"split": [0.6, 0.2, 0.2]}),
+    "imagefolder": (write_imagefolder, {"path": "mine"}),
+}

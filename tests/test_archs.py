@@ -11,27 +11,15 @@ import pytest
 import torch
 from helpers import TINY_GRID
 
-from tlbench import catalog, cost, models, torchvision_archs
+from tlbench import archs, models, torchvision_archs
 from tlbench.spec import Grid, GridError
 
-REPORT_ARCHS = ("alexnet", "vgg16", "resnet18", "resnet50")
 
 
 @pytest.mark.slow
 def test_the_arch_table_is_what_the_installed_torchvision_gives():
     """The shipped table cannot drift: regenerated from the installed torchvision, it is the same."""
     assert torchvision_archs.generate() == json.loads(torchvision_archs.PATH.read_text())
-
-
-@pytest.mark.parametrize("arch", REPORT_ARCHS)
-def test_the_report_archs_keep_their_facts_and_the_generic_head_is_theirs(arch):
-    table = json.loads(torchvision_archs.PATH.read_text())["archs"][arch]
-    info, hand = catalog.arch_info(arch), catalog.ARCHS[arch]
-    assert (table["head"], table["classifier"]) == (hand.head, hand.classifier)  # find_head agrees with the hand-set paths
-    assert (info.head, info.classifier, info.children, info.blocks, info.gpu_share, info.min_image_size) == (
-        hand.head, hand.classifier, hand.children, hand.blocks, hand.gpu_share, hand.min_image_size)
-    assert catalog.default_gpu_share(table["gflops_224"]) == hand.gpu_share  # the default rule reproduces them
-    assert table["gflops_224"] == pytest.approx(cost.GFLOPS_224[arch], abs=0.01)  # torchvision's _ops x2 is FlopCounter's count
 
 
 @pytest.mark.parametrize("arch, hidden, size, head", [
@@ -57,7 +45,7 @@ def test_a_torchvision_arch_outside_the_reports_builds_and_trains_only_its_head(
 def test_a_network_without_a_linear_head_is_named():
     with pytest.raises(ValueError, match="no Linear layer with 1000 outputs.*SqueezeNet"):
         models.find_head(models.empty_model("squeezenet1_0"))
-    assert "squeezenet1_0" in catalog.UNSUPPORTED and "squeezenet1_0" not in catalog.TORCHVISION
+    assert "squeezenet1_0" in archs.UNSUPPORTED and "squeezenet1_0" not in archs.ARCHS
 
 
 def test_weights_names_come_from_the_archs_enum():
@@ -69,11 +57,11 @@ def test_weights_names_come_from_the_archs_enum():
 def test_a_grid_naming_any_torchvision_arch_is_planned_without_torch(write_grid):
     """`grid list` / `plan` stay torch-free: the names, the cost and the GPU share come from the shipped table."""
     path = write_grid(TINY_GRID.replace('"tlbench.tiny:small_cnn"', "efficientnet_b0").replace("freeze: none,", "freeze: head,"))
-    code = (f"import sys; from tlbench.spec import Grid; from tlbench import cost, catalog\n"
+    code = (f"import sys; from tlbench.spec import Grid; from tlbench import archs, cost\n"
             f"trials = Grid.load({str(path)!r}).expand()\n"
             f"assert trials and all(t.config['model']['arch'] == 'efficientnet_b0' for t in trials)\n"
             f"print(cost.gflops_per_image(trials[0].config), cost.trial_cost(trials[0].config)['gpu_hours'] > 0, "
-            f"catalog.arch_info('efficientnet_b0').gpu_share, 'torch' in sys.modules)")
+            f"archs.get('efficientnet_b0').gpu_share, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [f"{0.772 * (32 / 224) ** 2}", "True", "0.25", "False"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets
 
-from tlbench import catalog, data, schema, spec
+from tlbench import data, datasets, spec
 
 
 def dataset_cfg(**overrides) -> dict:
@@ -40,7 +40,7 @@ def test_imbalanced_pets_keep_a_quarter_of_the_minority_species(tmp_path, minori
     cfg = dataset_cfg(name="oxford_pets", target="breed", imbalance={"minority": minority, "keep": 0.25})
     balanced = data.load(dataset_cfg(name="oxford_pets", target="breed"), 24, tmp_path, seed=3)
     splits = data.load(cfg, 24, tmp_path, seed=3)
-    species = np.array(catalog.PET_SPECIES_OF_BREED)
+    species = np.array(datasets.PET_SPECIES_OF_BREED)
     train_counts = np.bincount(splits.train.labels.numpy(), minlength=37)
     val_counts = np.bincount(splits.val.labels.numpy(), minlength=37)
     assert (val_counts == 2).all()  # val keeps 20% of every class, imbalanced or not
@@ -141,16 +141,6 @@ def test_split_depends_on_the_seed_only():
     cfg = dataset_cfg(name="synthetic", n_classes=3, n_train=90, n_test=30)
     a, b, c = (data.load(cfg, 16, "unused", seed=s) for s in (0, 0, 1))
     assert torch.equal(a.val.index, b.val.index) and not torch.equal(a.val.index, c.val.index)
-
-
-def test_every_catalog_dataset_has_a_loader():
-    assert set(catalog.DATASETS) == set(schema.FIELDS["dataset.name"].choices)
-    for name, info in catalog.DATASETS.items():
-        target = info.default_target
-        extra = {"n_classes": 3} if name == "synthetic" else {}
-        split = None if info.has_test_split else [0.8, 0.1, 0.1]
-        splits = data.load(dataset_cfg(name=name, source="synthetic", n_train=60, n_test=20, split=split, **extra), 16, "x", 0)
-        assert len(splits.classes) == (info.targets[target] or (3 if name == "synthetic" else 10))
 
 
 class _FakeHubSplit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tlbench import catalog, models
+from tlbench import archs, models
 
 # Pieces, in parameters.
 ALEX_FEATURES = 23_296 + 307_392 + 663_936 + 884_992 + 590_080  # five convs
@@ -72,7 +72,7 @@ def test_strategy_trains_exactly_the_expected_parameters(arch, freeze, classes, 
     trainable = models.apply_stage(built, plan, 0)
     assert trainable == expected
     # One backward step at a small size: gradients reach exactly the trainable parameters.
-    size = catalog.ARCHS[arch].min_image_size if arch == "alexnet" else 32
+    size = archs.get(arch).min_image_size if arch == "alexnet" else 32
     models.set_train_mode(built, plan)
     out = built.module(torch.randn(2, 3, size, size))
     assert out.shape == (2, classes)

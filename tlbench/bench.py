@@ -21,7 +21,7 @@ plus the raw timings and accuracies behind each ratio. `--quick` shrinks everyth
 `--memory` instead measures the peak memory of one epoch of every distinct trial
 shape of the grid's full profile (arch, what trains, batch, image size, optimizer)
 on synthetic data of that shape, and per arch the share of this device it needs
-beside the share the scheduler asks for (`catalog.py`). Meant for a GPU machine.
+beside the share the scheduler asks for (`archs.py`). Meant for a GPU machine.
 
 `--scale` instead times `grid run` (nothing to do), `grid list` and `report` over
 fabricated results of 1,000 and 10,000 trials (tlbench/scale.py); nothing trains
@@ -310,7 +310,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
     The feature cache stays on, as in a real run: a head-only trial holds only
     the head. Per arch, the largest peak over the device's memory is the share
     a trial needs, printed beside the share the scheduler asks for."""
-    from . import catalog, spec
+    from . import archs, spec
     from .train import pick_device, run_trial
 
     device = pick_device()
@@ -323,7 +323,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
             batch = config["train"]["batch_size"]
             size = 32 if quick else config["image_size"]
             config = spec.merge(config, {
-                "epochs": 1, "image_size": max(size, catalog.arch_info(config["model"]["arch"]).min_image_size),
+                "epochs": 1, "image_size": max(size, archs.get(config["model"]["arch"]).min_image_size),
                 "dataset": {"source": "synthetic", "n_train": 2 * batch, "n_test": batch, "limit": None},
                 "model": {"weights": "none"}, "train": {"probe_steps": 1, "max_steps": 2 if quick else None},
             })  # fmt: skip
@@ -338,7 +338,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
         emit(f"peak_mem_mb_max_{arch}", peak)
         if total_mb:
             emit(f"gpu_share_needed_{arch}", peak / total_mb)
-            emit(f"gpu_share_asked_{arch}", catalog.arch_info(arch).gpu_share)
+            emit(f"gpu_share_asked_{arch}", archs.get(arch).gpu_share)
 
 
 def main(argv: list[str] | None = None) -> int:

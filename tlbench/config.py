@@ -11,7 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import catalog
+from . import archs
+from .datasets import DATASETS
 from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, suggest
 from .schema import FIELDS, REQUIRED, SECTIONS, Field, is_int, is_number
 
@@ -142,15 +143,15 @@ def type_problem(spec: Field, value: Any) -> str | None:
 def canonical_freeze(freeze: Any, arch: str) -> Any:
     """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
     both train only the head of a ResNet (the last child, avgpool, has no weights)."""
-    children = catalog.arch_info(arch).children if catalog.is_known_arch(arch) else None
+    children = archs.get(arch).children if archs.is_known(arch) else None
     if isinstance(freeze, dict) and "last" in freeze and children is not None:  # else refused by check_resolved
         last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
-        if all(child in catalog.PARAMETERLESS_CHILDREN for child in last):
+        if all(child in archs.PARAMETERLESS_CHILDREN for child in last):
             return "head"
     if isinstance(freeze, dict) and "gradual" in freeze:
         arg = freeze["gradual"]
         every = arg.get("every", 1)
-        out = {"every": every, "blocks": list(arg.get("blocks") or catalog.arch_info(arch).blocks)}
+        out = {"every": every, "blocks": list(arg.get("blocks") or archs.get(arch).blocks)}
         if arg.get("first", every) != every:  # the default stays unspelled, so ids from before `first` hold
             out["first"] = arg["first"]
         return {"gradual": out}
@@ -167,14 +168,14 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         return problems
     data, model, train = config["dataset"], config["model"], config["train"]
     arch = model["arch"]
-    if catalog.is_custom_arch(arch):
+    if archs.is_custom(arch):
         module, _, function = arch.partition(":")
         if not module or not function.isidentifier():
             problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
-    elif arch not in catalog.TORCHVISION:
-        problems.append(("model.arch", expected_one_of(arch, [*catalog.ARCHS, "package.module:function"])))
+    elif arch not in archs.ARCHS:
+        problems.append(("model.arch", expected_one_of(arch, [*archs.REPORT_ARCHS, "package.module:function"])))
         return problems
-    info = catalog.arch_info(arch)
+    info = archs.get(arch)
     if config["image_size"] < info.min_image_size:
         problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
     elif info.image_size is not None and model["weights"] == "none" and config["image_size"] != info.image_size:
@@ -182,26 +183,26 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     freeze = train["freeze"]
     if isinstance(freeze, dict) and "last" in freeze:
         if info.children is None:
-            with_children = [a for a, i in catalog.ARCHS.items() if i.children]
+            with_children = [a.name for a in archs.ARCHS.entries() if a.children]
             problems.append(("train.freeze", f"{{last: l}} counts the children of {', '.join(with_children)}; {arch} has no such order"))
         elif freeze["last"] > len(info.children):
             problems.append(("train.freeze.last", f"at most {len(info.children)} (the children of {arch} before its head), got {freeze['last']}"))
     if isinstance(freeze, dict) and "gradual" in freeze and not (freeze["gradual"].get("blocks") or info.blocks):
         problems.append(("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch} has no default order"))
-    dinfo = catalog.DATASETS[data["name"]]
+    dinfo = DATASETS[data["name"]]
     target = data["target"] if data["target"] is not None else dinfo.default_target
     if target not in dinfo.targets:
         problems.append(("dataset.target", expected_one_of(target, dinfo.targets)))
         return problems
     n_classes = dinfo.targets[target] or data["n_classes"]
-    if data["name"] == "synthetic":
+    if dinfo.classes_from_config:
         if data["n_classes"] is None:
             problems.append(("dataset.n_classes", "the number of classes of a synthetic dataset"))
         elif data["priors"] is not None and len(data["priors"]) != data["n_classes"]:
             problems.append(("dataset.priors", f"{data['n_classes']} priors, one per class"))
     elif data["n_classes"] is not None or data["priors"] is not None:
-        problems.append(("dataset.n_classes", "null: classes and priors are set only for name: synthetic"))
-    if data["name"] == "imagefolder" and not data["path"]:
+        problems.append(("dataset.n_classes", f"null: {data['name']} has its own classes (they are set only for name: synthetic)"))
+    if dinfo.needs_path and not data["path"]:
         problems.append(("dataset.path", "the folder holding train/<class>/ and test/<class>/"))
     if dinfo.has_test_split and data["limit"] is not None:
         problems.append(("dataset.limit", f"null: limit takes the first N images of datasets without a test split, not {data['name']}"))

@@ -14,35 +14,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from . import catalog
+from . import archs
+from .datasets import DATASETS
 
-# Forward, per image. Other torchvision archs: `catalog.arch_info(arch).gflops_224`, from their weights' metadata.
-GFLOPS_224 = {"alexnet": 1.43, "vgg16": 30.94, "resnet18": 3.63, "resnet50": 8.18}
-CUSTOM_GFLOPS_224 = 2.0  # a guess for custom archs
 CPU_TRAIN_EFFICIENCY = 0.5  # training FLOP/s over the matmul peak on a CPU (python -m tlbench.bench measured 0.68-0.71)
-# Training images per second on one GPU at 224 px, for GPU-hour estimates (an
-# A10G/T4-class card with bf16; stated in `grid plan`'s output).
-GPU_IMAGES_PER_S = {"alexnet": 2500.0, "vgg16": 250.0, "resnet18": 1400.0, "resnet50": 450.0}
-# Other archs: the report archs run 3,600-7,700 forward GFLOP/s of images at these rates; depthwise
-# and attention networks run below their FLOPs, so the lower end, and never past AlexNet's rate
-# (tiny networks are bound by per-step overhead, not FLOPs). A guess, like the table above.
-GPU_FORWARD_GFLOPS_PER_S = 3600.0
-GPU_MAX_IMAGES_PER_S = 2500.0
-
-# Images in each dataset's pools: (train pool, test pool), by the catalogue.
-POOLS = {"cifar10": (50_000, 10_000), "oxford_pets": (3_680, 3_669), "celeba_hq": (30_000, 0), "celeba30k": (202_599, 0)}
 
 
 def images(config: dict[str, Any]) -> dict[str, float]:
     """Images per split for one trial (approximate where imbalance drops some)."""
     data = config["dataset"]
-    if data["source"] == "synthetic" or data["name"] in ("synthetic", "imagefolder"):
-        pool, test = data["n_train"], data["n_test"]
-    else:
-        pool, test = POOLS[data["name"]]
+    sizes = DATASETS[data["name"]].pool_sizes
+    pool, test = (data["n_train"], data["n_test"]) if data["source"] == "synthetic" or sizes is None else sizes
     if data["limit"]:
         pool = min(pool, data["limit"])
-    if not catalog.DATASETS[data["name"]].has_test_split:
+    if not DATASETS[data["name"]].has_test_split:
         train_share, val_share, test_share = data["split"]
         test, val, train = pool * test_share, pool * val_share, pool * train_share
     else:
@@ -59,20 +44,16 @@ def gflops_per_image(config: dict[str, Any]) -> float:
 
 
 def gflops_224(arch: str) -> float:
-    if arch in GFLOPS_224:
-        return GFLOPS_224[arch]
-    return (None if catalog.is_custom_arch(arch) else catalog.arch_info(arch).gflops_224) or CUSTOM_GFLOPS_224
+    return archs.get(arch).gflops_224
 
 
 def gpu_images_per_s(arch: str) -> float:
-    """Training images per second on one GPU at 224 px (see GPU_IMAGES_PER_S)."""
-    if arch in GPU_IMAGES_PER_S:
-        return GPU_IMAGES_PER_S[arch]
-    return min(GPU_MAX_IMAGES_PER_S, GPU_FORWARD_GFLOPS_PER_S / gflops_224(arch))
+    """Training images per second on one GPU at 224 px (`archs.Arch.gpu_images_per_s`)."""
+    return archs.get(arch).gpu_images_per_s
 
 
 def trial_cost(config: dict[str, Any]) -> dict[str, float]:
-    """{images: processed in all, tflops: their estimated cost, gpu_hours: at GPU_IMAGES_PER_S}."""
+    """{images: processed in all, tflops: their estimated cost, gpu_hours: at the arch's GPU rate}."""
     n = images(config)
     train = config["train"]
     step_factor = 2.0 if train["freeze"] == "head" else 3.0

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import catalog, sources
+from .datasets import DATASETS, target_of as _target
 from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 
@@ -79,14 +79,14 @@ class Splits:
 
 
 def target_of(cfg: dict[str, Any]) -> str:
-    return cfg["target"] if cfg["target"] is not None else catalog.DATASETS[cfg["name"]].default_target
+    return _target(cfg["name"], cfg["target"])
 
 
 def load(cfg: dict[str, Any], image_size: int, root: str | Path, seed: int) -> Splits:
     """The train/val/test splits of a trial's `dataset` config."""
     root = Path(root)
     target = target_of(cfg)
-    info = catalog.DATASETS[cfg["name"]]
+    info = DATASETS[cfg["name"]]
     train_pool, test_pool, classes = _pools(cfg, target, image_size, root)
     rng = np.random.default_rng(seed)
     labels = train_pool.labels.numpy()
@@ -174,7 +174,7 @@ def _drop_minority(labels: np.ndarray, idx: np.ndarray, groups: list[str], imbal
 def _pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
     """(train pool, test pool or None, class names), decoded at `size`."""
     name = cfg["name"]
-    if cfg["source"] == "synthetic" or name == "synthetic":
+    if cfg["source"] == "synthetic" or DATASETS[name].load is None:
         return _synthetic_pools(cfg, target, size)
     with _exclusive(root, name):  # one download and decode at a time per data root, however many trials ask
         return _real_pools(cfg, target, size, root)
@@ -192,38 +192,21 @@ def _exclusive(root: Path, name: str) -> Iterator[None]:
 
 
 def _real_pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
-    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
-    resize = cfg["resize"]
-    if name == "cifar10":
-        pools: list[Pool | None] = [sources.cifar10(root, True), sources.cifar10(root, False)]
-    elif name == "oxford_pets":
-        pools = [sources.oxford_pets(root, True, target), sources.oxford_pets(root, False, target)]
-    elif name == "celeba30k":
-        pools = [sources.celeba30k(root, target, cfg["limit"]), None]
-    elif name == "celeba_hq":
-        pools = [sources.celeba_hq(root, cfg["path"], cfg["limit"]), None]
-    elif name == "imagefolder":
-        train, classes = sources.imagefolder(root, cfg["path"], True)
-        test, test_classes = sources.imagefolder(root, cfg["path"], False)
-        if test_classes != classes:
-            raise DataError(f"imagefolder {root / cfg['path']}: train classes {classes} differ from test classes {test_classes}")
-        return decode(train, size, cfg["train_resize"] or resize, root), decode(test, size, resize, root), classes
-    else:  # catalog and this function must agree; a test checks it
-        raise KeyError(f"no loader for dataset {name!r}")
-    n_classes = info.targets[target]
-    classes = sources.class_names(name, target, n_classes)
-    train_set = decode(pools[0], size, cfg["train_resize"] or resize, root)
-    test_set = decode(pools[1], size, resize, root) if pools[1] is not None else None
+    info = DATASETS[cfg["name"]]
+    found = info.load(root, cfg, target)
+    classes = found.classes or info.classes(target, info.targets[target])
+    train_set = decode(found.train, size, cfg["train_resize"] or cfg["resize"], root)
+    test_set = decode(found.test, size, cfg["resize"], root) if found.test is not None else None
     return train_set, test_set, classes
 
 
 def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[ImageSet, ImageSet | None, list[str]]:
-    name, info = cfg["name"], catalog.DATASETS[cfg["name"]]
+    name, info = cfg["name"], DATASETS[cfg["name"]]
     # imagefolder's twin: its classes are only known from the folders, so it gets 10.
-    n_classes = (cfg["n_classes"] if name == "synthetic" else info.targets[target]) or 10
-    priors = (cfg["priors"] if name == "synthetic" else info.priors.get(target)) or [1 / n_classes] * n_classes
+    n_classes = (cfg["n_classes"] if info.classes_from_config else info.targets[target]) or 10
+    priors = (cfg["priors"] if info.classes_from_config else info.priors.get(target)) or [1 / n_classes] * n_classes
     identity = f"{name}/{target}/{n_classes}"
-    classes = sources.class_names(name, target, n_classes)
+    classes = info.classes(target, n_classes)
     n_train, n_test = cfg["n_train"], cfg["n_test"]
 
     def pool(n: int, sample_seed: int, split: str) -> ImageSet:

@@ -14,10 +14,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from . import shares
+from . import archs, shares
 from .cost import gpu_images_per_s, trial_cost
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .provenance import repository_state
+from .schema import WEIGHTS
 from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
 from .store import DONE, FAILED, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _selection(run)
     run.add_argument("--address", help="Ray cluster address (or RAY_ADDRESS; 'auto' on a cluster node); default: a local Ray")
     run.add_argument("--gpus-per-trial", type=bounded(float, 0),
-                     help="GPU share per trial (default: per arch from the catalog; 0 without GPUs)")
+                     help="GPU share per trial (default: per arch from its registry entry; 0 without GPUs)")
     run.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
                      help="CPUs per trial; torch uses as many threads (default %(default)s)")
     run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also estimate the wall time on N GPUs (trials at their GPU shares)")
     plan.add_argument("--cpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N CPUs like this machine's")
     plan.add_argument("--gpus-per-trial", type=bounded(float, 0, inclusive=False),
-                      help="GPU share per trial for --gpus (default: per arch from the catalog, as `run` does)")
+                      help="GPU share per trial for --gpus (default: per arch from its registry entry, as `run` does)")
     plan.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
                       help="CPUs per trial for --cpus (default %(default)s, as `run`)")
     status = commands.add_parser("status", help="per experiment: done / diverged / errored / running / pending, errors, newest finished")
@@ -95,9 +96,7 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 def preflight(trials: list[TrialSpec]) -> None:
     """Checks that need torch, still before anything runs: weights names and module paths that the arch has."""
-    from . import catalog
-
-    named = [t for t in trials if t.config["model"]["weights"] not in catalog.WEIGHTS and not catalog.is_custom_arch(t.config["model"]["arch"])]
+    named = [t for t in trials if t.config["model"]["weights"] not in WEIGHTS and not archs.is_custom(t.config["model"]["arch"])]
     if named:
         from .models import weights_enum
 
@@ -112,7 +111,7 @@ def preflight(trials: list[TrialSpec]) -> None:
 
     for spec in trials:
         freeze, arch = spec.config["train"]["freeze"], spec.config["model"]["arch"]
-        if not isinstance(freeze, dict) or catalog.is_custom_arch(arch):
+        if not isinstance(freeze, dict) or archs.is_custom(arch):
             continue
         (kind, arg), = freeze.items()
         paths = arg if kind in ("trainable", "frozen") else arg.get("blocks", []) if kind == "gradual" else []

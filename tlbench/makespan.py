@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from . import catalog
+from . import archs
 from .cost import trial_cost
 
 FREE = 1e-9  # float slack when adding shares back up (0.25 x 4 must fill exactly one device)
@@ -36,12 +36,12 @@ def longest_first(trials: list[Trial]) -> list[Trial]:
 
 
 def arch_gpu_share(config: dict[str, Any]) -> float:
-    """The fraction of one GPU a trial of this arch asks for by default (catalog.ArchInfo.gpu_share)."""
-    return catalog.arch_info(config["model"]["arch"]).gpu_share
+    """The fraction of one GPU a trial of this arch asks for by default (`archs.Arch.gpu_share`)."""
+    return archs.get(config["model"]["arch"]).gpu_share
 
 
 def gpu_seconds(config: dict[str, Any]) -> float:
-    """A trial's duration on a GPU by the cost model (cost.GPU_IMAGES_PER_S), at its share."""
+    """A trial's duration on a GPU by the cost model (`archs.Arch.gpu_images_per_s`), at its share."""
     return trial_cost(config)["gpu_hours"] * 3600
 
 

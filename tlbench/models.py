@@ -5,7 +5,7 @@
     param_groups(built, lr, block_lr_decay) -> optimizer groups
 
 Arch names are torchvision's: any classification model of
-`torchvision.models.list_models`; `catalog` holds their static facts (the four
+`torchvision.models.list_models`; `archs` holds their static facts (the four
 report archs by hand, the rest in `torchvision_archs.json`, written from
 `find_head` by `python -m tlbench.torchvision_archs`). A custom arch
 "package.module:function" names a function(weights) that returns (module, head
@@ -17,14 +17,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import catalog
+from . import archs
+from .schema import FREEZE_KEYS, FREEZE_WORDS
 
 
 class WeightsMissing(RuntimeError):
@@ -36,16 +37,16 @@ class Built:
     module: nn.Module
     arch: str
     head: str  # dotted path of the new task head; it always trains
-    info: catalog.ArchInfo
+    info: archs.Arch
 
 
 def build(cfg: dict[str, Any], n_outputs: int) -> Built:
     arch, weights = cfg["arch"], cfg["weights"]
-    if catalog.is_custom_arch(arch):
+    if archs.is_custom(arch):
         module, head = _custom(arch, weights)
-        info = catalog.ArchInfo(head=head, classifier=head, min_image_size=1, gpu_share=catalog.CUSTOM_ARCH.gpu_share)
+        info = replace(archs.get(arch), head=head, classifier=head)
     else:
-        info = catalog.arch_info(arch)
+        info = archs.get(arch)
         module = _torchvision(arch, weights, info.aux_logits)
     head = info.head if not cfg["hidden"] else info.classifier
     in_features = _in_features(module.get_submodule(head))
@@ -239,7 +240,7 @@ def freeze_plan(freeze: Any, built: Built) -> FreezePlan:
         first = arg.get("first", every)
         stages = [(0, _under([head]))] + [(first + (k - 1) * every, _under([head, *blocks[:k]])) for k in range(1, len(blocks) + 1)]
         return FreezePlan(stages, freeze_all_bn_stats=True)
-    raise KeyError(f"no freeze strategy {kind!r}; valid: {', '.join((*catalog.FREEZE_WORDS, *catalog.FREEZE_KEYS))}")
+    raise KeyError(f"no freeze strategy {kind!r}; valid: {', '.join((*FREEZE_WORDS, *FREEZE_KEYS))}")
 
 
 def _check_paths(kind: str, arg: Any, built: Built) -> None:

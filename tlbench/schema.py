@@ -14,8 +14,27 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from . import catalog
+from . import archs
+from .datasets import DATASETS
 from .gridfile import suggest
+
+# The valid values of the config keys that take a word (their registries' names where they have one).
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LOSSES = ("cross_entropy", "bce")
+CLASS_WEIGHTS = ("none", "balanced")
+SAMPLERS = ("uniform", "oversample")
+AUGMENTS = ("none", "hflip", "strong")
+NORMALIZE = ("imagenet", "half")
+RESIZE = ("squash", "crop")
+WEIGHTS = ("imagenet", "none")  # and any torchvision weights enum name of the arch
+SPLIT_METHODS = ("stratified", "random", "greedy")
+PRECISIONS = ("auto", "fp32", "bf16")
+PROTOCOLS = ("standard", "lr_probe")
+SOURCES = ("real", "synthetic")
+# Freeze strategies: a word, or a mapping with one of these keys.
+FREEZE_WORDS = ("head", "none", "bn")
+FREEZE_KEYS = ("last", "trainable", "frozen", "gradual")
+
 
 REQUIRED = object()  # a default that says: the grid file must set it
 
@@ -88,11 +107,11 @@ def is_number(v: Any) -> bool:
 
 
 def _freeze(value: Any) -> str | None:
-    words = ", ".join(catalog.FREEZE_WORDS)
-    keys = ", ".join(f"{{{k}: ...}}" for k in catalog.FREEZE_KEYS)
+    words = ", ".join(FREEZE_WORDS)
+    keys = ", ".join(f"{{{k}: ...}}" for k in FREEZE_KEYS)
     expected = f"one of {words}, or a mapping with one key of {keys}"
     if isinstance(value, str):
-        return None if value in catalog.FREEZE_WORDS else expected + suggest(value, catalog.FREEZE_WORDS)
+        return None if value in FREEZE_WORDS else expected + suggest(value, FREEZE_WORDS)
     if len(value) != 1:
         return expected
     (key, arg), = value.items()
@@ -113,7 +132,7 @@ def _freeze(value: Any) -> str | None:
         if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
             return "gradual.blocks: a list of module paths"
         return None
-    return expected + suggest(key, catalog.FREEZE_KEYS)
+    return expected + suggest(key, FREEZE_KEYS)
 
 
 def _imbalance(value: dict[str, Any]) -> str | None:
@@ -126,22 +145,22 @@ def _imbalance(value: dict[str, Any]) -> str | None:
 
 def _weights(v: str) -> str | None:
     # Which enum names an arch has is checked where torchvision is at hand (models.weights_enum).
-    if v in catalog.WEIGHTS or (v.replace("_", "").isalnum() and v.isupper()):
+    if v in WEIGHTS or (v.replace("_", "").isalnum() and v.isupper()):
         return None
-    return (f"one of {', '.join(catalog.WEIGHTS)}, or a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, ...)"
-            + suggest(v, catalog.WEIGHTS))
+    return (f"one of {', '.join(WEIGHTS)}, or a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, ...)"
+            + suggest(v, WEIGHTS))
 
 
 def _arch(v: str) -> str | None:
-    if v in catalog.TORCHVISION:
+    if v in archs.ARCHS:
         return None
     module, _, function = v.partition(":")
-    if catalog.is_custom_arch(v) and module and function.isidentifier():
+    if archs.is_custom(v) and module and function.isidentifier():
         return _importable(module, function)
-    if v in catalog.UNSUPPORTED:
-        return f"a torchvision classification model with a Linear head; {v} has {catalog.UNSUPPORTED[v]}"
-    close = get_close_matches(v, catalog.TORCHVISION, n=5, cutoff=0.6)
-    return (f"one of {', '.join(catalog.ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
+    if v in archs.UNSUPPORTED:
+        return f"a torchvision classification model with a Linear head; {v} has {archs.UNSUPPORTED[v]}"
+    close = get_close_matches(v, archs.ARCHS.names(), n=5, cutoff=0.6)
+    return (f"one of {', '.join(archs.REPORT_ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
             f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
 
 
@@ -159,10 +178,10 @@ def _importable(module: str, function: str) -> str | None:
 SCHEMA: dict[str, Any] = {
     "epochs": Field("int", 10, "passes over the train split", check=_at_least(1)),
     "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16)),
-    "precision": Field("str", "auto", "auto: bf16 autocast where the device does it well", choices=catalog.PRECISIONS),
+    "precision": Field("str", "auto", "auto: bf16 autocast where the device does it well", choices=PRECISIONS),
     "dataset": {
-        "name": Field("str", REQUIRED, "dataset registry name", choices=tuple(catalog.DATASETS)),
-        "source": Field("str", "real", "real data, or its synthetic twin (same classes and priors)", choices=catalog.SOURCES),
+        "name": Field("str", REQUIRED, "dataset registry name", choices=DATASETS.names()),
+        "source": Field("str", "real", "real data, or its synthetic twin (same classes and priors)", choices=SOURCES),
         "target": Field("str", None, "what to predict (pets: species|breed; CelebA: an attribute)", nullable=True),
         "path": Field("str", None, "folder for imagefolder / local CelebA-HQ, relative to --data", nullable=True),
         "limit": Field("int", None, "use only the first N images of the pool (CelebA 30k)", nullable=True, check=_at_least(1)),
@@ -179,14 +198,14 @@ SCHEMA: dict[str, Any] = {
             "image by image in dataset order, per class: to train while its train share is under target, else to val while "
             "its val share is under val_fraction, else dropped (train target 1 - val_fraction, times imbalance.keep for the "
             "minority group), deterministic",
-            choices=catalog.SPLIT_METHODS, hashed_at_default=False),
+            choices=SPLIT_METHODS, hashed_at_default=False),
         "train_resize": Field(
             "str", None,
             "resize mode of the train pool (train and val) where it differs from the test pool's (null: dataset.resize). "
             "002's augmented run crops the original image (new_main.py:19, :80 train_transform on trainval), the others "
             "the weights' centre crop (:79): squash keeps the whole image for train.augment's random resized crop",
-            nullable=True, choices=catalog.RESIZE, hashed_at_default=False),
-        "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=catalog.RESIZE),
+            nullable=True, choices=RESIZE, hashed_at_default=False),
+        "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=RESIZE),
         "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
         "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1)),
         "n_classes": Field("int", None, "synthetic (standalone): number of classes", nullable=True, check=_at_least(2)),
@@ -202,14 +221,14 @@ SCHEMA: dict[str, Any] = {
         "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),
     },
     "train": {
-        "optimizer": Field("str", "adam", "optimizer registry name", choices=catalog.OPTIMIZERS),
+        "optimizer": Field("str", "adam", "optimizer registry name", choices=OPTIMIZERS),
         "lr": Field("float", 1e-3, "learning rate", check=_positive),
         "momentum": Field("float", 0.9, "SGD momentum", check=_fraction_closed_open),
         "nesterov": Field("bool", False, "SGD Nesterov momentum"),
         "weight_decay": Field("float", 0.0, "L2 (SGD, Adam) or decoupled (AdamW) weight decay", check=_at_least(0)),
-        "loss": Field("str", "cross_entropy", "cross_entropy on C logits, or bce on one logit (binary tasks)", choices=catalog.LOSSES),
-        "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=catalog.CLASS_WEIGHTS),
-        "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=catalog.SAMPLERS),
+        "loss": Field("str", "cross_entropy", "cross_entropy on C logits, or bce on one logit (binary tasks)", choices=LOSSES),
+        "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=CLASS_WEIGHTS),
+        "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=SAMPLERS),
         "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
         "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
                         "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
@@ -231,7 +250,7 @@ SCHEMA: dict[str, Any] = {
         "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
         "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
         "augment": Field("str", "none", "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: "
-                         "002 new_main.py:18-25)", choices=catalog.AUGMENTS),
+                         "002 new_main.py:18-25)", choices=AUGMENTS),
         "augment_val": Field(
             "bool", False,
             "the validation split is augmented like train (002 new_main.py:80, :94-96: train and val are one random_split "
@@ -241,8 +260,8 @@ SCHEMA: dict[str, Any] = {
             "evaluate the test split after every epoch too, so best_test_acc (the best epoch's test accuracy) is "
             "known: 003's code evaluates on the test loader each epoch and reports the best ('The best Test accuracy "
             "recorded was 79.69% in Epoch 7'), a selection on the test set", hashed_at_default=False),
-        "normalize": Field("str", "imagenet", "imagenet mean/std, or half (mean = std = 0.5)", choices=catalog.NORMALIZE),
-        "protocol": Field("str", "standard", "lr_probe: 001's probe, retrain on train+val, test", choices=catalog.PROTOCOLS),
+        "normalize": Field("str", "imagenet", "imagenet mean/std, or half (mean = std = 0.5)", choices=NORMALIZE),
+        "protocol": Field("str", "standard", "lr_probe: 001's probe, retrain on train+val, test", choices=PROTOCOLS),
         "probe_lrs": Field("list[float]", [1e-5, 1e-4, 1e-3], "lr_probe: candidate learning rates", check=_nonempty_positive),
         "probe_steps": Field("int", 15, "lr_probe: optimizer steps per candidate", check=_at_least(1)),
         "max_steps": Field("int", None, "cap on optimizer steps per epoch (for quick runs)", nullable=True, check=_at_least(1)),

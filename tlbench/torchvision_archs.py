@@ -3,7 +3,7 @@ torch-free driver needs (grid validation, `grid plan`'s cost, the scheduler's GP
 
     python -m tlbench.torchvision_archs          # rewrite tlbench/torchvision_archs.json from the installed torchvision
 
-The file is data, not code: `catalog` reads it with `json`, so `grid list` / `plan` never import
+The file is data, not code: `archs.py` reads it with `json`, so `grid list` / `plan` never import
 torch. `tests/test_models.py` regenerates it and compares, so it cannot drift from the pinned
 torchvision. Per arch:
 
