@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from tlbench import spec
+from tlbench.grid.config import check_resolved, merge
+from tlbench.grid.schema import defaults
 
 TINY_GRID = """
 defaults:
@@ -40,9 +41,9 @@ def resolved(**sections) -> dict:
         "model": {"arch": "tlbench.tiny:small_cnn", "weights": "none"},
         "train": {"freeze": "none", "lr": 3e-3, "batch_size": 32},
     }
-    config = spec.merge(spec.defaults(), base)
-    config = spec.merge(config, copy.deepcopy(sections))
+    config = merge(defaults(), base)
+    config = merge(config, copy.deepcopy(sections))
     config.setdefault("seed", 0)
-    problems = spec.check_resolved(config)
+    problems = check_resolved(config)
     assert not problems, problems
     return config

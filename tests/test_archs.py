@@ -12,7 +12,7 @@ import torch
 from helpers import TINY_GRID
 
 from tlbench import archs, models, torchvision_archs
-from tlbench.spec import Grid, GridError
+from tlbench.grid import Grid, GridError
 
 
 
@@ -57,7 +57,7 @@ def test_weights_names_come_from_the_archs_enum():
 def test_a_grid_naming_any_torchvision_arch_is_planned_without_torch(write_grid):
     """`grid list` / `plan` stay torch-free: the names, the cost and the GPU share come from the shipped table."""
     path = write_grid(TINY_GRID.replace('"tlbench.tiny:small_cnn"', "efficientnet_b0").replace("freeze: none,", "freeze: head,"))
-    code = (f"import sys; from tlbench.spec import Grid; from tlbench import archs, cost\n"
+    code = (f"import sys; from tlbench.grid import Grid; from tlbench import archs, cost\n"
             f"trials = Grid.load({str(path)!r}).expand()\n"
             f"assert trials and all(t.config['model']['arch'] == 'efficientnet_b0' for t in trials)\n"
             f"print(cost.gflops_per_image(trials[0].config), cost.trial_cost(trials[0].config)['gpu_hours'] > 0, "

@@ -15,8 +15,8 @@ import torch
 from helpers import TINY_GRID, resolved
 
 from tlbench import data, models, train
-from tlbench.grid import preflight
-from tlbench.spec import Grid, GridError, trial_id
+from tlbench.cli import preflight
+from tlbench.grid import Grid, GridError, trial_id
 
 
 def small(epochs: int, **train_keys) -> dict:

@@ -11,9 +11,9 @@ import tracemalloc
 import pytest
 from helpers import TINY_GRID
 
-from tlbench import grid as grid_cli
+from tlbench import cli as grid_cli
 from tlbench import report
-from tlbench.spec import Grid, GridError
+from tlbench.grid import Grid, GridError
 
 ALIAS_BOMB = """\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]

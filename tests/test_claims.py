@@ -10,7 +10,7 @@ from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import report
-from tlbench.spec import Grid, GridError
+from tlbench.grid import Grid, GridError
 from tlbench.store import Store
 from tlbench.verdicts import seeds_to_resolve
 

@@ -9,11 +9,12 @@ import pytest
 import torch
 from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets
 
-from tlbench import data, datasets, spec
+from tlbench import data, datasets
+from tlbench.grid.schema import defaults
 
 
 def dataset_cfg(**overrides) -> dict:
-    cfg = spec.defaults()["dataset"]
+    cfg = defaults()["dataset"]
     cfg.update(overrides)
     return cfg
 

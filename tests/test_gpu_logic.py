@@ -9,7 +9,7 @@ import torch
 from helpers import resolved
 
 from tlbench import scheduler, train
-from tlbench.spec import TrialSpec, trial_id
+from tlbench.grid import TrialSpec, trial_id
 
 
 @pytest.mark.parametrize("device, cuda_bf16, cpu_bf16, expected", [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from helpers import resolved
 
-from tlbench import grid
+from tlbench import cli
 from tlbench.makespan import Job, longest_first, makespan
-from tlbench.spec import TrialSpec
+from tlbench.grid import TrialSpec
 
 H = 3600.0
 
@@ -45,7 +45,7 @@ def test_longest_first_orders_by_estimated_cost():
 
 
 def test_grid_plan_prints_the_wall_time_beside_todays_lines(tiny_grid, capsys):
-    assert grid.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--cpus", "2", "--gpus-per-trial", "0.5"]) == 0
+    assert cli.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--cpus", "2", "--gpus-per-trial", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "GPU-hours:" in out and "CPU-hours here:" in out  # today's lines stay
     assert "wall time on 1 GPU(s):" in out and "GPU shares per trial: 0.5" in out
@@ -53,5 +53,5 @@ def test_grid_plan_prints_the_wall_time_beside_todays_lines(tiny_grid, capsys):
 
 
 def test_grid_plan_refuses_a_share_larger_than_the_gpus(tiny_grid, capsys):
-    assert grid.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--gpus-per-trial", "2"]) == 2
+    assert cli.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--gpus-per-trial", "2"]) == 2
     assert "asks for 2 GPUs; --gpus is 1" in capsys.readouterr().err

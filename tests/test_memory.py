@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import resolved
 
-from tlbench import aggregate, execute, grid, memory, models, store, train
-from tlbench.spec import TrialSpec, trial_id
+from tlbench import aggregate, cli, execute, memory, models, store, train
+from tlbench.grid import TrialSpec, trial_id
 
 CUDA = torch.device("cuda")
 
@@ -84,7 +84,7 @@ def test_a_cuda_oom_is_status_oom_naming_the_share_to_ask_for(fake_card, tmp_pat
     results = store.Store(tmp_path / "results")
     results.write(row, epochs)  # the row's new columns fit the schema
     assert not results.done(row["trial_id"])  # a rerun retries it
-    assert grid.status_of(spec_of(config), results.statuses()[0]) == "failed"
+    assert cli.status_of(spec_of(config), results.statuses()[0]) == "failed"
     assert "oom" in store.FAILED and "oom" not in store.DONE
 
 

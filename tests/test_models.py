@@ -60,7 +60,7 @@ def _build(arch: str, freeze, classes: int, hidden: list[int]) -> tuple[models.B
     cfg = {"arch": arch, "weights": "none", "hidden": hidden, "dropout": 0.5 if hidden else 0.0}
     built = models.build(cfg, classes)
     if isinstance(freeze, dict) and "gradual" in freeze:
-        from tlbench.config import canonical_freeze
+        from tlbench.grid.config import canonical_freeze
 
         freeze = canonical_freeze(freeze, arch)
     return built, models.freeze_plan(freeze, built)

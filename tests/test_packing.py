@@ -18,7 +18,7 @@ import pytest
 from ray_cluster import Cluster, cluster_env
 
 from tlbench.execute import trial_row
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 
 GRID = """

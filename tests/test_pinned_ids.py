@@ -4,7 +4,7 @@ A trial id is the hash of its resolved config: if a change to the code (a new co
 how configs are built or hashed) changes one, every finished trial of that config would rerun. A change
 that means to alter an experiment regenerates the file (the snippet below) and says why in its commit.
 
-    python -c "import json; from tlbench.spec import Grid; g = Grid.load('grid/reports.yaml'); \\
+    python -c "import json; from tlbench.grid import Grid; g = Grid.load('grid/reports.yaml'); \\
       json.dump({p: sorted(f'{t.experiment} seed={t.seed} {t.trial_id}' for t in g.expand(profile=p)) \\
       for p in ('full', 'smoke')}, open('tests/pinned/trial_ids.json', 'w'), indent=0)"
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 
 PINNED = json.loads((Path(__file__).parent / "pinned" / "trial_ids.json").read_text())
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import checkpoint
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 from tlbench.trial_claims import Claims
 
@@ -97,7 +97,7 @@ def test_a_fifo_state_file_is_ignored_by_the_reader_and_the_driver(tmp_path, cap
 
 def test_files_another_driver_moved_or_wrote_first_are_skipped(tmp_path, trials, monkeypatch, capsys):
     """Both drivers listed the same files; this one finds them gone: no error, no exit 1."""
-    from tlbench import grid as grid_cli
+    from tlbench import cli as grid_cli
 
     store = Store(tmp_path)
     store.keep_unwritten(fake_row(trials[0]), [])

@@ -15,7 +15,7 @@ from test_store import fake_row
 
 from tlbench import provenance, report
 from tlbench.execute import trial_row
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import TRIAL_SCHEMA, Store
 
 

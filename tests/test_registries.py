@@ -11,7 +11,8 @@ import pytest
 import torch
 from fake_datasets import FAKES
 
-from tlbench import archs, data, models, schema, spec
+from tlbench import archs, data, models
+from tlbench.grid import schema
 from tlbench.datasets import DATASETS
 from tlbench.registry import UnknownName
 
@@ -45,7 +46,7 @@ def test_every_dataset_states_consistent_facts(name):
 
 def _dataset_config(name: str, **keys) -> dict:
     info = DATASETS[name]
-    cfg = {**spec.defaults()["dataset"], "name": name, "split": None if info.has_test_split else [0.8, 0.1, 0.1]}
+    cfg = {**schema.defaults()["dataset"], "name": name, "split": None if info.has_test_split else [0.8, 0.1, 0.1]}
     return {**cfg, **keys}
 
 

@@ -11,7 +11,7 @@ from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import report
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 
 
@@ -172,7 +172,7 @@ def test_a_metric_not_compared_is_shown_unjudged_and_a_reported_mean_of_runs_nar
     (("reported: {test_acc: 90.0}}", "reported: {test_acc: 90.0}, reported_runs: 0}"), "runs >= 1"),
 ])  # fmt: skip
 def test_compare_and_reported_runs_are_validated(write_grid, edit, words):
-    from tlbench.spec import GridError
+    from tlbench.grid import GridError
 
     with pytest.raises(GridError, match=words):
         Grid.load(write_grid(TINY_GRID.replace(*edit)))

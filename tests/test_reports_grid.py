@@ -7,7 +7,8 @@ import subprocess
 import sys
 from collections import Counter
 
-from tlbench.spec import Grid, row_trial_ids
+from tlbench.grid import Grid
+from tlbench.grid.tables import row_trial_ids
 
 GRID = "grid/reports.yaml"
 REPORTS = {"000_fdf072d3ade648fb.txt", "001_01c0c6356b919216.txt", "002_ab7cd0507948075e.txt",

@@ -21,10 +21,10 @@ from helpers import TINY_GRID
 from PIL import Image
 from test_store import fake_row
 
-from tlbench import grid as grid_cli
+from tlbench import cli as grid_cli
 from tlbench import report
 from tlbench.trial_claims import Claims
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import TRIAL_SCHEMA, Store
 
 
@@ -82,7 +82,7 @@ def test_list_run_and_report_name_foreign_files_and_run_quarantines_them_uniquel
     assert all(f"unreadable result {results / 'trials' / i}.parquet" in err for i in ids)
     assert report.main([*common, "--out", str(tmp_path / "out")]) == 0
     assert all(f"{i}.parquet" in (tmp_path / "out" / "index.md").read_text() for i in ids)
-    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     assert grid_cli.main(["run", *common, "--dry-run"]) == 0  # a dry run moves nothing
     assert len(list((results / "trials").glob("[0-9a-f]*.parquet"))) == 4
     first = (results / "trials" / f"{ids[1]}.parquet").read_bytes()
@@ -162,7 +162,7 @@ def test_a_full_disk_stops_new_trials_keeps_the_row_and_a_later_run_writes_it(tm
 
 
 def test_a_run_stopped_by_the_disk_exits_1_with_a_message(tiny_grid, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     stopped = _outcome({"ok": 1}, "cannot write to r (No space left on device)")
     monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: stopped)
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(tmp_path / "r")]) == 1
@@ -252,7 +252,7 @@ def test_replaced_images_of_the_same_count_give_new_pixels(tmp_path):
 def test_results_that_cannot_be_written_stop_the_run_before_ray_starts(tiny_grid, tmp_path, capsys, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
-    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(blocker / "results")]) == 1
     err = capsys.readouterr().err
@@ -291,7 +291,7 @@ def test_a_foreign_epochs_file_loses_only_a_curve_and_is_named_and_moved(tiny_gr
 
 def test_trials_no_node_can_place_are_refused_naming_the_nodes(trials, monkeypatch):
     from tlbench import scheduler
-    from tlbench.gridfile import GridError
+    from tlbench.grid import GridError
 
     monkeypatch.setattr(scheduler.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 4.0}},
                                                           {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}])

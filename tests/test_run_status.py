@@ -10,9 +10,9 @@ import os
 from helpers import TINY_GRID
 from test_store import fake_row
 
-from tlbench import grid as cli
+from tlbench import cli
 from tlbench.run_status import _when
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 from tlbench.trial_claims import Claims, process_start
 

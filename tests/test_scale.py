@@ -15,7 +15,9 @@ from test_store import fake_row
 from tlbench import report
 from tlbench.aggregate import build_tables
 from tlbench.scale import scale_grid
-from tlbench.spec import VARIANT_AXIS, Grid, RowIndex, TrialSpec, canonical_value
+from tlbench.grid import Grid, TrialSpec
+from tlbench.grid.model import VARIANT_AXIS
+from tlbench.grid.tables import RowIndex, canonical_value
 from tlbench.store import INDEX_FILE, Store
 
 

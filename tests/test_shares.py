@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from helpers import TINY_GRID
 
-from tlbench import grid, scheduler, shares
+from tlbench import cli, scheduler, shares
 from tlbench.execute import trial_row
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 
 CARD_MB = 24_576.0  # a 24 GB card
@@ -57,12 +57,12 @@ def test_a_rerun_reads_the_share_of_each_pending_oom_row_from_the_results(tmp_pa
     store.write(row(trials[2], "ok"), [])
     store.write(row(trials[3], "error"), [])
     statuses, _ = store.statuses()
-    pending = [t for t in trials if grid.status_of(t, statuses) != "done"]
+    pending = [t for t in trials if cli.status_of(t, statuses) != "done"]
     assert [t.trial_id for t in pending] == [trials[0].trial_id, trials[1].trial_id, trials[3].trial_id]  # oom reruns
-    assert grid.pending_oom_shares(store, statuses, pending) == {trials[0].trial_id: 0.25, trials[1].trial_id: 0.5}
-    assert grid.pending_oom_shares(store, statuses, pending[1:]) == {trials[1].trial_id: 0.5}  # pending trials only
+    assert cli.pending_oom_shares(store, statuses, pending) == {trials[0].trial_id: 0.25, trials[1].trial_id: 0.5}
+    assert cli.pending_oom_shares(store, statuses, pending[1:]) == {trials[1].trial_id: 0.5}  # pending trials only
     no_oom = {k: v for k, v in statuses.items() if v != "oom"}
-    assert grid.pending_oom_shares(store, no_oom, pending) == {}  # no oom row: the results are not read again
+    assert cli.pending_oom_shares(store, no_oom, pending) == {}  # no oom row: the results are not read again
 
 
 def test_plan_shows_the_peak_memory_of_ok_cuda_rows_against_the_share_and_warns_where_it_exceeds_it(tmp_path, trials):
@@ -71,7 +71,7 @@ def test_plan_shows_the_peak_memory_of_ok_cuda_rows_against_the_share_and_warns_
     store.write(row(trials[1], peak_mb=7000.0), [])  # over 0.25 x 24,576 = 6,144 MB
     store.write(row(trials[2], peak_mb=2000.0), [])
     store.write(row(trials[3], device="cpu (x86_64, 2 threads)", peak_mb=90_000.0), [])  # RSS, not GPU memory: left out
-    lines = grid.memory_view(store, trials)
+    lines = cli.memory_view(store, trials)
     arch = trials[0].config["model"]["arch"]
     line = next(line for line in lines if line.startswith(arch))
     assert line.split()[1:] == ["0.25", "3", "7,000", "4,000", "24,576", "6,144", "0"]  # share, trials, max, median, card, share MB, oom
@@ -81,14 +81,14 @@ def test_plan_shows_the_peak_memory_of_ok_cuda_rows_against_the_share_and_warns_
 
 def test_plan_says_when_no_trial_has_run_on_a_gpu_and_does_not_warn_below_the_share(tmp_path, trials):
     store = Store(tmp_path)
-    assert grid.memory_view(store, trials) == ["GPU memory: no ok trial of these (tlbench.tiny:small_cnn) has run on a GPU yet."]
+    assert cli.memory_view(store, trials) == ["GPU memory: no ok trial of these (tlbench.tiny:small_cnn) has run on a GPU yet."]
     store.write(row(trials[1], "oom"), [])  # an oom row measured nothing, but is counted
-    assert grid.memory_view(store, trials)[2].split()[1:] == ["0.25", "0", "-", "-", "?", "?", "1"]
+    assert cli.memory_view(store, trials)[2].split()[1:] == ["0.25", "0", "-", "-", "?", "?", "1"]
     store.write(row(trials[0], peak_mb=6000.0), [])
-    lines = grid.memory_view(store, trials)
+    lines = cli.memory_view(store, trials)
     assert not [line for line in lines if line.startswith("warning:")] and lines[2].split()[1:] == [
         "0.25", "1", "6,000", "6,000", "24,576", "6,144", "1"]
-    assert grid.memory_view(store, trials[2:])[0].startswith("GPU memory: no ok trial")  # only the plan's own trials count
+    assert cli.memory_view(store, trials[2:])[0].startswith("GPU memory: no ok trial")  # only the plan's own trials count
 
 
 def test_grid_run_hands_the_oom_shares_to_the_scheduler_and_exits_1_while_a_trial_stays_oom(tiny_grid, tmp_path, monkeypatch, capsys):
@@ -103,11 +103,11 @@ def test_grid_run_hands_the_oom_shares_to_the_scheduler_and_exits_1_while_a_tria
         Store(results).write(row(trials[0], "oom", share=0.5), [])
         return scheduler.RunOutcome({"oom": 1})
 
-    monkeypatch.setattr("tlbench.grid.preflight", lambda pending: None)
+    monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     monkeypatch.setattr("tlbench.scheduler.run", run)
-    assert grid.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1  # oom is not done
+    assert cli.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1  # oom is not done
     pending = sorted(t.trial_id for t in trials if t.trial_id != trials[1].trial_id)
     assert handed == [(pending, {trials[0].trial_id: 0.25})]
     assert f"failed: {trials[0].trial_id} tiny seed=0 (status oom;" in capsys.readouterr().out
-    grid.main(["run", "--grid", str(tiny_grid), "--results", str(results)])
+    cli.main(["run", "--grid", str(tiny_grid), "--results", str(results)])
     assert handed[1][1] == {trials[0].trial_id: 0.5}  # the next rerun doubles again, from the share the last row ran with

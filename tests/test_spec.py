@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from helpers import TINY_GRID
 
-from tlbench.spec import Grid, GridError
+from tlbench.grid import Grid, GridError
 
 # (what is wrong, the grid text with the mistake, words the message must hold,
 #  the text on the line it must name: a string, or (string, nth occurrence))

@@ -7,7 +7,7 @@ import pytest
 from helpers import TINY_GRID
 
 from tlbench.execute import trial_row
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import Store
 
 

@@ -11,7 +11,7 @@ from helpers import resolved
 
 from tlbench import metrics, pipeline, train
 from tlbench.execute import execute
-from tlbench.spec import TrialSpec
+from tlbench.grid import TrialSpec
 
 
 def test_small_cnn_beats_chance_in_one_epoch_on_synthetic_data():

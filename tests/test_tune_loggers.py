@@ -12,7 +12,7 @@ import pytest
 from helpers import resolved
 from tensorboard_events import scalars
 
-from tlbench import grid, scheduler, train, tune_loggers
+from tlbench import cli, scheduler, train, tune_loggers
 
 TWO_TRIALS = """
 defaults:
@@ -76,7 +76,7 @@ def test_a_missing_logger_package_names_its_extra_before_anything_runs(tiny_grid
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
     results = tmp_path / "results"
-    assert grid.main(["run", "--grid", str(tiny_grid), "--results", str(results), flag, "somewhere"]) == 2
+    assert cli.main(["run", "--grid", str(tiny_grid), "--results", str(results), flag, "somewhere"]) == 2
     assert f"pip install -e '.[{package}]'" in capsys.readouterr().err
     assert not results.exists()
 

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .provenance import describe
-from .spec import METRICS, Grid, RowIndex
+from .grid import Grid
+from .grid.tables import METRICS, RowIndex
 from .store import DONE
 from .verdicts import Summary, number_verdict, summarize
 

@@ -73,15 +73,16 @@ def write_jpegs(root: Path, n_per_class: int, classes: int, side: int) -> Path:
 
 
 def trial_config(size: int, epochs: int, freeze: Any, batch: int, **overrides: Any) -> dict[str, Any]:
-    from . import spec
+    from .grid.config import merge
+    from .grid.schema import defaults
 
-    config = spec.merge(spec.defaults(), {
+    config = merge(defaults(), {
         "epochs": epochs, "image_size": size, "seed": 0,
         "dataset": {"name": "imagefolder", "path": "bench", "val_fraction": 0.2},
         "model": {"arch": "resnet18", "weights": "none"},
         "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": batch, "freeze": freeze},
     })  # fmt: skip
-    return spec.merge(config, overrides)
+    return merge(config, overrides)
 
 
 def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet18", traced: bool = False) -> None:
@@ -171,9 +172,11 @@ def plain_loader(root: Path, size: int, batch: int, workers: int) -> torch.utils
 
 def bench_input_pipeline(root: Path, size: int, batch: int) -> int:
     """Batches per second delivered, no model step. Returns the plain loader's best worker count."""
-    from . import data, pipeline, spec
+    from . import data, pipeline
+    from .grid.config import merge
+    from .grid.schema import defaults
 
-    dataset = spec.merge(spec.defaults(), {"dataset": {"name": "imagefolder", "path": "bench", "val_fraction": 0.0}})["dataset"]
+    dataset = merge(defaults(), {"dataset": {"name": "imagefolder", "path": "bench", "val_fraction": 0.0}})["dataset"]
     tick = time.perf_counter()
     shutil.rmtree(root / data.CACHE_DIR, ignore_errors=True)
     splits = data.load(dataset, size, root, seed=0)
@@ -249,11 +252,14 @@ def bench_ray_overhead(few: int, many: int) -> None:
     """Marginal seconds per trial through Ray Tune beyond the trial's own work."""
     import ray
 
-    from . import scheduler, spec
+    from . import scheduler
+    from .grid import TrialSpec, trial_id
+    from .grid.config import merge
+    from .grid.schema import defaults
 
     root = Path(tempfile.mkdtemp(prefix="tlbench-ray-bench-"))
     try:
-        base = spec.merge(spec.defaults(), {
+        base = merge(defaults(), {
             "epochs": 1, "image_size": 16, "dataset": {"name": "synthetic", "n_classes": 2, "n_train": 16, "n_test": 8},
             "model": {"arch": "tlbench.tiny:small_cnn", "weights": "none"}, "train": {"freeze": "none"},
         })  # fmt: skip
@@ -263,7 +269,7 @@ def bench_ray_overhead(few: int, many: int) -> None:
             specs = []
             for i in range(count):
                 config = {**copy.deepcopy(base), "seed": 1000 * count + i}
-                specs.append(spec.TrialSpec(spec.trial_id(config), "bench", "bench", config["seed"], {}, config, ("bench",)))
+                specs.append(TrialSpec(trial_id(config), "bench", "bench", config["seed"], {}, config, ("bench",)))
             options = scheduler.RunOptions(results=root / f"r{count}", data=root, checkpoints=False)
             tick = time.perf_counter()
             scheduler.run(specs, options)
@@ -290,7 +296,7 @@ def bench_ray_overhead(few: int, many: int) -> None:
 
 def memory_shapes(grid_file: str) -> dict[str, dict[str, Any]]:
     """One config per distinct memory shape of the grid's full profile, named for what sets its memory."""
-    from .spec import Grid
+    from .grid import Grid
 
     shapes: dict[str, dict[str, Any]] = {}
     for trial in Grid.load(grid_file).expand(profile="full"):
@@ -310,7 +316,8 @@ def bench_memory(grid_file: str, quick: bool) -> None:
     The feature cache stays on, as in a real run: a head-only trial holds only
     the head. Per arch, the largest peak over the device's memory is the share
     a trial needs, printed beside the share the scheduler asks for."""
-    from . import archs, spec
+    from . import archs
+    from .grid.config import merge
     from .train import pick_device, run_trial
 
     device = pick_device()
@@ -322,7 +329,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
         for name, config in memory_shapes(grid_file).items():
             batch = config["train"]["batch_size"]
             size = 32 if quick else config["image_size"]
-            config = spec.merge(config, {
+            config = merge(config, {
                 "epochs": 1, "image_size": max(size, archs.get(config["model"]["arch"]).min_image_size),
                 "dataset": {"source": "synthetic", "n_train": 2 * batch, "n_test": batch, "limit": None},
                 "model": {"weights": "none"}, "train": {"probe_steps": 1, "max_steps": 2 if quick else None},

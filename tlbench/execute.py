@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from . import provenance
 from .checkpoint import Checkpointer
-from .spec import TrialSpec
+from .grid import TrialSpec
 from .store import flatten_config
 
 TRACEBACK_LINES = 12  # of the failing trial's traceback, kept in its row

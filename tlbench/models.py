@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import archs
-from .schema import FREEZE_KEYS, FREEZE_WORDS
+from .grid.schema import FREEZE_KEYS, FREEZE_WORDS
 
 
 class WeightsMissing(RuntimeError):

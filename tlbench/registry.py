@@ -12,10 +12,20 @@ several parallel tables. Torch-free: the driver validates grid files against the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Generic, Protocol, TypeVar
+import difflib
+from collections.abc import Iterable, Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
-from .gridfile import suggest
+
+def suggest(word: str, valid: Iterable[str]) -> str:
+    """'; did you mean X?' when one valid name is close to a misspelt one."""
+    close = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def expected_one_of(word: Any, valid: Iterable[str]) -> str:
+    valid = list(valid)
+    return f"got {word!r}, expected one of {', '.join(map(str, valid))}{suggest(word, valid)}"
 
 
 class Named(Protocol):

@@ -23,7 +23,7 @@ import pyarrow as pa
 from . import figures
 from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
-from .spec import Grid, GridError
+from .grid import Grid, GridError
 from .store import DONE, Store
 from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .spec import TrialSpec
+from .grid import TrialSpec
 from .store import FAILED, Store
 from .trial_claims import Claims
 

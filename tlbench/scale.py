@@ -78,7 +78,7 @@ profiles:
 def real_trial(grid_file: Path, work: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One real trial of the grid (its first), run here: the row and epochs every fabricated one copies."""
     from .execute import execute
-    from .spec import Grid
+    from .grid import Grid
 
     first = Grid.load(grid_file).expand()[0]
     row, epochs = execute(first, work / "data", {"profile": "full", "node_id": "scale-bench"})
@@ -89,7 +89,7 @@ def real_trial(grid_file: Path, work: Path) -> tuple[dict[str, Any], list[dict[s
 
 def fabricate(grid_file: Path, results: Path, row: dict[str, Any], epochs: list[dict[str, Any]]) -> int:
     """A finished result (trial and epochs files) for every trial of the grid, copied from one real row."""
-    from .spec import Grid
+    from .grid import Grid
     from .store import Store, epoch_table, flatten_config, trial_table
 
     store = Store(results)

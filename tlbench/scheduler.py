@@ -39,11 +39,11 @@ from ray.tune.search import Searcher
 
 from . import shares
 from .trial_claims import Claims
-from .gridfile import GridError
+from .grid import GridError
 from .makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
 from .progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from .regular_files import is_regular
-from .spec import TrialSpec
+from .grid import TrialSpec
 from .store import Store
 
 STATE_FILE = "state.pt"

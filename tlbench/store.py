@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from . import provenance
 from .regular_files import read_regular_text
-from .schema import FIELDS, arrow_kind
+from .grid.schema import FIELDS, arrow_kind
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
 

@@ -18,8 +18,9 @@ from . import archs, shares
 from .cost import gpu_images_per_s, trial_cost
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .provenance import repository_state
-from .schema import WEIGHTS
-from .spec import Grid, GridError, TrialSpec, table_rows_of_trials
+from .grid.schema import WEIGHTS
+from .grid import Grid, GridError, TrialSpec
+from .grid.tables import table_rows_of_trials
 from .store import DONE, FAILED, UNWRITTEN_PREFIX, Store, flatten_config
 
 DEFAULT_GRID = "grid/reports.yaml"
@@ -339,7 +340,4 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every finished trial is saved; a rerun runs the rest", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())
 

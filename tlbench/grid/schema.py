@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from . import archs
-from .datasets import DATASETS
-from .gridfile import suggest
+from .. import archs
+from ..datasets import DATASETS
+from ..registry import suggest
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -11,10 +11,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import archs
-from .datasets import DATASETS
-from .gridfile import GridError, KeyPath, YamlDoc, expected_one_of, suggest
-from .schema import FIELDS, REQUIRED, SECTIONS, Field, is_int, is_number
+from .. import archs
+from ..datasets import DATASETS
+from ..registry import expected_one_of, suggest
+from .document import GridError, KeyPath, YamlDoc
+from .schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field, is_int, is_number
 
 
 def undot(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -223,3 +224,11 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     if model["hidden"] == [] and model["dropout"] > 0:
         problems.append(("model.dropout", "0 when model.hidden is empty (there is no new hidden layer to drop)"))
     return problems
+
+
+def check_seeds(checker: Checker, value: Any, path: KeyPath) -> list[int]:
+    if not (isinstance(value, list) and value and all(is_int(s) and 0 <= s <= SEED_MAX for s in value)):
+        raise checker.error(f"got {value!r}, expected a non-empty list of integer seeds in [0, {SEED_MAX}]", path)
+    if len(set(value)) != len(value):
+        raise checker.error(f"got {value!r}, expected distinct seeds", path)
+    return value

@@ -7,7 +7,6 @@ print it and exit 2 before any trial starts.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,6 @@ def format_path(path: Iterable) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-def suggest(word: str, valid: Iterable[str]) -> str:
-    """'; did you mean X?' when one valid name is close to a misspelt one."""
-    close = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def expected_one_of(word: Any, valid: Iterable[str]) -> str:
-    valid = list(valid)
-    return f"got {word!r}, expected one of {', '.join(map(str, valid))}{suggest(word, valid)}"
 
 
 # A grid file spelt out in full is a few thousand values; aliases may share
