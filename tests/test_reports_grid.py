@@ -111,7 +111,7 @@ def test_list_json_shows_corrections_and_what_each_trial_feeds():
     for table in ("r002-s1-factors", "r002-s2-factors", "r002-bn"):
         assert any(t == table for t, _ in as_run)
     bn_run = feeds[("r002-bn", "final layer", "as run")]["config"]
-    assert (bn_run["train.optimizer"], bn_run["train.freeze"], bn_run["train.train_mode_epochs"]) == ("adam", '"head"', 1)
+    assert (bn_run["train.optimizer"], bn_run["train.freeze"], bn_run["train.train_mode_epochs"]) == ("adam", "head", 1)
     r003 = [r for r in rows if r["report"].startswith("003")]
     assert {r["config"]["train.test_every_epoch"] for r in r003} == {True}
     r004 = [r for r in rows if r["report"].startswith("004")]

@@ -1,4 +1,4 @@
-"""Results on disk: one Parquet file per trial, written whole or not at all.
+r"""Results on disk: one Parquet file per trial, written whole or not at all.
 
     <results>/trials/<trial_id>.parquet   one row: config columns + metrics
     <results>/epochs/<trial_id>.parquet   one row per epoch
@@ -16,6 +16,13 @@ the files. The leading underscore hides it from pyarrow's directory reader. A fi
 written under a hidden temporary name and renamed into place (atomic on one
 filesystem), so a crash leaves the old state or the new, never half a file;
 the epochs go first and the trial file last, so a trial file means done.
+
+A config key that is not a scalar (`train.freeze`, `model.hidden`, ...) is a
+string column holding its value encoded once (`config_cell`): a word as itself
+(`head`), a list or mapping as JSON text with sorted keys (`{"last": 3}`), so
+`frame["train.freeze"] == "head"` works in plain pandas. Results written before
+held that JSON text encoded again (`"\"head\""`); `Store.read` hands them back
+in today's form, and `config_value` decodes either.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ RESULT_COLUMNS: dict[str, str] = {
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"
+JSON_CONFIG_COLUMNS = tuple(name for name, kind in CONFIG_COLUMNS.items() if kind == "json")  # config_cell's
 TRIAL_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in {**RESULT_COLUMNS, **CONFIG_COLUMNS}.items()])
 
 EPOCH_COLUMNS = {
@@ -84,14 +92,65 @@ BULK_FILES = 500  # new files read as one dataset at a time; a bad one sends onl
 
 
 def flatten_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Resolved nested config -> {dotted key: column value}."""
+    """Resolved nested config -> {dotted key: column value}: the one place config values become cells."""
     out: dict[str, Any] = {"seed": config["seed"]}
     for key, field in FIELDS.items():
         node: Any = config
         for part in key.split("."):
             node = node[part]
-        out[key] = _cell(node, arrow_kind(field))
+        kind = arrow_kind(field)
+        out[key] = config_cell(node) if kind == "json" else _cell(node, kind)
     return out
+
+
+_JSON_STARTS = ('"', "{", "[")  # of a cell's text, only in JSON (old cells: a JSON string literal)
+
+
+def config_cell(value: Any) -> str | None:
+    """A non-scalar config key's value as its column holds it: a word as itself (`head`), a list or mapping
+    as JSON text with sorted keys (`{"last": 3}`), None as null. `config_value` reads it back."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.startswith(_JSON_STARTS):  # it would read back as another value (no key of the schema takes one)
+            raise ValueError(f"config value {value!r}: a word starting with a quote, {{ or [ reads back as JSON")
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def config_value(cell: str | None) -> Any:
+    r"""A non-scalar config column's cell -> the config's value: `config_cell`'s inverse.
+
+    Also reads the cells of results written before: the JSON text encoded again as a JSON string
+    (`"\"head\""`, `"{\"last\": 3}"`; a row kept unwritten then and written since, `"head"`): each
+    layer of quotes is taken off first. Raises ValueError on a cell that is neither form."""
+    text = cell
+    while isinstance(text, str) and text.startswith('"'):
+        text = json.loads(text)  # a JSON string literal: one layer of the old encoding
+    if isinstance(text, str) and text.startswith(("{", "[")):
+        return json.loads(text)
+    return text
+
+
+def current_config_cells(table: pa.Table) -> pa.Table:
+    """`table` with every non-scalar config cell in today's form (`config_cell`): older results are read, never rewritten.
+
+    A cell that decodes as neither form is left as it is: `config_value` raises on it for whoever needs its value."""
+    for name in JSON_CONFIG_COLUMNS:
+        if name not in table.column_names or not pc.any(pc.starts_with(table.column(name), '"')).as_py():
+            continue
+        # Each distinct cell decoded once: a grid's thousands of rows hold a few values of a key.
+        encoded = pc.dictionary_encode(table.column(name).combine_chunks())
+        current = pa.array([_current_cell(cell) for cell in encoded.dictionary.to_pylist()], pa.string())
+        table = table.set_column(table.column_names.index(name), name, pc.take(current, encoded.indices))
+    return table
+
+
+def _current_cell(cell: str | None) -> str | None:
+    try:
+        return config_cell(config_value(cell))
+    except ValueError:
+        return cell
 
 
 def _cell(value: Any, kind: str) -> Any:
@@ -105,11 +164,16 @@ def _cell(value: Any, kind: str) -> Any:
 
 
 def trial_table(row: dict[str, Any]) -> pa.Table:
+    """One result row as TRIAL_SCHEMA's one-row table. Result values are encoded here; the config columns
+    come as `flatten_config` made them, encoded there, once."""
     kinds = {**RESULT_COLUMNS, **CONFIG_COLUMNS}
     unknown = set(row) - set(kinds)
     if unknown:
         raise KeyError(f"result fields without a column: {sorted(unknown)}")
-    cells = {name: [_cell(row.get(name), kind)] for name, kind in kinds.items()}
+    raw = [name for name in JSON_CONFIG_COLUMNS if not isinstance(row.get(name), (str, type(None)))]
+    if raw:
+        raise TypeError(f"config columns {raw} hold values, not cells: build the row's config with flatten_config")
+    cells = {name: [row.get(name) if name in JSON_CONFIG_COLUMNS else _cell(row.get(name), kind)] for name, kind in kinds.items()}
     return pa.table(cells, schema=TRIAL_SCHEMA)
 
 
@@ -171,7 +235,8 @@ class Store:
 
     def read(self, columns: list[str] | None = None) -> tuple[pa.Table, list[tuple[Path, str]]]:
         """Every readable trial row (`columns` of it, default all), and (file, problem) for each unreadable one."""
-        return read_folder(self.files(), TRIAL_SCHEMA, read_trial_file, one_row=True, columns=columns)
+        table, bad = read_folder(self.files(), TRIAL_SCHEMA, read_trial_file, one_row=True, columns=columns)
+        return current_config_cells(table), bad  # the index keeps the files' cells as written, old ones too
 
     def epoch_files(self) -> list[Path]:
         if not self.epochs_dir.is_dir():
