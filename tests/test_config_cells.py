@@ -12,7 +12,7 @@ import pytest
 from test_store import fake_row
 
 from tlbench import report
-from tlbench.spec import Grid
+from tlbench.grid import Grid
 from tlbench.store import INDEX_FILE, JSON_CONFIG_COLUMNS, Store, config_cell, config_value, trial_table
 
 # Two freeze strategies as a table's rows, and a list-valued key (model.hidden) beside them.
