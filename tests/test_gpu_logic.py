@@ -8,7 +8,8 @@ import pytest
 import torch
 from helpers import resolved
 
-from tlbench import scheduler, train
+from tlbench import train
+from tlbench.on_ray import scheduler
 from tlbench.grid import TrialSpec, trial_id
 
 

@@ -78,7 +78,7 @@ def test_a_fifo_claim_is_no_holder_and_does_not_block_taking(tmp_path):
 
 
 def test_a_fifo_state_file_is_ignored_by_the_reader_and_the_driver(tmp_path, capsys):
-    from tlbench.scheduler import STATE_FILE, earlier_checkpoints
+    from tlbench.on_ray.scheduler import STATE_FILE, earlier_checkpoints
 
     folder = tmp_path / "tlbench-1" / "0123456789abcdef" / "checkpoint_000001"
     folder.mkdir(parents=True)
@@ -218,7 +218,7 @@ def test_a_claim_of_a_live_pid_without_its_start_time_goes_stale_by_age(tmp_path
 def test_a_driver_says_once_which_trials_it_leaves_to_another(tmp_path, trials, capsys):
     from test_results_safety import callback, plant
 
-    from tlbench.scheduler import ClaimingSearcher, Searcher
+    from tlbench.on_ray.scheduler import ClaimingSearcher, Searcher
 
     results, _ = callback(tmp_path)
     for spec in trials[:2]:

@@ -153,7 +153,7 @@ def test_a_grid_run_on_a_terminal_redraws_its_status_line(write_grid, tmp_path):
 def test_on_a_gpu_cluster_the_eta_packs_the_trials_gpu_shares_on_its_gpus():
     from helpers import resolved
 
-    from tlbench import scheduler
+    from tlbench.on_ray import scheduler
     from tlbench.makespan import gpu_seconds
 
     configs = [resolved(model={"arch": arch, "weights": "none"}) for arch in ("vgg16", "resnet18", "resnet18")]

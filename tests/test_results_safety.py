@@ -87,7 +87,7 @@ def test_list_run_and_report_name_foreign_files_and_run_quarantines_them_uniquel
     assert len(list((results / "trials").glob("[0-9a-f]*.parquet"))) == 4
     first = (results / "trials" / f"{ids[1]}.parquet").read_bytes()
     runs = []
-    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: runs.append(pending) or _outcome({}))
+    monkeypatch.setattr("tlbench.on_ray.scheduler.run", lambda pending, options: runs.append(pending) or _outcome({}))
     capsys.readouterr()
     grid_cli.main(["run", *common])
     err = capsys.readouterr().err
@@ -100,7 +100,7 @@ def test_list_run_and_report_name_foreign_files_and_run_quarantines_them_uniquel
 
 
 def _outcome(counts, stopped=None):
-    from tlbench.scheduler import RunOutcome
+    from tlbench.on_ray.scheduler import RunOutcome
 
     return RunOutcome(counts, 0, stopped)
 
@@ -114,7 +114,7 @@ def tune_result(row, epochs=()):
 
 def callback(tmp_path):
     from tlbench.progress import Progress
-    from tlbench.scheduler import StoreResults
+    from tlbench.on_ray.scheduler import StoreResults
 
     counts: dict[str, int] = {}
     return StoreResults(Store(tmp_path), Claims(tmp_path), Progress([], devices=1, live=False), counts), counts
@@ -141,7 +141,7 @@ def test_a_garbled_result_is_reported_not_raised(tmp_path, capsys):
 
 
 def test_a_full_disk_stops_new_trials_keeps_the_row_and_a_later_run_writes_it(tmp_path, trials, capsys, monkeypatch):
-    from tlbench.scheduler import ClaimingSearcher, Searcher
+    from tlbench.on_ray.scheduler import ClaimingSearcher, Searcher
 
     results, counts = callback(tmp_path)
     searcher = ClaimingSearcher([{"trial": {"trial_id": t.trial_id}} for t in trials], results.claims, results.store, results)
@@ -164,7 +164,7 @@ def test_a_full_disk_stops_new_trials_keeps_the_row_and_a_later_run_writes_it(tm
 def test_a_run_stopped_by_the_disk_exits_1_with_a_message(tiny_grid, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     stopped = _outcome({"ok": 1}, "cannot write to r (No space left on device)")
-    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: stopped)
+    monkeypatch.setattr("tlbench.on_ray.scheduler.run", lambda pending, options: stopped)
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "error: stopped early: cannot write to r (No space left on device)" in err and "Traceback" not in err
@@ -253,14 +253,14 @@ def test_results_that_cannot_be_written_stop_the_run_before_ray_starts(tiny_grid
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
     monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
-    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
+    monkeypatch.setattr("tlbench.on_ray.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(blocker / "results")]) == 1
     err = capsys.readouterr().err
     assert f"error: cannot write to {blocker / 'results'}" in err and "Traceback" not in err
 
 
 def test_a_claim_the_disk_refuses_stops_handing_out_trials(tmp_path, trials):
-    from tlbench.scheduler import ClaimingSearcher, Searcher
+    from tlbench.on_ray.scheduler import ClaimingSearcher, Searcher
 
     results, _ = callback(tmp_path / "a-file" / "results")
     (tmp_path / "a-file").write_text("in the way")
@@ -290,7 +290,7 @@ def test_a_foreign_epochs_file_loses_only_a_curve_and_is_named_and_moved(tiny_gr
 
 
 def test_trials_no_node_can_place_are_refused_naming_the_nodes(trials, monkeypatch):
-    from tlbench import scheduler
+    from tlbench.on_ray import scheduler
     from tlbench.grid import GridError
 
     monkeypatch.setattr(scheduler.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 4.0}},
@@ -311,6 +311,6 @@ def test_a_read_only_results_disk_is_a_message_and_exit_1_not_a_traceback(tiny_g
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr("tlbench.store.os.replace", read_only)
-    monkeypatch.setattr("tlbench.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
+    monkeypatch.setattr("tlbench.on_ray.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
     assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1
     assert f"error: cannot write to {results} (Read-only file system)" in capsys.readouterr().err

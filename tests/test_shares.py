@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import TINY_GRID
 
-from tlbench import cli, scheduler, shares
+from tlbench import cli, shares
+from tlbench.on_ray import scheduler
 from tlbench.execute import trial_row
 from tlbench.grid import Grid
 from tlbench.store import Store
@@ -104,7 +105,7 @@ def test_grid_run_hands_the_oom_shares_to_the_scheduler_and_exits_1_while_a_tria
         return scheduler.RunOutcome({"oom": 1})
 
     monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
-    monkeypatch.setattr("tlbench.scheduler.run", run)
+    monkeypatch.setattr("tlbench.on_ray.scheduler.run", run)
     assert cli.main(["run", "--grid", str(tiny_grid), "--results", str(results)]) == 1  # oom is not done
     pending = sorted(t.trial_id for t in trials if t.trial_id != trials[1].trial_id)
     assert handed == [(pending, {trials[0].trial_id: 0.25})]

@@ -12,7 +12,9 @@ import pytest
 from helpers import resolved
 from tensorboard_events import scalars
 
-from tlbench import cli, scheduler, train, tune_loggers
+from tlbench import cli, train
+from tlbench.on_ray import loggers as tune_loggers
+from tlbench.on_ray import scheduler
 
 TWO_TRIALS = """
 defaults:

@@ -250,9 +250,7 @@ def training_flops_per_image(size: int) -> float:
 
 def bench_ray_overhead(few: int, many: int) -> None:
     """Marginal seconds per trial through Ray Tune beyond the trial's own work."""
-    import ray
-
-    from . import scheduler
+    from .on_ray import scheduler
     from .grid import TrialSpec, trial_id
     from .grid.config import merge
     from .grid.schema import defaults
@@ -278,7 +276,7 @@ def bench_ray_overhead(few: int, many: int) -> None:
 
         own = pd.read_parquet(root / f"r{many}" / "trials")["wall_s"].mean()
         # Trials that run side by side: one per CPU, and on a GPU machine no more than the GPU shares allow.
-        resources = ray.cluster_resources()
+        resources = scheduler.cluster_resources()
         share = scheduler.gpu_share(specs[0], options, resources.get("GPU", 0.0))
         lanes = max(1, int(resources.get("CPU", 1) // options.cpus_per_trial))
         if share > 0:

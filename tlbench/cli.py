@@ -265,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:  # before Ray starts: nothing it ran could be kept
         print(f"error: {problem}; free space or make it writable (or pass --results DIR), then rerun", file=sys.stderr)
         return 1
-    from .scheduler import RunOptions, run
+    from .on_ray.scheduler import RunOptions, run
 
     options = RunOptions(
         results=Path(args.results), data=Path(args.data), address=args.address, gpus_per_trial=args.gpus_per_trial,

@@ -1,6 +1,6 @@
 """Pending trials -> Ray Tune, one Tune trial each; results come back to the driver.
 
-The only module that imports Ray. Each trial runs `execute.execute` in a Ray
+With `loggers.py`, the only code that imports Ray. Each trial runs `execute.execute` in a Ray
 actor with its own resources (a GPU share per arch, CPUs with torch threads to
 match). Its row travels back in its last Tune result and the driver writes it,
 so the cluster needs no shared filesystem for results. After every epoch the
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 # Tune's automatic per-trial CSV/JSON/TensorBoard loggers would duplicate what
-# the store writes; the loggers asked for (tune_loggers.py) are added by name.
+# the store writes; the loggers asked for (loggers.py) are added by name.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Ctrl-C should stop the grid at once as a KeyboardInterrupt (exit 130), not
@@ -37,14 +37,13 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from . import shares
-from .trial_claims import Claims
-from .grid import GridError
-from .makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
-from .progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
-from .regular_files import is_regular
-from .grid import TrialSpec
-from .store import Store
+from .. import shares
+from ..trial_claims import Claims
+from ..makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
+from ..progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
+from ..regular_files import is_regular
+from ..grid import GridError, TrialSpec
+from ..store import Store
 
 STATE_FILE = "state.pt"
 
@@ -106,7 +105,7 @@ class TuneCheckpointer:
             self.held = None
 
     def load(self) -> dict[str, Any] | None:
-        from .checkpoint import read
+        from ..checkpoint import read
 
         checkpoint = tune.get_checkpoint()
         if checkpoint is not None:
@@ -129,7 +128,7 @@ def _trainable(config: dict[str, Any]) -> None:
     """A Tune function trainable: one trial; a report per epoch (its metrics, its checkpoint), then its row."""
     import torch
 
-    from .execute import execute, now_iso
+    from ..execute import execute, now_iso
 
     torch.set_num_threads(max(1, int(config["cpus"])))  # match the CPUs Ray granted: no oversubscription
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per checkpoint on the driver's terminal would bury the progress line
@@ -200,7 +199,7 @@ class StoreResults(tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Ray gave up on a trial (its worker kept dying): record it as an error row."""
         try:
-            from .execute import trial_row
+            from ..execute import trial_row
 
             spec = _spec(trial.config)
             message = f"Ray trial failed after retries: {getattr(trial, 'error_msg', None) or 'worker died'}"
@@ -326,6 +325,11 @@ class ClaimingSearcher(Searcher):
         pass
 
 
+def cluster_resources() -> dict[str, float]:
+    """What the connected cluster has: {"CPU": n, "GPU": n, ...}."""
+    return ray.cluster_resources()
+
+
 def connect(address: str | None) -> None:
     """A running cluster at `address` (or RAY_ADDRESS, 'auto' on a node), else a local Ray."""
     address = address or os.environ.get("RAY_ADDRESS")
@@ -355,7 +359,7 @@ def earlier_checkpoints(storage: str) -> dict[str, str]:
 @ray.remote(num_cpus=0)
 def _prepare_on_node(configs: list[tuple[dict[str, Any], int]], data: str) -> str:
     """Download and decode each real dataset once on this node, before any trial reads it."""
-    from . import data as datasets
+    from .. import data as datasets
 
     for dataset, size in configs:
         datasets.load(dataset, size, data, seed=0)
@@ -411,8 +415,8 @@ def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus:
 
 
 def loggers(options: RunOptions) -> list[tune.Callback]:
-    """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (tune_loggers.py)."""
-    from . import tune_loggers
+    """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (loggers.py)."""
+    from . import loggers as tune_loggers
 
     chosen: list[tune.Callback] = []
     if options.tensorboard:
