@@ -14,7 +14,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from . import archs, shares
+from . import archs, freezing, shares
 from .cost import gpu_images_per_s, trial_cost
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .provenance import repository_state
@@ -106,22 +106,20 @@ def preflight(trials: list[TrialSpec]) -> None:
                 weights_enum(spec.config["model"]["arch"], spec.config["model"]["weights"])
             except ValueError as exc:
                 raise GridError(f"experiment {spec.experiment!r}: {exc}", file="grid") from None
-    if not any(isinstance(t.config["train"]["freeze"], dict) for t in trials):
+    if not any(freezing.module_paths(t.config["train"]["freeze"]) for t in trials):
         return
     from .models import module_names
 
     for spec in trials:
         freeze, arch = spec.config["train"]["freeze"], spec.config["model"]["arch"]
-        if not isinstance(freeze, dict) or archs.is_custom(arch):
+        if archs.is_custom(arch):
             continue
-        (kind, arg), = freeze.items()
-        paths = arg if kind in ("trainable", "frozen") else arg.get("blocks", []) if kind == "gradual" else []
         known = module_names(arch)
-        for path in paths:
+        for path in freezing.module_paths(freeze):
             if path not in known:
                 top = sorted({n.split(".")[0] for n in known})
-                raise GridError(f"experiment {spec.experiment!r}: train.freeze.{kind}: {arch} has no module {path!r} "
-                                f"(top-level modules: {', '.join(top)})", file="grid")
+                raise GridError(f"experiment {spec.experiment!r}: train.freeze.{freezing.split(freeze)[0].name}: {arch} has no module "
+                                f"{path!r} (top-level modules: {', '.join(top)})", file="grid")
 
 
 def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:

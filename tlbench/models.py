@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import archs
-from .grid.schema import FREEZE_KEYS, FREEZE_WORDS
+from . import archs, freezing
+from .freezing import FreezePlan, under
 
 
 class WeightsMissing(RuntimeError):
@@ -192,66 +192,20 @@ def find_head(module: nn.Module, n_classes: int = 1000) -> tuple[str, str]:
 
 # -- what trains --------------------------------------------------------------
 
-Predicate = Callable[[str], bool]  # parameter name -> trains?
 
-
-@dataclass
-class FreezePlan:
-    stages: list[tuple[int, Predicate]]  # (first epoch, which parameters train), by epoch
-    freeze_all_bn_stats: bool = False  # gradual unfreezing keeps every BN's ImageNet statistics
-
-    def trains(self, epoch: int) -> Predicate:
-        current = self.stages[0][1]
-        for start, predicate in self.stages:
-            if epoch >= start:
-                current = predicate
-        return current
-
-
-def _under(prefixes: list[str]) -> Predicate:
-    return lambda name: any(name == p or name.startswith(p + ".") for p in prefixes)
+def network_of(built: Built) -> freezing.Network:
+    """The names a freeze plan reads (`freezing.Network`)."""
+    module = built.module
+    return freezing.Network(
+        arch=built.arch, head=built.head, children=tuple(built.info.children or ()), blocks=built.info.blocks,
+        batchnorms=tuple(n for n, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+        modules=frozenset(name for name, _ in module.named_modules() if name),
+    )
 
 
 def freeze_plan(freeze: Any, built: Built) -> FreezePlan:
-    """The freeze strategy registry: one entry per word or key of `train.freeze`."""
-    head = built.head
-    if isinstance(freeze, str):
-        kind, arg = freeze, None
-    else:
-        (kind, arg), = freeze.items()
-    _check_paths(kind, arg, built)
-    if kind == "none":
-        return FreezePlan([(0, lambda name: True)])
-    if kind == "head":
-        return FreezePlan([(0, _under([head]))])
-    if kind == "bn":
-        bns = [n for n, m in built.module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        return FreezePlan([(0, _under([head, *bns]))])
-    if kind == "last":  # 002: the last l children of the root before the head
-        children = list(built.info.children or ())
-        return FreezePlan([(0, _under([head, *children[len(children) - arg :]] if arg else [head]))])
-    if kind == "trainable":
-        return FreezePlan([(0, _under([head, *arg]))])
-    if kind == "frozen":
-        frozen = _under(arg)
-        return FreezePlan([(0, lambda name: _under([head])(name) or not frozen(name))])
-    if kind == "gradual":  # the head, then one more block every `every` epochs, the first at epoch `first`
-        blocks, every = arg["blocks"], arg["every"]
-        first = arg.get("first", every)
-        stages = [(0, _under([head]))] + [(first + (k - 1) * every, _under([head, *blocks[:k]])) for k in range(1, len(blocks) + 1)]
-        return FreezePlan(stages, freeze_all_bn_stats=True)
-    raise KeyError(f"no freeze strategy {kind!r}; valid: {', '.join((*FREEZE_WORDS, *FREEZE_KEYS))}")
-
-
-def _check_paths(kind: str, arg: Any, built: Built) -> None:
-    paths = {"trainable": arg, "frozen": arg, "gradual": (arg or {}).get("blocks") if isinstance(arg, dict) else None}.get(kind)
-    if not paths:
-        return
-    known = {name for name, _ in built.module.named_modules() if name}
-    for path in paths:
-        if path not in known:
-            top = sorted({n.split(".")[0] for n in known})
-            raise ValueError(f"train.freeze.{kind}: {built.arch} has no module {path!r}; its top-level modules: {', '.join(top)}")
+    """Which parameters train from which epoch on: the strategy's plan (`freezing.STRATEGIES`) on this network."""
+    return freezing.plan(freeze, network_of(built))
 
 
 def apply_stage(built: Built, plan: FreezePlan, epoch: int) -> int:
@@ -294,7 +248,7 @@ def param_groups(built: Built, lr: float, block_lr_decay: float) -> list[dict[st
     order = [built.head, *built.info.blocks]
     groups: dict[int, list[torch.Tensor]] = {}
     for name, param in params:
-        depth = next((k for k, prefix in enumerate(order) if _under([prefix])(name)), len(order))
+        depth = next((k for k, prefix in enumerate(order) if under([prefix])(name)), len(order))
         groups.setdefault(depth, []).append(param)
     return [{"params": ps, "lr": lr * block_lr_decay**depth} for depth, ps in sorted(groups.items())]
 

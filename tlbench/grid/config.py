@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .. import archs
+from .. import archs, freezing
 from ..datasets import DATASETS
 from ..registry import expected_one_of, suggest
 from .document import GridError, KeyPath, YamlDoc
@@ -142,21 +142,8 @@ def type_problem(spec: Field, value: Any) -> str | None:
 
 
 def canonical_freeze(freeze: Any, arch: str) -> Any:
-    """One spelling per behaviour, so equal configs hash equal: 002's l=0 and l=1
-    both train only the head of a ResNet (the last child, avgpool, has no weights)."""
-    children = archs.get(arch).children if archs.is_known(arch) else None
-    if isinstance(freeze, dict) and "last" in freeze and children is not None:  # else refused by check_resolved
-        last = children[len(children) - freeze["last"] :] if freeze["last"] else ()
-        if all(child in archs.PARAMETERLESS_CHILDREN for child in last):
-            return "head"
-    if isinstance(freeze, dict) and "gradual" in freeze:
-        arg = freeze["gradual"]
-        every = arg.get("every", 1)
-        out = {"every": every, "blocks": list(arg.get("blocks") or archs.get(arch).blocks)}
-        if arg.get("first", every) != every:  # the default stays unspelled, so ids from before `first` hold
-            out["first"] = arg["first"]
-        return {"gradual": out}
-    return freeze
+    """One spelling per behaviour, so equal configs hash equal (`freezing.canonical`)."""
+    return freezing.canonical(freeze, archs.get(arch)) if archs.is_known(arch) else freeze
 
 
 def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -181,15 +168,9 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         problems.append(("image_size", f"at least {info.min_image_size} px for {arch}, got {config['image_size']}"))
     elif info.image_size is not None and model["weights"] == "none" and config["image_size"] != info.image_size:
         problems.append(("image_size", f"{info.image_size} px: {arch} takes only that size, got {config['image_size']}"))
-    freeze = train["freeze"]
-    if isinstance(freeze, dict) and "last" in freeze:
-        if info.children is None:
-            with_children = [a.name for a in archs.ARCHS.entries() if a.children]
-            problems.append(("train.freeze", f"{{last: l}} counts the children of {', '.join(with_children)}; {arch} has no such order"))
-        elif freeze["last"] > len(info.children):
-            problems.append(("train.freeze.last", f"at most {len(info.children)} (the children of {arch} before its head), got {freeze['last']}"))
-    if isinstance(freeze, dict) and "gradual" in freeze and not (freeze["gradual"].get("blocks") or info.blocks):
-        problems.append(("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch} has no default order"))
+    freeze_problem = freezing.check_arch(train["freeze"], info)
+    if freeze_problem:
+        problems.append(freeze_problem)
     dinfo = DATASETS[data["name"]]
     target = data["target"] if data["target"] is not None else dinfo.default_target
     if target not in dinfo.targets:

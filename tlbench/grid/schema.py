@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from .. import archs
+from .. import archs, freezing
 from ..datasets import DATASETS
 from ..registry import suggest
 
@@ -31,9 +31,6 @@ SPLIT_METHODS = ("stratified", "random", "greedy")
 PRECISIONS = ("auto", "fp32", "bf16")
 PROTOCOLS = ("standard", "lr_probe")
 SOURCES = ("real", "synthetic")
-# Freeze strategies: a word, or a mapping with one of these keys.
-FREEZE_WORDS = ("head", "none", "bn")
-FREEZE_KEYS = ("last", "trainable", "frozen", "gradual")
 
 
 REQUIRED = object()  # a default that says: the grid file must set it
@@ -104,35 +101,6 @@ def is_int(v: Any) -> bool:
 def is_number(v: Any) -> bool:
     """A finite number: NaN and infinities pass every comparison a check makes, so no float field takes them."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _freeze(value: Any) -> str | None:
-    words = ", ".join(FREEZE_WORDS)
-    keys = ", ".join(f"{{{k}: ...}}" for k in FREEZE_KEYS)
-    expected = f"one of {words}, or a mapping with one key of {keys}"
-    if isinstance(value, str):
-        return None if value in FREEZE_WORDS else expected + suggest(value, FREEZE_WORDS)
-    if len(value) != 1:
-        return expected
-    (key, arg), = value.items()
-    if key == "last":
-        return None if is_int(arg) and arg >= 0 else "{last: l} with an integer l >= 0"
-    if key in ("trainable", "frozen"):
-        ok = isinstance(arg, list) and arg and all(isinstance(x, str) for x in arg)
-        return None if ok else f"{{{key}: [module paths]}} with at least one dotted module path"
-    if key == "gradual":
-        if not isinstance(arg, dict) or set(arg) - {"every", "blocks", "first"}:
-            return "{gradual: {every: k, blocks: [module paths, head side first], first: epoch}}"
-        every = arg.get("every", 1)
-        blocks = arg.get("blocks", [])
-        if not (is_int(every) and every >= 1):
-            return "gradual.every: an integer >= 1 (epochs between unfreezing two blocks)"
-        if not (is_int(arg.get("first", every)) and arg.get("first", every) >= 0):
-            return "gradual.first: an integer >= 0 (the 0-based epoch the first block unfreezes; default: every)"
-        if not (isinstance(blocks, list) and all(isinstance(x, str) for x in blocks)):
-            return "gradual.blocks: a list of module paths"
-        return None
-    return expected + suggest(key, FREEZE_KEYS)
 
 
 def _imbalance(value: dict[str, Any]) -> str | None:
@@ -233,7 +201,7 @@ SCHEMA: dict[str, Any] = {
         "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
                         "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
                         "002 new_main.py:245-249 opens layer4 at epoch 0: first 0)",
-                        check=_freeze),
+                        check=freezing.check),
         "optimizer_per_epoch": Field(
             "bool", False,
             "a new optimizer at every epoch's start (002 new_main.py:252-259 builds SGD(model.parameters(), lr=0.001) "
