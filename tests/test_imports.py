@@ -15,11 +15,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "ray")  # top-level packages the light entry points must not pull in
 
-# Runs in the fresh interpreter: imports the light entry points (tlbench.cli too once it exists: decided there, by
-# the same sys.path the imports use) and prints which were imported and which heavy modules came with them.
+# Runs in the fresh interpreter: imports the light entry points, tlbench.cli too where this checkout has one, and
+# prints which were imported and which heavy modules came with them. "This checkout's": tlbench has no __init__.py,
+# and a namespace package spans every checkout on the path (an editable install of another one finds its cli.py).
 PROBE = f"""
-import importlib, importlib.util, json, sys
-wanted = ["tlbench.grid", "tlbench.report"] + (["tlbench.cli"] if importlib.util.find_spec("tlbench.cli") else [])
+import importlib, importlib.util, json, pathlib, sys
+cli = importlib.util.find_spec("tlbench.cli")
+ours = cli is not None and pathlib.Path(cli.origin).is_relative_to({str(REPO / "tlbench")!r})
+wanted = ["tlbench.grid", "tlbench.report"] + (["tlbench.cli"] if ours else [])
 for name in wanted:
     importlib.import_module(name)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
