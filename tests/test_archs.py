@@ -28,6 +28,7 @@ def test_the_arch_table_is_what_the_installed_torchvision_gives():
     ("convnext_tiny", [8], 32, "classifier.2"),  # its classifier also holds a norm and a flatten: only the Linear goes
     ("googlenet", [], 64, "fc"),  # auxiliary classifiers dropped: train mode returns the logits alone
 ])  # fmt: skip
+@pytest.mark.slow
 def test_a_torchvision_arch_outside_the_reports_builds_and_trains_only_its_head(arch, hidden, size, head):
     torch.manual_seed(0)
     built = models.build({"arch": arch, "weights": "none", "hidden": hidden, "dropout": 0.1}, 3)

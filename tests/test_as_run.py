@@ -42,6 +42,7 @@ def _watch_epochs(monkeypatch) -> list[dict]:
     return seen
 
 
+@pytest.mark.slow
 def test_batchnorm_reestimates_in_epoch_one_only_when_train_mode_epochs_is_one(monkeypatch):
     """002 as run: a frozen BatchNorm's statistics move in epoch 1 (model.train()), never after (model.eval())."""
     seen = _watch_epochs(monkeypatch)
@@ -54,6 +55,7 @@ def test_batchnorm_reestimates_in_epoch_one_only_when_train_mode_epochs_is_one(m
 
 
 @pytest.mark.parametrize("per_epoch", [True, False])
+@pytest.mark.slow
 def test_optimizer_rebuilt_every_epoch_starts_without_momentum(monkeypatch, per_epoch):
     seen = _watch_epochs(monkeypatch)
     config = small(3, optimizer="sgd", momentum=0.9, nesterov=True, optimizer_per_epoch=per_epoch)
@@ -63,6 +65,7 @@ def test_optimizer_rebuilt_every_epoch_starts_without_momentum(monkeypatch, per_
     assert (max(states[1:]) == 0) == per_epoch  # rebuilt: empty momentum buffers at every epoch's start
 
 
+@pytest.mark.slow
 def test_step_schedule_never_decays_when_the_optimizer_is_rebuilt_each_epoch():
     base = {"optimizer": "sgd", "lr": 1e-2, "lr_step": 1, "lr_gamma": 0.1}
     rebuilt = train.run_trial(small(3, **base, optimizer_per_epoch=True), feature_cache=False)
@@ -71,6 +74,7 @@ def test_step_schedule_never_decays_when_the_optimizer_is_rebuilt_each_epoch():
     assert [e["lr"] for e in kept.epochs] == pytest.approx([1e-2, 1e-3, 1e-4])
 
 
+@pytest.mark.slow
 def test_test_every_epoch_reports_the_best_epochs_test_accuracy_and_the_last_test_loss():
     outcome = train.run_trial(small(3, test_every_epoch=True), feature_cache=False)
     per_epoch = [e["test_acc"] for e in outcome.epochs]
@@ -80,6 +84,7 @@ def test_test_every_epoch_reports_the_best_epochs_test_accuracy_and_the_last_tes
     assert outcome.summary["test_acc"] == per_epoch[-1]
 
 
+@pytest.mark.slow
 def test_validation_is_augmented_only_where_augment_val_says_so():
     plain = train.run_trial(small(1, augment="strong"), feature_cache=False)
     augmented = train.run_trial(small(1, augment="strong", augment_val=True), feature_cache=False)

@@ -127,6 +127,7 @@ def test_a_fixed_precision_stays_fixed_with_todays_memory_format():
     assert autotune.fixed("fp32", CPU).how == "fixed"
 
 
+@pytest.mark.slow
 def test_auto_gives_the_results_of_its_decision_run_fixed(tmp_path):
     """Measuring trains copies with dropout (the global RNG) and BatchNorm: the trial must not see any of it."""
     config = resolved(precision="auto", image_size=16, model={"hidden": [16], "dropout": 0.5},

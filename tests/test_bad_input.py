@@ -59,16 +59,19 @@ def test_aliases_are_fine_and_keep_their_lines(write_grid):
 
 
 @pytest.mark.parametrize("text", ["defaults: &x\n  foo: *x\n", "a: &x [1, *x]\n"])
+@pytest.mark.slow
 def test_a_self_referencing_anchor_is_refused_with_exit_2(write_grid, text):
     run = cli("tlbench.grid", "list", "--grid", str(write_grid(text)))
     assert run.returncode == 2 and "a cycle" in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 def test_deep_nesting_is_refused_not_a_recursion_traceback(write_grid):
     run = cli("tlbench.grid", "list", "--grid", str(write_grid("a: " + "[" * 5000 + "]" * 5000 + "\n")))
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 def test_a_grid_file_not_in_utf8_is_refused_with_its_line(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(TINY_GRID.replace("test.txt", "caf\xe9.txt").encode("latin-1"))
@@ -135,6 +138,7 @@ def test_report_with_an_unknown_profile_exits_2_naming_the_profiles(tiny_grid, t
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_listing_into_a_closed_pipe_ends_quietly(write_grid):
     many = write_grid(TINY_GRID.replace("seeds: [0, 1]", f"seeds: {list(range(1500))}"))
     lister = subprocess.Popen([sys.executable, "-m", "tlbench.grid", "list", "--json", "--grid", str(many)],
@@ -145,6 +149,7 @@ def test_listing_into_a_closed_pipe_ends_quietly(write_grid):
     assert first.startswith(b'{"trial_id"') and lister.returncode == 0 and err == b"", err.decode()
 
 
+@pytest.mark.slow
 def test_report_warns_of_a_missing_results_folder_and_of_another_grid_files_results(tiny_grid, write_grid, tmp_path, capsys):
     from test_store import fake_row
 

@@ -37,6 +37,7 @@ class Planted:
         return (open, (self.marker, "w"))
 
 
+@pytest.mark.slow
 def test_a_state_file_round_trips_through_weights_only_and_resumes_exactly(tmp_path):
     config = resolved(epochs=3, train={"augment": "hflip"})
     whole = train.run_trial(config)
@@ -52,6 +53,7 @@ def test_a_state_file_round_trips_through_weights_only_and_resumes_exactly(tmp_p
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("how", ["torch.save", "raw pickle"])
+@pytest.mark.slow
 def test_a_planted_pickle_runs_no_code_and_the_trial_starts_over(tmp_path, capsys, how):
     marker, state = tmp_path / "pwned", tmp_path / "state.pt"
     payload = {"model": Planted(marker), "progress": {"epochs": [{}], "lr": 0.1}}
@@ -66,6 +68,7 @@ def test_a_planted_pickle_runs_no_code_and_the_trial_starts_over(tmp_path, capsy
     assert f"ignoring unreadable checkpoint {state}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_state_of_the_wrong_structure_or_network_is_reported_and_ignored(tmp_path, capsys):
     config = resolved(epochs=2)
     keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
@@ -105,6 +108,7 @@ def _moments_of_other_shapes(state):
     (lambda s: {**s, "optimizer": _optimizer_of_other_groups(s)}, "it does not restore"),
     (lambda s: {**s, "optimizer": _moments_of_other_shapes(s)}, "it does not restore"),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_a_state_that_loads_but_does_not_restore_starts_the_trial_over(tmp_path, capsys, damage, why):
     """Each ended as a trial error (KeyError, ValueError) before, not as a report and a run from epoch 0."""
     config = resolved(epochs=3, train={"optimizer": "sgd", "momentum": 0.9})

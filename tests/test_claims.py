@@ -57,6 +57,7 @@ def test_claims_are_supported_reversed_or_unresolved_with_a_seed_count(write_gri
     assert "## Claims" in markdown and "unresolved at 3 seeds" in markdown and "| test.txt | – | 1 | 0 | 1 | 0 | 0 | 1 | 1 | 1 | 0 |" in markdown  # the scoreboard
 
 
+@pytest.mark.slow
 def test_a_claim_is_tested_within_each_reading(write_grid, tmp_path):
     """A table that follows both readings of its report: same labels, one row per reading."""
     rows = """      - {label: fast, experiment: tiny, where: {train.lr: 3.0e-3}, reported: {test_acc: 90.0}, reading: as stated}

@@ -36,6 +36,7 @@ def test_pets_trainval_splits_2944_736_stratified():
 
 
 @pytest.mark.parametrize("minority", ["cat", "dog"])
+@pytest.mark.slow
 def test_imbalanced_pets_keep_a_quarter_of_the_minority_species(tmp_path, minority):
     write_pets(tmp_path, trainval_per_breed=10, test_per_breed=1)
     cfg = dataset_cfg(name="oxford_pets", target="breed", imbalance={"minority": minority, "keep": 0.25})

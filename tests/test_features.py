@@ -12,6 +12,7 @@ from tlbench import features, models, train
 @pytest.mark.parametrize("arch, size, cut_name, cut_key", [
     ("resnet18", 32, "fc", "fx:flatten"), ("resnet50", 32, "fc", "fx:flatten"), ("alexnet", 64, "classifier", "fx:flatten"),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_the_traced_cut_splits_the_networks_forward(arch, size, cut_name, cut_key):
     """Head only: the report archs cut where the per-arch chain did (ResNet before fc, AlexNet before its dropout)."""
     torch.manual_seed(0)
@@ -28,6 +29,7 @@ def head_only(arch: str = "resnet18", **train_overrides) -> dict:
                     train={"freeze": "head", "lr": 1e-2, **train_overrides}, dataset={"n_classes": 3, "n_train": 240, "n_test": 90})
 
 
+@pytest.mark.slow
 def test_cached_head_only_trial_matches_the_uncached_one_and_is_shared(tmp_path):
     config = head_only()
     plain = train.run_trial(config, tmp_path, feature_cache=False)
@@ -42,6 +44,7 @@ def test_cached_head_only_trial_matches_the_uncached_one_and_is_shared(tmp_path)
     assert len(list((tmp_path / ".tlbench-cache" / "features").glob("*.npy"))) == 2  # train and test pools
 
 
+@pytest.mark.slow
 def test_hflip_and_dropout_after_the_cut_stay_live(tmp_path):
     config = head_only("alexnet", augment="hflip")
     plain = train.run_trial(config, tmp_path, feature_cache=False)
@@ -57,11 +60,13 @@ def test_hflip_and_dropout_after_the_cut_stay_live(tmp_path):
     ({"freeze": {"gradual": {"every": 1, "blocks": ["layer4"]}}}, "gradual unfreezing"),
     ({"freeze": "bn"}, "larger than the image"),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_uncacheable_trials_say_why(tmp_path, overrides, reason):
     outcome = train.run_trial({**head_only(), "epochs": 1, "train": {**head_only()["train"], **overrides}}, tmp_path)
     assert outcome.summary["feature_cache"].startswith("not cacheable") and reason in outcome.summary["feature_cache"]
 
 
+@pytest.mark.slow
 def test_last_l_layers_cut_before_the_first_trained_block(tmp_path):
     outcome = train.run_trial({**head_only(), "epochs": 1, "image_size": 64, "train": {**head_only()["train"], "freeze": {"last": 3}}}, tmp_path)
     assert outcome.summary["feature_cache"] == "built (cut before layer3)"
@@ -80,6 +85,7 @@ def _equal_runs(config: dict, root) -> tuple:
     return cached, again
 
 
+@pytest.mark.slow
 def test_traced_cache_on_a_functional_network_with_dropout_matches_uncached_exactly(tmp_path):
     """Functional ops, a skip connection, F.dropout and nn.Dropout before the head: the cut lands before the
     first dropout, and both dropouts run live in train mode and not in eval mode, as in the whole network."""

@@ -44,6 +44,7 @@ def test_longest_first_orders_by_estimated_cost():
     assert [t.trial_id for t in longest_first([small, big])] == ["b", "a"]
 
 
+@pytest.mark.slow
 def test_grid_plan_prints_the_wall_time_beside_todays_lines(tiny_grid, capsys):
     assert cli.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--cpus", "2", "--gpus-per-trial", "0.5"]) == 0
     out = capsys.readouterr().out
@@ -52,6 +53,7 @@ def test_grid_plan_prints_the_wall_time_beside_todays_lines(tiny_grid, capsys):
     assert "wall time on 2 CPU(s):" in out and "1 CPU per trial" in out
 
 
+@pytest.mark.slow
 def test_grid_plan_refuses_a_share_larger_than_the_gpus(tiny_grid, capsys):
     assert cli.main(["plan", "--grid", str(tiny_grid), "--gpus", "1", "--gpus-per-trial", "2"]) == 2
     assert "asks for 2 GPUs; --gpus is 1" in capsys.readouterr().err

@@ -67,6 +67,7 @@ def _build(arch: str, freeze, classes: int, hidden: list[int]) -> tuple[models.B
 
 
 @pytest.mark.parametrize("arch, freeze, classes, hidden, expected", CASES, ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+@pytest.mark.slow
 def test_strategy_trains_exactly_the_expected_parameters(arch, freeze, classes, hidden, expected):
     built, plan = _build(arch, freeze, classes, hidden)
     trainable = models.apply_stage(built, plan, 0)
@@ -111,6 +112,7 @@ def test_gradual_unfreezing_as_002_ran_it():
 
 
 @pytest.mark.parametrize("freeze, stats_move", [("head", False), ("bn", True)])
+@pytest.mark.slow
 def test_batchnorm_statistics_move_only_where_batchnorm_trains(freeze, stats_move):
     """A frozen BatchNorm keeps its statistics in train mode; the bn strategy lets them adapt."""
     built, plan = _build("resnet18", freeze, 10, [])

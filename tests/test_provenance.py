@@ -108,6 +108,7 @@ def test_a_table_from_one_commit_and_machine_names_them_and_warns_of_nothing(wri
     assert "Warning: its numbers come from" not in page
 
 
+@pytest.mark.slow
 def test_a_table_mixing_commits_and_machines_warns_and_says_which(write_grid, tmp_path):
     grid, results = _results(write_grid, tmp_path, ["a" * 40, "a" * 40, "b" * 40, "a" * 40], ["GPU X", "GPU X", "GPU X", "CPU Y"])
     summary = report.write_report(grid, results, tmp_path / "out", None)

@@ -98,6 +98,7 @@ def test_the_page_has_scoreboard_contents_tables_with_their_figures_and_claims(g
 
 
 @pytest.mark.parametrize("status", ["error", "oom"])  # oom: out of its GPU share's memory
+@pytest.mark.slow
 def test_errored_trials_are_marked_not_dropped(grid_and_results, tmp_path, status):
     grid_path, results = grid_and_results
     grid = Grid.load(grid_path)
@@ -130,6 +131,7 @@ def report_with_extras(write_grid, tmp_path, extras: str, **row_fields):
     return out
 
 
+@pytest.mark.slow
 def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path):
     thumbnail = {"name": "x.png", "label": "class0", "pred": "class1",
                  "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}
@@ -138,6 +140,7 @@ def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path)
     assert "misclassified-t-tiny" in (out / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
     per_class = {"precision": [1.0, 0.5, 0.0], "recall": [0.5, 1.0, 0.0], "f1": [0.67, 0.67, 0.0], "support": [2, 1, 1], "classes": ["ant", "bee", "cat"]}
     out = report_with_extras(write_grid, tmp_path, "per_class, confusion", per_class=per_class, confusion=[[1, 1, 0], [0, 1, 0], [0, 1, 0]])

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections import Counter
 
+import pytest
+
 from tlbench.grid import Grid
 from tlbench.grid.tables import row_trial_ids
 
@@ -66,6 +68,7 @@ def test_smoke_profile_runs_every_experiment_on_synthetic_twins():
     assert named == {e.name for e in Grid.load(GRID).experiments}
 
 
+@pytest.mark.slow
 def test_plan_costs_every_experiment_and_totals_them():
     proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "plan", "--profile", "smoke"], capture_output=True, text=True, check=True, timeout=120)
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:] if line and line.split()[0].startswith(("r0", "total"))}
@@ -93,6 +96,7 @@ def test_as_run_s2_higher_lr_and_lr_per_layer_are_the_baselines_trials():
     assert bn[0] == bn[1] and len(bn[0]) == 3
 
 
+@pytest.mark.slow
 def test_list_json_shows_corrections_and_what_each_trial_feeds():
     proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--json", "--only", "r002-*", "--only", "r003-*", "--only", "r004-*"],
                           capture_output=True, text=True, check=True, timeout=120)

@@ -104,6 +104,7 @@ def test_row_index_resolves_every_reports_row_as_the_full_comparison_does():
         assert index.trial_ids(row) == old_row_trial_ids(grid, row), row["label"]
 
 
+@pytest.mark.slow
 def test_array_aggregation_gives_the_per_row_lookup_numbers(tmp_path):
     """On the reports' grid, with results of every status and some missing: each cell equals a plain
     per-row filter of the results frame."""
@@ -137,6 +138,7 @@ def test_array_aggregation_gives_the_per_row_lookup_numbers(tmp_path):
     assert checked > 50
 
 
+@pytest.mark.slow
 def test_a_table_of_many_rows_is_collapsed_on_the_page_and_whole_in_its_csv(tmp_path):
     grid_path = tmp_path / "grid.yaml"
     grid_path.write_text(scale_grid(120))

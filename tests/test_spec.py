@@ -61,6 +61,7 @@ def line_of(text: str, needle: str, nth: int) -> int:
     return hits[nth - 1]
 
 
+@pytest.mark.slow
 def test_cli_exits_2_and_writes_nothing_for_a_bad_grid(write_grid, tmp_path):
     path = write_grid(TINY_GRID.replace("batch_size: 16", "batch_size: -3"))
     results = tmp_path / "results"
@@ -78,6 +79,7 @@ def test_cli_exits_2_and_writes_nothing_for_a_bad_grid(write_grid, tmp_path):
     (["--profile", "quik"], ["unknown profile", "did you mean 'quick'"]),
     (["--only", "nothing*"], ["matches no experiment"]),
 ])  # fmt: skip
+@pytest.mark.slow
 def test_cli_refuses_bad_selection_flags(tiny_grid, args, words):
     proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), *args],
                           capture_output=True, text=True, timeout=120)
@@ -144,6 +146,7 @@ def test_002_last_one_layer_and_head_only_are_one_trial(write_grid):
     assert trials[1].config["train"]["freeze"] == {"last": 2}
 
 
+@pytest.mark.slow
 def test_list_json_reports_status_from_results(tiny_grid, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), "--json", "--results", str(tmp_path)],
                           capture_output=True, text=True, timeout=120, check=True)

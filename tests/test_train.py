@@ -22,12 +22,14 @@ def test_small_cnn_beats_chance_in_one_epoch_on_synthetic_data():
     assert len(outcome.epochs) == 1 and outcome.summary["images_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_resnet18_from_scratch_beats_chance_at_small_size():
     config = resolved(model={"arch": "resnet18", "weights": "none"}, dataset={"n_classes": 3, "n_train": 300, "n_test": 150},
                       train={"lr": 1e-3, "batch_size": 16}, epochs=2)
     assert train.run_trial(config).summary["test_acc"] > 1 / 3 + 0.15
 
 
+@pytest.mark.slow
 def test_same_config_twice_gives_identical_metrics():
     config = resolved(train={"augment": "strong", "sampler": "oversample", "lr": 3e-3}, dataset={"priors": [0.4, 0.3, 0.2, 0.1]})
     a, b = train.run_trial(config), train.run_trial(config)
@@ -38,6 +40,7 @@ def test_same_config_twice_gives_identical_metrics():
     assert other.summary["test_loss"] != a.summary["test_loss"]
 
 
+@pytest.mark.slow
 def test_nan_loss_is_a_diverged_result_with_its_metrics():
     outcome = train.run_trial(resolved(train={"lr": 1e30, "optimizer": "sgd", "momentum": 0.9}, epochs=3))
     assert outcome.status == "diverged"
@@ -45,6 +48,7 @@ def test_nan_loss_is_a_diverged_result_with_its_metrics():
     assert "test_acc" in outcome.summary and outcome.summary["epochs_run"] == len(outcome.epochs)
 
 
+@pytest.mark.slow
 def test_lr_probe_scores_every_candidate_and_retrains_on_train_plus_val():
     config = resolved(train={"protocol": "lr_probe", "probe_lrs": [1e-6, 3e-3], "probe_steps": 8}, epochs=1)
     outcome = train.run_trial(config)
@@ -55,6 +59,7 @@ def test_lr_probe_scores_every_candidate_and_retrains_on_train_plus_val():
     assert outcome.summary["n_train"] == 400  # train + val
 
 
+@pytest.mark.slow
 def test_binary_bce_with_one_logit_learns():
     config = resolved(dataset={"n_classes": 2, "priors": [0.7, 0.3]}, train={"loss": "bce", "class_weights": "balanced"})
     outcome = train.run_trial(config)
@@ -114,6 +119,7 @@ class _DictCheckpointer:
 
 
 @pytest.mark.parametrize("extra", [{}, {"train": {"protocol": "lr_probe", "probe_lrs": [1e-4, 3e-3], "probe_steps": 3}}])
+@pytest.mark.slow
 def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra):
     config = resolved(epochs=4, train={"augment": "hflip", "lr_step": 2, **extra.get("train", {})})
     whole = train.run_trial(config)
@@ -138,6 +144,7 @@ def test_torch_compile_flag_gives_the_same_results(tmp_path):
     assert compiled.summary["test_loss"] == pytest.approx(plain.summary["test_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_lr_probe_retrain_reports_no_val_score_since_val_trains():
     config = resolved(train={"protocol": "lr_probe", "probe_lrs": [3e-3], "probe_steps": 2}, epochs=1)
     epoch = train.run_trial(config).epochs[0]

@@ -34,6 +34,7 @@ SMALL = {"dataset": {"n_train": 96, "n_test": 32}, "train": {"batch_size": 32}} 
 EPOCH_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"}
 
 
+@pytest.mark.slow
 def test_run_trial_hands_every_epoch_its_metrics_as_it_ends():
     seen: list[dict] = []
     outcome = train.run_trial(resolved(epochs=3, **SMALL), on_epoch=seen.append)
@@ -43,6 +44,7 @@ def test_run_trial_hands_every_epoch_its_metrics_as_it_ends():
     assert all(row["images_per_s"] > 0 and math.isfinite(row["images_per_s"]) for row in seen)
 
 
+@pytest.mark.slow
 def test_with_checkpoints_each_epoch_is_one_report_with_its_checkpoint(monkeypatch):
     reports: list[tuple[dict, bool]] = []
     monkeypatch.setattr(scheduler.tune, "report", lambda metrics, checkpoint=None: reports.append((metrics, checkpoint is not None)))
