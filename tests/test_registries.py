@@ -11,7 +11,7 @@ import pytest
 import torch
 from fake_datasets import FAKES
 
-from tlbench import archs, data, models
+from tlbench import archs, data, freezing, models
 from tlbench.grid import schema
 from tlbench.datasets import DATASETS
 from tlbench.registry import UnknownName
@@ -106,3 +106,33 @@ def test_every_hand_written_arch_builds_with_a_new_head(name):
     torch.manual_seed(0)
     built = models.build({"arch": name, "weights": "none", "hidden": [], "dropout": 0.0}, 3)
     assert built.module.get_submodule(built.head).out_features == 3
+
+
+def _freeze_value(strategy: freezing.Strategy):
+    return strategy.name if strategy.is_word else {strategy.name: strategy.example}
+
+
+@pytest.mark.parametrize("name", freezing.STRATEGIES.names())
+def test_every_freeze_strategy_checks_canonicalises_and_plans_on_a_real_network(name):
+    strategy = freezing.STRATEGIES[name]
+    value, arch = _freeze_value(strategy), archs.get("resnet18")
+    assert freezing.check(value) is None and freezing.check_arch(value, arch) is None
+    if not strategy.is_word:
+        assert freezing.check({name: "nonsense"}) is not None  # a malformed argument is refused at load
+    canonical = freezing.canonical(value, arch)
+    assert freezing.canonical(canonical, arch) == canonical  # one spelling: canonicalising again changes nothing
+    built = models.build({"arch": "resnet18", "weights": "none", "hidden": [], "dropout": 0.0}, 3)
+    plan = models.freeze_plan(canonical, built)
+    assert plan.stages[0][0] == 0
+    params = [n for n, _ in built.module.named_parameters()]
+    for _, trains in plan.stages:  # the head trains at every stage; every named module path is one the network has
+        assert all(trains(n) for n in params if n.startswith("fc."))
+    assert set(freezing.module_paths(canonical)) <= models.module_names("resnet18")
+    last_stage = plan.stages[-1][1]
+    expected_all = name == "none"
+    assert all(last_stage(n) for n in params) == expected_all
+
+
+def test_an_unknown_freeze_strategy_is_named_with_the_valid_ones():
+    assert "did you mean 'gradual'" in freezing.check({"gradul": {"every": 1}})
+    assert "one of head, none, bn" in freezing.check("heads")

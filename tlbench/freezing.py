@@ -71,6 +71,7 @@ class Strategy:
     check_arch: Callable[[Any, Arch], tuple[str, str] | None] = _no_problem
     canonical: Callable[[Any, Arch], Any] | None = None  # (argument, arch) -> the one spelling of its behaviour
     paths: Callable[[Any], list[str]] = lambda arg: []  # module paths the argument names
+    example: Any = None  # a valid argument on ResNet18, for the registry's tests and the messages' readers
 
     @property
     def is_word(self) -> bool:
@@ -146,26 +147,26 @@ def _is_count(arg: Any) -> bool:
     return isinstance(arg, int) and not isinstance(arg, bool) and arg >= 0
 
 
-def _last_on_arch(l: int, arch: Arch) -> tuple[str, str] | None:
+def _last_on_arch(n_last: int, arch: Arch) -> tuple[str, str] | None:
     if arch.children is None:
         return "train.freeze", f"{{last: l}} counts the children of an arch with an ordered list of them; {arch.name} has no such order"
-    if l > len(arch.children):
-        return "train.freeze.last", f"at most {len(arch.children)} (the children of {arch.name} before its head), got {l}"
+    if n_last > len(arch.children):
+        return "train.freeze.last", f"at most {len(arch.children)} (the children of {arch.name} before its head), got {n_last}"
     return None
 
 
-def _last_canonical(l: int, arch: Arch) -> Any:
+def _last_canonical(n_last: int, arch: Arch) -> Any:
     """002's l=0 and l=1 both train only the head of a ResNet (the last child, avgpool, has no weights)."""
     children = arch.children or ()
-    last = children[len(children) - l :] if l else ()
-    return "head" if arch.children is not None and all(c in PARAMETERLESS_CHILDREN for c in last) else {"last": l}
+    last = children[len(children) - n_last :] if n_last else ()
+    return "head" if arch.children is not None and all(c in PARAMETERLESS_CHILDREN for c in last) else {"last": n_last}
 
 
 # 002's "last l layers": the head and the last l children of the root before it.
 STRATEGIES.register(Strategy(
-    "last", lambda l, net: FreezePlan([(0, under([net.head, *net.children[len(net.children) - l :]] if l else [net.head]))]),
-    shape="l", check=lambda l: None if _is_count(l) else "{last: l} with an integer l >= 0",
-    check_arch=_last_on_arch, canonical=_last_canonical))  # fmt: skip
+    "last", lambda n_last, net: FreezePlan([(0, under([net.head, *net.children[len(net.children) - n_last :]] if n_last else [net.head]))]),
+    shape="l", check=lambda n_last: None if _is_count(n_last) else "{last: l} with an integer l >= 0",
+    check_arch=_last_on_arch, canonical=_last_canonical, example=3))  # fmt: skip
 
 
 def _paths_check(kind: str) -> Callable[[Any], str | None]:
@@ -177,7 +178,7 @@ def _paths_check(kind: str) -> Callable[[Any], str | None]:
 
 
 STRATEGIES.register(Strategy("trainable", lambda paths, net: FreezePlan([(0, under([net.head, *paths]))]),
-                             shape="[module paths]", check=_paths_check("trainable"), paths=list))  # fmt: skip
+                             shape="[module paths]", check=_paths_check("trainable"), paths=list, example=["layer4"]))  # fmt: skip
 
 
 def _frozen_plan(paths: list[str], net: Network) -> FreezePlan:
@@ -185,7 +186,8 @@ def _frozen_plan(paths: list[str], net: Network) -> FreezePlan:
     return FreezePlan([(0, lambda name: head(name) or not frozen(name))])
 
 
-STRATEGIES.register(Strategy("frozen", _frozen_plan, shape="[module paths]", check=_paths_check("frozen"), paths=list))
+STRATEGIES.register(Strategy("frozen", _frozen_plan, shape="[module paths]", check=_paths_check("frozen"), paths=list,
+                             example=["conv1", "layer1"]))  # fmt: skip
 
 
 def _gradual_check(arg: Any) -> str | None:
@@ -221,4 +223,4 @@ STRATEGIES.register(Strategy(
     "gradual", _gradual_plan, shape="{every: k, blocks: [...], first: e}", check=_gradual_check,
     check_arch=lambda arg, arch: None if arg.get("blocks") or arch.blocks else
     ("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch.name} has no default order"),
-    canonical=_gradual_canonical, paths=lambda arg: list(arg.get("blocks") or [])))  # fmt: skip
+    canonical=_gradual_canonical, paths=lambda arg: list(arg.get("blocks") or []), example={"every": 1, "first": 0}))  # fmt: skip

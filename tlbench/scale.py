@@ -130,7 +130,7 @@ def bench_scale(quick: bool, emit: Any) -> None:
     try:
         template = None
         times: dict[str, dict[int, float]] = {name: {} for name in COMMANDS}
-        for trials, rows in SIZES["quick" if quick else "full"]:
+        for trials, _rows in SIZES["quick" if quick else "full"]:
             grid_file = work / f"grid-{trials}.yaml"
             grid_file.write_text(scale_grid(trials // SEEDS))
             if template is None:

@@ -14,6 +14,8 @@ Modules, in the order a grid file is read:
 `python -m tlbench.grid` is the command line (`tlbench/cli.py`).
 """
 
+from __future__ import annotations
+
 from .document import GridError
 from .model import Grid, TrialSpec, trial_id
 

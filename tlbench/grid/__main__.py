@@ -1,5 +1,7 @@
 """`python -m tlbench.grid {run,list,plan,status}`: the command line lives in `tlbench/cli.py`."""
 
+from __future__ import annotations
+
 from tlbench.cli import main
 
 raise SystemExit(main())
