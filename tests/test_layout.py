@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import tlbench
@@ -36,3 +37,15 @@ def test_the_grid_model_and_the_registries_never_import_torch_or_ray():
     # its matmul timing; datasets.py reaches torchvision only inside a loader, to download.
     allowed = {"cli.py": ["torch"], "cost.py": ["torch"]}
     assert {k: v for k, v in offenders.items() if v and allowed.get(k) != v} == {}
+
+
+def test_the_readmes_code_map_names_every_module_and_only_modules_that_exist():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    start = readme.index("## Code map")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    named = set(re.findall(r"`(tlbench/[\w/]+(?:\.py)?/?)`", section))
+    missing_files = sorted(p for p in named if not (PACKAGE.parent / p).exists())
+    assert not missing_files, f"the README's code map names what the tree lacks: {missing_files}"
+    modules = {str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py")}
+    unmapped = sorted(modules - named)
+    assert not unmapped, f"modules the README's code map does not name: {unmapped}"
