@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from tlbench import spec
+from tlbench.trial_config import TrialConfig
 
 TINY_GRID = """
 defaults:
@@ -46,3 +47,13 @@ def resolved(**sections) -> dict:
     problems = spec.check_resolved(config)
     assert not problems, problems
     return config
+
+
+def typed(**sections) -> TrialConfig:
+    """`resolved(...)` as a worker takes it (run_trial): the typed, frozen config."""
+    return TrialConfig.from_dict(resolved(**sections))
+
+
+def changed(config: TrialConfig, **sections) -> TrialConfig:
+    """A typed config with nested overrides, as `resolved` takes them: changed(config, train={"lr": 1e-2})."""
+    return TrialConfig.from_dict(spec.merge(config.to_dict(), copy.deepcopy(sections)))

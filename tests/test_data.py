@@ -10,12 +10,13 @@ import torch
 from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets
 
 from tlbench import data, datasets, spec
+from tlbench.trial_config import DatasetConfig
 
 
-def dataset_cfg(**overrides) -> dict:
+def dataset_cfg(**overrides) -> DatasetConfig:
     cfg = spec.defaults()["dataset"]
     cfg.update(overrides)
-    return cfg
+    return DatasetConfig.from_dict(cfg)
 
 
 def colour_matches_label(images: data.ImageSet) -> bool:
@@ -201,3 +202,12 @@ def test_both_pets_targets_share_one_decoded_copy(tmp_path):
     data.load(dataset_cfg(name="oxford_pets", target="breed"), 16, tmp_path, seed=0)
     data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
     assert len(list((tmp_path / data.CACHE_DIR).glob("*.npy"))) == 2  # trainval and test, once each
+
+
+def test_a_dataset_section_as_the_driver_holds_it_loads_the_same_splits():
+    """scheduler.prepare_data passes the plain dict section: typed on the way in, the same splits."""
+    section = {**spec.defaults()["dataset"], "name": "synthetic", "n_classes": 3, "n_train": 90, "n_test": 30}
+    plain, typed = data.load(section, 16, "unused", seed=0), data.load(DatasetConfig.from_dict(section), 16, "unused", seed=0)
+    assert torch.equal(plain.train.index, typed.train.index) and torch.equal(plain.val.index, typed.val.index)
+    with pytest.raises(ValueError, match="unknown key dataset.limt"):
+        data.load({**section, "limt": 3}, 16, "unused", seed=0)

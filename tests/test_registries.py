@@ -14,6 +14,7 @@ from fake_datasets import FAKES
 from tlbench import archs, data, models, schema, spec
 from tlbench.datasets import DATASETS
 from tlbench.registry import UnknownName
+from tlbench.trial_config import DatasetConfig, ModelConfig
 
 
 @pytest.mark.parametrize("registry, close", [(DATASETS, "cifar1"), (archs.ARCHS, "resnet19")])
@@ -43,10 +44,10 @@ def test_every_dataset_states_consistent_facts(name):
     assert info.pool_sizes is None or (info.pool_sizes[0] > 0 and (info.pool_sizes[1] > 0) == info.has_test_split)
 
 
-def _dataset_config(name: str, **keys) -> dict:
+def _dataset_config(name: str, **keys) -> DatasetConfig:
     info = DATASETS[name]
     cfg = {**spec.defaults()["dataset"], "name": name, "split": None if info.has_test_split else [0.8, 0.1, 0.1]}
-    return {**cfg, **keys}
+    return DatasetConfig.from_dict({**cfg, **keys})
 
 
 @pytest.mark.parametrize("name", DATASETS.names())
@@ -103,5 +104,5 @@ def test_every_hand_written_arch_names_modules_its_network_has(name):
 @pytest.mark.parametrize("name", archs.REPORT_ARCHS)
 def test_every_hand_written_arch_builds_with_a_new_head(name):
     torch.manual_seed(0)
-    built = models.build({"arch": name, "weights": "none", "hidden": [], "dropout": 0.0}, 3)
+    built = models.build(ModelConfig(arch=name, weights="none", hidden=(), dropout=0.0), 3)
     assert built.module.get_submodule(built.head).out_features == 3

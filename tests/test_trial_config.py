@@ -98,3 +98,9 @@ def test_an_unknown_key_of_a_nested_mapping_is_named():
 def test_a_section_that_is_not_a_mapping_is_refused():
     with pytest.raises(TrialConfigError, match="model should be a mapping"):
         TrialConfig.from_dict({**resolved(), "model": None})
+
+
+def test_of_types_a_drivers_dict_and_passes_a_typed_config_through():
+    config = resolved()
+    typed = TrialConfig.of(config)
+    assert typed == TrialConfig.from_dict(config) and TrialConfig.of(typed) is typed
