@@ -104,3 +104,14 @@ def test_of_types_a_drivers_dict_and_passes_a_typed_config_through():
     config = resolved()
     typed = TrialConfig.of(config)
     assert typed == TrialConfig.from_dict(config) and TrialConfig.of(typed) is typed
+
+
+def test_a_worker_given_a_config_with_a_mistyped_key_records_an_error_row_naming_it():
+    from tlbench.execute import execute
+    from tlbench.spec import TrialSpec
+
+    config = resolved()
+    config["train"]["batchsize"] = 64  # beside the real key: a row can still be written for it (store.flatten_config)
+    row, epochs = execute(TrialSpec("abc", "e", "r.txt", 0, {}, config, ("e",)), "unused", {"profile": "test"})
+    assert row["status"] == "error" and epochs == []
+    assert "unknown key train.batchsize (did you mean train.batch_size?)" in row["error"]

@@ -140,7 +140,8 @@ def bench_auto_precision(root: Path, size: int, steps: int, batch: int = 32, rep
             if round_ and candidate and best[name] < 0.5 * max(best.values()):
                 continue
             if candidate:
-                outcome = run_trial(TrialConfig.from_dict({**config, "precision": candidate.precision}), root, memory_format=candidate.memory_format)
+                fixed_config = TrialConfig.from_dict({**config, "precision": candidate.precision})
+                outcome = run_trial(fixed_config, root, memory_format=candidate.memory_format)
             else:
                 outcome = run_trial(TrialConfig.from_dict({**config, "precision": "auto"}), root)
                 auto_summary = auto_summary or outcome.summary  # the first auto run measures; later ones read its decision
