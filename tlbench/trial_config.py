@@ -144,7 +144,7 @@ T = TypeVar("T")
 def _section(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
     prefix = f"{where}." if where else ""
     if not isinstance(raw, Mapping):
-        raise TrialConfigError(f"trial config: {where} should be a mapping of keys, got {type(raw).__name__}")
+        raise TrialConfigError(f"trial config: {where or 'the config'} should be a mapping of keys, got {type(raw).__name__}")
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     unknown = [key for key in raw if key not in names]
     if unknown:
