@@ -6,6 +6,7 @@ import copy
 
 from tlbench.grid.config import check_resolved, merge
 from tlbench.grid.schema import defaults
+from tlbench.trial_config import TrialConfig
 
 TINY_GRID = """
 defaults:
@@ -47,3 +48,13 @@ def resolved(**sections) -> dict:
     problems = check_resolved(config)
     assert not problems, problems
     return config
+
+
+def typed(**sections) -> TrialConfig:
+    """`resolved(...)` as a worker takes it (run_trial): the typed, frozen config."""
+    return TrialConfig.from_dict(resolved(**sections))
+
+
+def changed(config: TrialConfig, **sections) -> TrialConfig:
+    """A typed config with nested overrides, as `resolved` takes them: changed(config, train={"lr": 1e-2})."""
+    return TrialConfig.from_dict(merge(config.to_dict(), copy.deepcopy(sections)))

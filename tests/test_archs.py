@@ -13,6 +13,7 @@ from helpers import TINY_GRID
 
 from tlbench import archs, models, torchvision_archs
 from tlbench.grid import Grid, GridError
+from tlbench.trial_config import ModelConfig
 
 
 
@@ -31,7 +32,7 @@ def test_the_arch_table_is_what_the_installed_torchvision_gives():
 @pytest.mark.slow
 def test_a_torchvision_arch_outside_the_reports_builds_and_trains_only_its_head(arch, hidden, size, head):
     torch.manual_seed(0)
-    built = models.build({"arch": arch, "weights": "none", "hidden": hidden, "dropout": 0.1}, 3)
+    built = models.build(ModelConfig(arch=arch, weights="none", hidden=tuple(hidden), dropout=0.1), 3)
     assert built.head == head
     plan = models.freeze_plan("head", built)
     trainable = models.apply_stage(built, plan, 0)

@@ -9,19 +9,22 @@ keys must leave every other config's trial id as it was.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_GRID, resolved
+from helpers import TINY_GRID, resolved, typed
 
 from tlbench import data, models, train
 from tlbench.cli import preflight
 from tlbench.grid import Grid, GridError, trial_id
+from tlbench.trial_config import Imbalance, TrialConfig
 
 
-def small(epochs: int, **train_keys) -> dict:
+def small(epochs: int, **train_keys) -> TrialConfig:
     """A seconds-long trial: 64 train-pool images, two steps per epoch."""
-    return resolved(epochs=epochs, dataset={"n_train": 64, "n_test": 32}, train={"batch_size": 16, "max_steps": 2, **train_keys})
+    return typed(epochs=epochs, dataset={"n_train": 64, "n_test": 32}, train={"batch_size": 16, "max_steps": 2, **train_keys})
 
 
 def _watch_epochs(monkeypatch) -> list[dict]:
@@ -103,7 +106,7 @@ def test_greedy_fill_on_a_hand_computed_example():
       #9: 1/4, 1/4 -> dropped; #11: 1/5 = .2 not < .2, val 1/5 -> dropped.
     """
     labels = np.array([0, 1] * 6)
-    train_idx, val_idx = data.greedy_fill(labels, ["dog", "cat"], 0.2, {"minority": "cat", "keep": 0.25})
+    train_idx, val_idx = data.greedy_fill(labels, ["dog", "cat"], 0.2, Imbalance(minority="cat", keep=0.25))
     assert train_idx.tolist() == [0, 1, 4, 6, 8]
     assert val_idx.tolist() == [2, 3]
     balanced_train, balanced_val = data.greedy_fill(labels, ["dog", "cat"], 0.2, None)
@@ -113,7 +116,7 @@ def test_greedy_fill_on_a_hand_computed_example():
 
 
 def test_random_split_is_unstratified_and_seeded():
-    cfg = resolved(dataset={"name": "synthetic", "n_classes": 2, "n_train": 400, "split_method": "random", "priors": [0.5, 0.5]})["dataset"]
+    cfg = typed(dataset={"name": "synthetic", "n_classes": 2, "n_train": 400, "split_method": "random", "priors": [0.5, 0.5]}).dataset
     shares = {float(data.load(cfg, 32, "unused", seed=s).val.labels.float().mean()) for s in range(6)}
     assert len(shares) > 1  # stratified, every seed's val would hold exactly half of each class
 
@@ -151,11 +154,11 @@ def test_new_keys_at_their_defaults_keep_every_trial_id(tmp_path):
 
 
 def test_greedy_split_is_the_one_a_trial_loads():
-    cfg = resolved(dataset={"n_classes": 2, "n_train": 40, "split_method": "greedy"})["dataset"]
+    cfg = typed(dataset={"n_classes": 2, "n_train": 40, "split_method": "greedy"}).dataset
     splits = data.load(cfg, 32, "unused", seed=0)
     labels = torch.zeros(40, dtype=torch.long)
     labels[splits.train.index], labels[splits.val.index] = splits.train.labels, splits.val.labels
-    pool = data.load({**cfg, "val_fraction": 0.0, "split_method": "stratified"}, 32, "unused", seed=0).train.labels
+    pool = data.load(replace(cfg, val_fraction=0.0, split_method="stratified"), 32, "unused", seed=0).train.labels
     expected_train, expected_val = data.greedy_fill(pool.numpy(), ["class0", "class1"], 0.2, None)
     assert splits.train.index.tolist() == expected_train.tolist() and splits.val.index.tolist() == expected_val.tolist()
     assert torch.equal(data.load(cfg, 32, "unused", seed=1).train.index, splits.train.index)  # no seed in the fill

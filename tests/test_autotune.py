@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from helpers import resolved
+from helpers import changed, typed
 
 from tlbench import autotune
 from tlbench.autotune import Candidate
@@ -130,13 +130,13 @@ def test_a_fixed_precision_stays_fixed_with_todays_memory_format():
 @pytest.mark.slow
 def test_auto_gives_the_results_of_its_decision_run_fixed(tmp_path):
     """Measuring trains copies with dropout (the global RNG) and BatchNorm: the trial must not see any of it."""
-    config = resolved(precision="auto", image_size=16, model={"hidden": [16], "dropout": 0.5},
+    config = typed(precision="auto", image_size=16, model={"hidden": [16], "dropout": 0.5},
                       dataset={"n_train": 96, "n_test": 48}, train={"batch_size": 16})
     auto = run_trial(config, tmp_path / "a")
     timed = auto.summary["autotune_images_per_s"]
     assert auto.summary["auto_choice"] == "measured" and len(timed) == (2 if auto.summary["autotune_skipped"] else 4)
     chosen = Candidate.parse(f"{auto.summary['precision_used']}+{auto.summary['memory_format_used']}")
-    fixed = run_trial({**config, "precision": chosen.precision}, tmp_path / "f", memory_format=chosen.memory_format)
+    fixed = run_trial(changed(config, precision=chosen.precision), tmp_path / "f", memory_format=chosen.memory_format)
     assert fixed.summary["auto_choice"] == "fixed" and fixed.summary["autotune_images_per_s"] is None
     assert fixed.epochs[0]["train_loss"] == auto.epochs[0]["train_loss"]
     for key in ("test_acc", "test_loss", "train_acc", "confusion"):
@@ -147,7 +147,7 @@ def test_auto_gives_the_results_of_its_decision_run_fixed(tmp_path):
 
 
 def test_auto_measures_the_part_after_the_feature_cache(tmp_path):
-    config = resolved(precision="auto", image_size=16, dataset={"n_train": 64, "n_test": 32}, train={"freeze": "head"})
+    config = typed(precision="auto", image_size=16, dataset={"n_train": 64, "n_test": 32}, train={"freeze": "head"})
     outcome = run_trial(config, tmp_path)
     assert outcome.summary["feature_cache"].startswith("built") and outcome.summary["auto_choice"] == "measured"
     (decision,) = (tmp_path / ".tlbench-cache" / "autotune").glob("*.json")

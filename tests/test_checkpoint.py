@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 import torch
-from helpers import resolved
+from helpers import typed
 
 from tlbench import checkpoint, train
 
@@ -39,7 +39,7 @@ class Planted:
 
 @pytest.mark.slow
 def test_a_state_file_round_trips_through_weights_only_and_resumes_exactly(tmp_path):
-    config = resolved(epochs=3, train={"augment": "hflip"})
+    config = typed(epochs=3, train={"augment": "hflip"})
     whole = train.run_trial(config)
     keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
     with pytest.raises(RuntimeError, match="worker died"):
@@ -62,7 +62,7 @@ def test_a_planted_pickle_runs_no_code_and_the_trial_starts_over(tmp_path, capsy
     else:
         state.write_bytes(pickle.dumps(payload))
     assert not marker.exists()
-    outcome = train.run_trial(resolved(epochs=2), checkpointer=FileCheckpointer(state))
+    outcome = train.run_trial(typed(epochs=2), checkpointer=FileCheckpointer(state))
     assert not marker.exists()  # nothing in the file ran
     assert outcome.status == "ok" and outcome.summary["resumed_from_epoch"] == 0 and len(outcome.epochs) == 2
     assert f"ignoring unreadable checkpoint {state}" in capsys.readouterr().err
@@ -70,7 +70,7 @@ def test_a_planted_pickle_runs_no_code_and_the_trial_starts_over(tmp_path, capsy
 
 @pytest.mark.slow
 def test_a_state_of_the_wrong_structure_or_network_is_reported_and_ignored(tmp_path, capsys):
-    config = resolved(epochs=2)
+    config = typed(epochs=2)
     keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
     with pytest.raises(RuntimeError):
         train.run_trial(config, checkpointer=keeper)
@@ -111,7 +111,7 @@ def _moments_of_other_shapes(state):
 @pytest.mark.slow
 def test_a_state_that_loads_but_does_not_restore_starts_the_trial_over(tmp_path, capsys, damage, why):
     """Each ended as a trial error (KeyError, ValueError) before, not as a report and a run from epoch 0."""
-    config = resolved(epochs=3, train={"optimizer": "sgd", "momentum": 0.9})
+    config = typed(epochs=3, train={"optimizer": "sgd", "momentum": 0.9})
     keeper = FileCheckpointer(tmp_path / "state.pt", die_after=1)
     with pytest.raises(RuntimeError):
         train.run_trial(config, checkpointer=keeper)

@@ -11,12 +11,13 @@ from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, wr
 
 from tlbench import data, datasets
 from tlbench.grid.schema import defaults
+from tlbench.trial_config import DatasetConfig
 
 
-def dataset_cfg(**overrides) -> dict:
+def dataset_cfg(**overrides) -> DatasetConfig:
     cfg = defaults()["dataset"]
     cfg.update(overrides)
-    return cfg
+    return DatasetConfig.from_dict(cfg)
 
 
 def colour_matches_label(images: data.ImageSet) -> bool:
@@ -203,3 +204,5 @@ def test_both_pets_targets_share_one_decoded_copy(tmp_path):
     data.load(dataset_cfg(name="oxford_pets", target="breed"), 16, tmp_path, seed=0)
     data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
     assert len(list((tmp_path / data.CACHE_DIR).glob("*.npy"))) == 2  # trainval and test, once each
+
+

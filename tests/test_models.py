@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tlbench import archs, models
+from tlbench.trial_config import ModelConfig
 
 # Pieces, in parameters.
 ALEX_FEATURES = 23_296 + 307_392 + 663_936 + 884_992 + 590_080  # five convs
@@ -57,8 +58,7 @@ CASES = [
 
 def _build(arch: str, freeze, classes: int, hidden: list[int]) -> tuple[models.Built, models.FreezePlan]:
     torch.manual_seed(0)
-    cfg = {"arch": arch, "weights": "none", "hidden": hidden, "dropout": 0.5 if hidden else 0.0}
-    built = models.build(cfg, classes)
+    built = models.build(ModelConfig(arch=arch, weights="none", hidden=tuple(hidden), dropout=0.5 if hidden else 0.0), classes)
     if isinstance(freeze, dict) and "gradual" in freeze:
         from tlbench.grid.config import canonical_freeze
 
@@ -133,7 +133,7 @@ def test_discriminative_lr_groups_decay_away_from_the_head():
 
 
 def test_unknown_module_path_names_the_arch_and_its_modules():
-    built = models.build({"arch": "resnet18", "weights": "none", "hidden": [], "dropout": 0.0}, 10)
+    built = models.build(ModelConfig(arch="resnet18", weights="none", hidden=(), dropout=0.0), 10)
     with pytest.raises(ValueError, match="resnet18 has no module 'layer9'.*layer4"):
         models.freeze_plan({"trainable": ["layer9"]}, built)
 
@@ -147,12 +147,12 @@ def test_missing_pretrained_weights_say_what_to_put_where(monkeypatch, tmp_path)
 
     monkeypatch.setattr(tvm.ResNet18_Weights.DEFAULT.__class__, "get_state_dict", offline, raising=False)
     with pytest.raises(models.WeightsMissing, match=r"resnet18-f37072fd\.pth.*checkpoints"):
-        models.build({"arch": "resnet18", "weights": "imagenet", "hidden": [], "dropout": 0.0}, 10)
+        models.build(ModelConfig(arch="resnet18", weights="imagenet", hidden=(), dropout=0.0), 10)
 
 
 def test_custom_arch_from_a_module_path():
-    built = models.build({"arch": "tlbench.tiny:small_cnn", "weights": "none", "hidden": [8], "dropout": 0.1}, 3)
+    built = models.build(ModelConfig(arch="tlbench.tiny:small_cnn", weights="none", hidden=(8,), dropout=0.1), 3)
     assert built.head == "fc"
     assert built.module(torch.randn(2, 3, 32, 32)).shape == (2, 3)
     with pytest.raises(ValueError, match="cannot import"):
-        models.build({"arch": "tlbench.tiny:missing", "weights": "none", "hidden": [], "dropout": 0.0}, 3)
+        models.build(ModelConfig(arch="tlbench.tiny:missing", weights="none", hidden=(), dropout=0.0), 3)

@@ -15,6 +15,7 @@ from tlbench import archs, data, freezing, models
 from tlbench.grid import schema
 from tlbench.datasets import DATASETS
 from tlbench.registry import UnknownName
+from tlbench.trial_config import DatasetConfig, ModelConfig
 
 
 @pytest.mark.parametrize("registry, close", [(DATASETS, "cifar1"), (archs.ARCHS, "resnet19")])
@@ -44,10 +45,10 @@ def test_every_dataset_states_consistent_facts(name):
     assert info.pool_sizes is None or (info.pool_sizes[0] > 0 and (info.pool_sizes[1] > 0) == info.has_test_split)
 
 
-def _dataset_config(name: str, **keys) -> dict:
+def _dataset_config(name: str, **keys) -> DatasetConfig:
     info = DATASETS[name]
     cfg = {**schema.defaults()["dataset"], "name": name, "split": None if info.has_test_split else [0.8, 0.1, 0.1]}
-    return {**cfg, **keys}
+    return DatasetConfig.from_dict({**cfg, **keys})
 
 
 @pytest.mark.parametrize("name", DATASETS.names())
@@ -104,7 +105,7 @@ def test_every_hand_written_arch_names_modules_its_network_has(name):
 @pytest.mark.parametrize("name", archs.REPORT_ARCHS)
 def test_every_hand_written_arch_builds_with_a_new_head(name):
     torch.manual_seed(0)
-    built = models.build({"arch": name, "weights": "none", "hidden": [], "dropout": 0.0}, 3)
+    built = models.build(ModelConfig(arch=name, weights="none", hidden=(), dropout=0.0), 3)
     assert built.module.get_submodule(built.head).out_features == 3
 
 
@@ -121,7 +122,7 @@ def test_every_freeze_strategy_checks_canonicalises_and_plans_on_a_real_network(
         assert freezing.check({name: "nonsense"}) is not None  # a malformed argument is refused at load
     canonical = freezing.canonical(value, arch)
     assert freezing.canonical(canonical, arch) == canonical  # one spelling: canonicalising again changes nothing
-    built = models.build({"arch": "resnet18", "weights": "none", "hidden": [], "dropout": 0.0}, 3)
+    built = models.build(ModelConfig(arch="resnet18", weights="none", hidden=(), dropout=0.0), 3)
     plan = models.freeze_plan(canonical, built)
     assert plan.stages[0][0] == 0
     params = [n for n, _ in built.module.named_parameters()]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import resolved
+from helpers import changed, resolved, typed
 
 from tlbench import metrics, pipeline, train
 from tlbench.execute import execute
@@ -15,7 +15,7 @@ from tlbench.grid import TrialSpec
 
 
 def test_small_cnn_beats_chance_in_one_epoch_on_synthetic_data():
-    outcome = train.run_trial(resolved(dataset={"n_classes": 4}, epochs=1))
+    outcome = train.run_trial(typed(dataset={"n_classes": 4}, epochs=1))
     assert outcome.status == "ok"
     assert outcome.summary["test_acc"] > 0.25 + 0.25  # chance is 0.25
     assert outcome.summary["n_train"] == 320 and outcome.summary["n_val"] == 80 and outcome.summary["n_test"] == 200
@@ -24,25 +24,25 @@ def test_small_cnn_beats_chance_in_one_epoch_on_synthetic_data():
 
 @pytest.mark.slow
 def test_resnet18_from_scratch_beats_chance_at_small_size():
-    config = resolved(model={"arch": "resnet18", "weights": "none"}, dataset={"n_classes": 3, "n_train": 300, "n_test": 150},
+    config = typed(model={"arch": "resnet18", "weights": "none"}, dataset={"n_classes": 3, "n_train": 300, "n_test": 150},
                       train={"lr": 1e-3, "batch_size": 16}, epochs=2)
     assert train.run_trial(config).summary["test_acc"] > 1 / 3 + 0.15
 
 
 @pytest.mark.slow
 def test_same_config_twice_gives_identical_metrics():
-    config = resolved(train={"augment": "strong", "sampler": "oversample", "lr": 3e-3}, dataset={"priors": [0.4, 0.3, 0.2, 0.1]})
+    config = typed(train={"augment": "strong", "sampler": "oversample", "lr": 3e-3}, dataset={"priors": [0.4, 0.3, 0.2, 0.1]})
     a, b = train.run_trial(config), train.run_trial(config)
     for key in ("test_acc", "test_loss", "train_loss", "val_loss", "f1_macro"):
         assert a.summary[key] == b.summary[key], key
     assert a.summary["confusion"] == b.summary["confusion"]
-    other = train.run_trial({**config, "seed": 1})
+    other = train.run_trial(changed(config, seed=1))
     assert other.summary["test_loss"] != a.summary["test_loss"]
 
 
 @pytest.mark.slow
 def test_nan_loss_is_a_diverged_result_with_its_metrics():
-    outcome = train.run_trial(resolved(train={"lr": 1e30, "optimizer": "sgd", "momentum": 0.9}, epochs=3))
+    outcome = train.run_trial(typed(train={"lr": 1e30, "optimizer": "sgd", "momentum": 0.9}, epochs=3))
     assert outcome.status == "diverged"
     assert len(outcome.epochs) < 3 or math.isnan(outcome.epochs[-1]["train_loss"])
     assert "test_acc" in outcome.summary and outcome.summary["epochs_run"] == len(outcome.epochs)
@@ -50,7 +50,7 @@ def test_nan_loss_is_a_diverged_result_with_its_metrics():
 
 @pytest.mark.slow
 def test_lr_probe_scores_every_candidate_and_retrains_on_train_plus_val():
-    config = resolved(train={"protocol": "lr_probe", "probe_lrs": [1e-6, 3e-3], "probe_steps": 8}, epochs=1)
+    config = typed(train={"protocol": "lr_probe", "probe_lrs": [1e-6, 3e-3], "probe_steps": 8}, epochs=1)
     outcome = train.run_trial(config)
     scores = outcome.summary["probe_scores"]
     assert set(scores) == {"1e-06", "0.003"}
@@ -61,7 +61,7 @@ def test_lr_probe_scores_every_candidate_and_retrains_on_train_plus_val():
 
 @pytest.mark.slow
 def test_binary_bce_with_one_logit_learns():
-    config = resolved(dataset={"n_classes": 2, "priors": [0.7, 0.3]}, train={"loss": "bce", "class_weights": "balanced"})
+    config = typed(dataset={"n_classes": 2, "priors": [0.7, 0.3]}, train={"loss": "bce", "class_weights": "balanced"})
     outcome = train.run_trial(config)
     assert outcome.summary["test_acc"] > 0.7 + 0.1  # beats always-majority
 
@@ -121,7 +121,7 @@ class _DictCheckpointer:
 @pytest.mark.parametrize("extra", [{}, {"train": {"protocol": "lr_probe", "probe_lrs": [1e-4, 3e-3], "probe_steps": 3}}])
 @pytest.mark.slow
 def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra):
-    config = resolved(epochs=4, train={"augment": "hflip", "lr_step": 2, **extra.get("train", {})})
+    config = typed(epochs=4, train={"augment": "hflip", "lr_step": 2, **extra.get("train", {})})
     whole = train.run_trial(config)
     keeper = _DictCheckpointer(die_after=2)
     with pytest.raises(RuntimeError, match="worker died"):
@@ -136,7 +136,7 @@ def test_a_trial_resumed_from_its_checkpoint_ends_as_if_never_interrupted(extra)
 
 @pytest.mark.slow
 def test_torch_compile_flag_gives_the_same_results(tmp_path):
-    config = resolved(epochs=1, precision="fp32")
+    config = typed(epochs=1, precision="fp32")
     compiled = train.run_trial(config, tmp_path, compile=True)
     plain = train.run_trial(config, tmp_path)
     assert compiled.summary["compiled"] and not plain.summary["compiled"]
@@ -146,6 +146,6 @@ def test_torch_compile_flag_gives_the_same_results(tmp_path):
 
 @pytest.mark.slow
 def test_lr_probe_retrain_reports_no_val_score_since_val_trains():
-    config = resolved(train={"protocol": "lr_probe", "probe_lrs": [3e-3], "probe_steps": 2}, epochs=1)
+    config = typed(train={"protocol": "lr_probe", "probe_lrs": [3e-3], "probe_steps": 2}, epochs=1)
     epoch = train.run_trial(config).epochs[0]
     assert math.isnan(epoch["val_acc"]) and math.isnan(epoch["val_loss"])

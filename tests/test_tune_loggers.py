@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import resolved
+from helpers import typed
 from tensorboard_events import scalars
 
 from tlbench import cli, train
@@ -37,7 +37,7 @@ EPOCH_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_pe
 @pytest.mark.slow
 def test_run_trial_hands_every_epoch_its_metrics_as_it_ends():
     seen: list[dict] = []
-    outcome = train.run_trial(resolved(epochs=3, **SMALL), on_epoch=seen.append)
+    outcome = train.run_trial(typed(epochs=3, **SMALL), on_epoch=seen.append)
     assert [row["epoch"] for row in seen] == [1, 2, 3]
     assert all(EPOCH_KEYS <= set(row) for row in seen)
     assert [row["train_loss"] for row in seen] == [e["train_loss"] for e in outcome.epochs]
@@ -50,7 +50,7 @@ def test_with_checkpoints_each_epoch_is_one_report_with_its_checkpoint(monkeypat
     monkeypatch.setattr(scheduler.tune, "report", lambda metrics, checkpoint=None: reports.append((metrics, checkpoint is not None)))
     checkpointer = scheduler.TuneCheckpointer(None)
     monkeypatch.setattr(checkpointer, "load", lambda: None)
-    train.run_trial(resolved(epochs=3, **SMALL), checkpointer=checkpointer, on_epoch=checkpointer.hold)
+    train.run_trial(typed(epochs=3, **SMALL), checkpointer=checkpointer, on_epoch=checkpointer.hold)
     checkpointer.flush()
     assert [(m["epoch"], saved) for m, saved in reports] == [(1, True), (2, True), (3, False)]  # no checkpoint after the last
     assert all(EPOCH_KEYS <= set(m) for m, _ in reports)

@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 
+from .trial_config import DatasetConfig, TrialConfig
+
 
 # Head-only, the traced cache's line: a torchvision network outside the reports' four whose forward is not a chain
 # of modules (a stem, a trunk, then functional flatten before fc). MobileNetV3-Small, tried first, trains its head
@@ -92,13 +94,13 @@ def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet1
     from .train import run_trial
 
     config = trial_config(size, epochs, "head", 32, model={"arch": arch})
-    run_trial({**config, "epochs": 1}, root, feature_cache=False)  # decode the JPEGs once, for both sides
+    run_trial(TrialConfig.from_dict({**config, "epochs": 1}), root, feature_cache=False)  # decode the JPEGs once, for both sides
     timings = {}
     for name, cache in (("uncached", False), ("cold", True), ("warm", True)):
         if name == "cold":
             shutil.rmtree(root / ".tlbench-cache" / "features", ignore_errors=True)
         tick = time.perf_counter()
-        outcome = run_trial(config, root, feature_cache=cache)
+        outcome = run_trial(TrialConfig.from_dict(config), root, feature_cache=cache)
         timings[name] = time.perf_counter() - tick
         emit(f"feature_cache_{'traced_' if traced else ''}{name}_s", timings[name])
         emit(f"feature_cache_{'traced_' if traced else ''}{name}_test_acc", outcome.summary["test_acc"])
@@ -139,9 +141,10 @@ def bench_auto_precision(root: Path, size: int, steps: int, batch: int = 32, rep
             if round_ and candidate and best[name] < 0.5 * max(best.values()):
                 continue
             if candidate:
-                outcome = run_trial({**config, "precision": candidate.precision}, root, memory_format=candidate.memory_format)
+                fixed_config = TrialConfig.from_dict({**config, "precision": candidate.precision})
+                outcome = run_trial(fixed_config, root, memory_format=candidate.memory_format)
             else:
-                outcome = run_trial({**config, "precision": "auto"}, root)
+                outcome = run_trial(TrialConfig.from_dict({**config, "precision": "auto"}), root)
                 auto_summary = auto_summary or outcome.summary  # the first auto run measures; later ones read its decision
             best[name] = max(best.get(name, 0.0), outcome.summary["images_per_s"])
     for name, rate in best.items():
@@ -179,7 +182,7 @@ def bench_input_pipeline(root: Path, size: int, batch: int) -> int:
     dataset = merge(defaults(), {"dataset": {"name": "imagefolder", "path": "bench", "val_fraction": 0.0}})["dataset"]
     tick = time.perf_counter()
     shutil.rmtree(root / data.CACHE_DIR, ignore_errors=True)
-    splits = data.load(dataset, size, root, seed=0)
+    splits = data.load(DatasetConfig.from_dict(dataset), size, root, seed=0)
     emit("input_pipeline_decode_once_s", time.perf_counter() - tick)
     inputs = pipeline.PixelInputs(torch.device("cpu"), "imagenet", channels_last=True)
     gen = torch.Generator().manual_seed(0)
@@ -210,7 +213,7 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> tuple[fl
     from .train import pick_device, run_trial
 
     config = trial_config(size, epochs, "none", 32)
-    outcome = run_trial(config, root)
+    outcome = run_trial(TrialConfig.from_dict(config), root)
     ours = outcome.summary["images_per_s"]
     emit("train_tlbench_images_per_s", ours)
     emit("train_tlbench_precision", f"{outcome.summary['precision_used']}+{outcome.summary['memory_format_used']}")
@@ -332,7 +335,7 @@ def bench_memory(grid_file: str, quick: bool) -> None:
                 "dataset": {"source": "synthetic", "n_train": 2 * batch, "n_test": batch, "limit": None},
                 "model": {"weights": "none"}, "train": {"probe_steps": 1, "max_steps": 2 if quick else None},
             })  # fmt: skip
-            outcome = run_trial(config, root)
+            outcome = run_trial(TrialConfig.from_dict(config), root)
             peak = outcome.summary["peak_mem_mb"]
             emit(f"peak_mem_mb {name}", peak)
             arch = config["model"]["arch"]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .regular_files import open_regular
+from .trial_config import TrialConfig
 
 KEYS = ("model", "optimizer", "generator", "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "progress")
 
@@ -155,15 +156,15 @@ def resume(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.opti
     return copy.deepcopy(progress)
 
 
-def fits(state: dict[str, Any] | None, module: torch.nn.Module, config: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def fits(state: dict[str, Any] | None, module: torch.nn.Module, config: TrialConfig | None = None) -> dict[str, Any] | None:
     """The state where its weights fit this network (same names and shapes) and its epochs this config, else None (reported)."""
     if state is None:
         return None
     if config is not None:
         epochs = state["progress"]["epochs"]
-        if len(epochs) >= config["epochs"]:
-            return _ignored("of this trial", f"it ran {len(epochs)} epochs, the config runs {config['epochs']}")
-        if config["train"]["test_every_epoch"] and not all("test_acc" in row and "test_loss" in row for row in epochs):
+        if len(epochs) >= config.epochs:
+            return _ignored("of this trial", f"it ran {len(epochs)} epochs, the config runs {config.epochs}")
+        if config.train.test_every_epoch and not all("test_acc" in row and "test_loss" in row for row in epochs):
             return _ignored("of this trial", "its epochs lack the test scores train.test_every_epoch records")
     own = module.state_dict()
     theirs = state["model"]

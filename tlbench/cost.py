@@ -9,6 +9,7 @@ forward + backward as 3x forward (2x where only the head trains).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,31 +17,35 @@ if TYPE_CHECKING:
 
 from . import archs
 from .datasets import DATASETS
+from .trial_config import TrialConfig
+
+Config = TrialConfig | Mapping[str, Any]  # the driver holds trial configs as dicts (spec.TrialSpec.config)
 
 CPU_TRAIN_EFFICIENCY = 0.5  # training FLOP/s over the matmul peak on a CPU (python -m tlbench.bench measured 0.68-0.71)
 
 
-def images(config: dict[str, Any]) -> dict[str, float]:
+def images(config: Config) -> dict[str, float]:
     """Images per split for one trial (approximate where imbalance drops some)."""
-    data = config["dataset"]
-    sizes = DATASETS[data["name"]].pool_sizes
-    pool, test = (data["n_train"], data["n_test"]) if data["source"] == "synthetic" or sizes is None else sizes
-    if data["limit"]:
-        pool = min(pool, data["limit"])
-    if not DATASETS[data["name"]].has_test_split:
-        train_share, val_share, test_share = data["split"]
+    data = TrialConfig.of(config).dataset
+    sizes = DATASETS[data.name].pool_sizes
+    pool, test = (data.n_train, data.n_test) if data.source == "synthetic" or sizes is None else sizes
+    if data.limit:
+        pool = min(pool, data.limit)
+    if not DATASETS[data.name].has_test_split:
+        train_share, val_share, test_share = data.split
         test, val, train = pool * test_share, pool * val_share, pool * train_share
     else:
-        val = pool * data["val_fraction"]
+        val = pool * data.val_fraction
         train = pool - val
-    train *= data["train_fraction"]
-    if data["imbalance"]:
-        train *= 0.5 + 0.5 * data["imbalance"]["keep"]  # about half the classes lose images
+    train *= data.train_fraction
+    if data.imbalance:
+        train *= 0.5 + 0.5 * data.imbalance.keep  # about half the classes lose images
     return {"train": train, "val": val, "test": test}
 
 
-def gflops_per_image(config: dict[str, Any]) -> float:
-    return gflops_224(config["model"]["arch"]) * (config["image_size"] / 224) ** 2
+def gflops_per_image(config: Config) -> float:
+    config = TrialConfig.of(config)
+    return gflops_224(config.model.arch) * (config.image_size / 224) ** 2
 
 
 def gflops_224(arch: str) -> float:
@@ -52,18 +57,19 @@ def gpu_images_per_s(arch: str) -> float:
     return archs.get(arch).gpu_images_per_s
 
 
-def trial_cost(config: dict[str, Any]) -> dict[str, float]:
+def trial_cost(config: Config) -> dict[str, float]:
     """{images: processed in all, tflops: their estimated cost, gpu_hours: at the arch's GPU rate}."""
+    config = TrialConfig.of(config)
     n = images(config)
-    train = config["train"]
-    step_factor = 2.0 if train["freeze"] == "head" else 3.0
-    train_images = n["train"] * config["epochs"]
-    if train["protocol"] == "lr_probe":
-        train_images = (n["train"] + n["val"]) * config["epochs"] + len(train["probe_lrs"]) * train["probe_steps"] * train["batch_size"]
-    eval_images = n["val"] * config["epochs"] + n["test"]
+    train = config.train
+    step_factor = 2.0 if train.freeze == "head" else 3.0
+    train_images = n["train"] * config.epochs
+    if train.protocol == "lr_probe":
+        train_images = (n["train"] + n["val"]) * config.epochs + len(train.probe_lrs) * train.probe_steps * train.batch_size
+    eval_images = n["val"] * config.epochs + n["test"]
     per_image = gflops_per_image(config)
     tflops = (train_images * step_factor + eval_images) * per_image / 1e3
-    rate = gpu_images_per_s(config["model"]["arch"]) * (224 / config["image_size"]) ** 2
+    rate = gpu_images_per_s(config.model.arch) * (224 / config.image_size) ** 2
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
 
 

@@ -21,7 +21,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import torch
 from .datasets import DATASETS, target_of as _target
 from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
+from .trial_config import DatasetConfig, Imbalance
 
 CACHE_DIR = ".tlbench-cache"
 
@@ -78,40 +79,40 @@ class Splits:
     groups: list[str]  # group of each class (pets breed -> species); the class itself otherwise
 
 
-def target_of(cfg: dict[str, Any]) -> str:
-    return _target(cfg["name"], cfg["target"])
+def target_of(dataset: DatasetConfig) -> str:
+    return _target(dataset.name, dataset.target)
 
 
-def load(cfg: dict[str, Any], image_size: int, root: str | Path, seed: int) -> Splits:
+def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Splits:
     """The train/val/test splits of a trial's `dataset` config."""
     root = Path(root)
     target = target_of(cfg)
-    info = DATASETS[cfg["name"]]
+    info = DATASETS[cfg.name]
     train_pool, test_pool, classes = _pools(cfg, target, image_size, root)
     rng = np.random.default_rng(seed)
     labels = train_pool.labels.numpy()
     groups = list(info.groups.get(target) or classes)
-    take = stratified_take if cfg["split_method"] != "random" else random_take
+    take = stratified_take if cfg.split_method != "random" else random_take
     all_idx = np.arange(len(labels))
     if test_pool is None:  # one pool: cut the test split off first
-        _, val_share, test_share = cfg["split"]
+        _, val_share, test_share = cfg.split
         test_idx, rest = take(labels, all_idx, round(test_share * len(all_idx)), rng)
         val_idx, train_idx = take(labels, rest, round(val_share * len(all_idx)), rng)
         test_set = train_pool.subset(np.sort(test_idx))
-    elif cfg["split_method"] == "greedy":
-        train_idx, val_idx = greedy_fill(labels, groups, cfg["val_fraction"], cfg["imbalance"])
+    elif cfg.split_method == "greedy":
+        train_idx, val_idx = greedy_fill(labels, groups, cfg.val_fraction, cfg.imbalance)
         test_set = test_pool
     else:
-        val_idx, train_idx = take(labels, all_idx, round(cfg["val_fraction"] * len(all_idx)), rng)
+        val_idx, train_idx = take(labels, all_idx, round(cfg.val_fraction * len(all_idx)), rng)
         test_set = test_pool
-    if cfg["train_fraction"] < 1:
-        train_idx, _ = take(labels, train_idx, round(cfg["train_fraction"] * len(train_idx)), rng)
-    if cfg["imbalance"] is not None and cfg["split_method"] != "greedy":
-        train_idx = _drop_minority(labels, train_idx, groups, cfg["imbalance"], rng)
+    if cfg.train_fraction < 1:
+        train_idx, _ = take(labels, train_idx, round(cfg.train_fraction * len(train_idx)), rng)
+    if cfg.imbalance is not None and cfg.split_method != "greedy":
+        train_idx = _drop_minority(labels, train_idx, groups, cfg.imbalance, rng)
     return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups)
 
 
-def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imbalance: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imbalance: Imbalance | None) -> tuple[np.ndarray, np.ndarray]:
     """002's split (new_main.py:43-61 `split_data`): (train, val) positions.
 
     Image by image in pool order, per class: the first image and any image while
@@ -131,7 +132,7 @@ def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imba
     train, val = [], []
     for i, label in enumerate(labels.tolist()):
         counts = seen.setdefault(label, [0, 0, 0])
-        keep = imbalance["keep"] if imbalance is not None and groups[label] == imbalance["minority"] else 1.0
+        keep = imbalance.keep if imbalance is not None and groups[label] == imbalance.minority else 1.0
         if counts[2] == 0 or counts[0] / counts[2] < keep * (1 - val_fraction):
             train.append(i)
             counts[0] += 1
@@ -161,20 +162,20 @@ def stratified_take(labels: np.ndarray, idx: np.ndarray, n: int, rng: np.random.
     return np.concatenate(taken or [idx[:0]]), np.concatenate(rest or [idx[:0]])
 
 
-def _drop_minority(labels: np.ndarray, idx: np.ndarray, groups: list[str], imbalance: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+def _drop_minority(labels: np.ndarray, idx: np.ndarray, groups: list[str], imbalance: Imbalance, rng: np.random.Generator) -> np.ndarray:
     keep_parts = []
     for cls in np.unique(labels[idx]):
         members = rng.permutation(idx[labels[idx] == cls])
-        if groups[cls] == imbalance["minority"]:
-            members = members[: round(imbalance["keep"] * len(members))]
+        if groups[cls] == imbalance.minority:
+            members = members[: round(imbalance.keep * len(members))]
         keep_parts.append(members)
     return np.concatenate(keep_parts)
 
 
-def _pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
+def _pools(cfg: DatasetConfig, target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
     """(train pool, test pool or None, class names), decoded at `size`."""
-    name = cfg["name"]
-    if cfg["source"] == "synthetic" or DATASETS[name].load is None:
+    name = cfg.name
+    if cfg.source == "synthetic" or DATASETS[name].load is None:
         return _synthetic_pools(cfg, target, size)
     with _exclusive(root, name):  # one download and decode at a time per data root, however many trials ask
         return _real_pools(cfg, target, size, root)
@@ -191,23 +192,25 @@ def _exclusive(root: Path, name: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _real_pools(cfg: dict[str, Any], target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
-    info = DATASETS[cfg["name"]]
+def _real_pools(cfg: DatasetConfig, target: str, size: int, root: Path) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    info = DATASETS[cfg.name]
     found = info.load(root, cfg, target)
     classes = found.classes or info.classes(target, info.targets[target])
-    train_set = decode(found.train, size, cfg["train_resize"] or cfg["resize"], root)
-    test_set = decode(found.test, size, cfg["resize"], root) if found.test is not None else None
+    train_set = decode(found.train, size, cfg.train_resize or cfg.resize, root)
+    test_set = decode(found.test, size, cfg.resize, root) if found.test is not None else None
     return train_set, test_set, classes
 
 
-def _synthetic_pools(cfg: dict[str, Any], target: str, size: int) -> tuple[ImageSet, ImageSet | None, list[str]]:
-    name, info = cfg["name"], DATASETS[cfg["name"]]
+def _synthetic_pools(cfg: DatasetConfig, target: str, size: int) -> tuple[ImageSet, ImageSet | None, list[str]]:
+    name, info = cfg.name, DATASETS[cfg.name]
     # imagefolder's twin: its classes are only known from the folders, so it gets 10.
-    n_classes = (cfg["n_classes"] if info.classes_from_config else info.targets[target]) or 10
-    priors = (cfg["priors"] if info.classes_from_config else info.priors.get(target)) or [1 / n_classes] * n_classes
+    n_classes = (cfg.n_classes if info.classes_from_config else info.targets[target]) or 10
+    # Configured priors as the list they were (they key the pool, and the feature caches built on it).
+    configured = list(cfg.priors) if cfg.priors is not None else None
+    priors = (configured if info.classes_from_config else info.priors.get(target)) or [1 / n_classes] * n_classes
     identity = f"{name}/{target}/{n_classes}"
     classes = info.classes(target, n_classes)
-    n_train, n_test = cfg["n_train"], cfg["n_test"]
+    n_train, n_test = cfg.n_train, cfg.n_test
 
     def pool(n: int, sample_seed: int, split: str) -> ImageSet:
         images, labels = synthetic_pool(n, priors, size, identity, sample_seed)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .registry import Registry
 from .sources import ArraysOnly, DataError, DatasetMissing, Pool, download_failed, file_pool, images_in
+from .trial_config import DatasetConfig
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Pools:
     classes: list[str] | None = None
 
 
-Loader = Callable[[Path, Any, str], Pools]  # (data root, the trial's dataset config, target) -> pools
+Loader = Callable[[Path, DatasetConfig, str], Pools]  # (data root, the trial's dataset config, target) -> pools
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 @register(name="cifar10", targets={"class": 10}, default_target="class", has_test_split=True,
           class_names=lambda target: CIFAR10_CLASSES, pool_sizes=(50_000, 10_000))  # fmt: skip
-def cifar10(root: Path, cfg: Any, target: str) -> Pools:
+def cifar10(root: Path, cfg: DatasetConfig, target: str) -> Pools:
     return Pools(_cifar10_pool(root, True), _cifar10_pool(root, False))
 
 
@@ -140,7 +141,7 @@ PET_SPECIES_OF_BREED = tuple("cat" if b[0].isupper() else "dog" for b in PET_BRE
           pool_sizes=(3_680, 3_669),
           priors={"species": (1188 / 3680, 2492 / 3680)},  # trainval: 1,188 cat and 2,492 dog images (~100 per breed)
           groups={"breed": PET_SPECIES_OF_BREED, "species": ("cat", "dog")})  # fmt: skip
-def oxford_pets(root: Path, cfg: Any, target: str) -> Pools:
+def oxford_pets(root: Path, cfg: DatasetConfig, target: str) -> Pools:
     return Pools(_pets_pool(root, "trainval", target), _pets_pool(root, "test", target))
 
 
@@ -187,7 +188,7 @@ CELEBA_ATTRIBUTES = (
           class_names=lambda target: ["female", "male"] if target == "Male" else [f"not {target}", target],
           pool_sizes=(202_599, 0),
           priors={"Male": (17320 / 30000, 12680 / 30000)})  # 000 states 17,320 female / 12,680 male in its 30k images  # fmt: skip
-def celeba30k(root: Path, cfg: Any, target: str) -> Pools:
+def celeba30k(root: Path, cfg: DatasetConfig, target: str) -> Pools:
     base = root / "celeba"
     attr_file, image_dir = base / "list_attr_celeba.txt", base / "img_align_celeba"
     if not attr_file.exists() or not image_dir.is_dir():
@@ -205,7 +206,7 @@ def celeba30k(root: Path, cfg: Any, target: str) -> Pools:
     if target not in header:
         raise DataError(f"{attr_file}: no column {target!r}; the header names {', '.join(header)}")
     column = header.index(target)
-    limit = cfg["limit"]
+    limit = cfg.limit
     names, labels = [], []
     for n, line in enumerate(lines[2:], 3):
         parts = line.split()
@@ -227,9 +228,9 @@ HF_CELEBA_HQ = os.environ.get("TLBENCH_CELEBA_HQ_REPO", "korexyz/celeba-hq-256x2
           class_names=lambda target: ["female", "male"], pool_sizes=(30_000, 0),
           # CelebA-HQ is ~63% female (18,943 / 30,000): open, recorded in the grid notes.
           priors={"gender": (0.63, 0.37)})  # fmt: skip
-def celeba_hq(root: Path, cfg: Any, target: str) -> Pools:
+def celeba_hq(root: Path, cfg: DatasetConfig, target: str) -> Pools:
     """A local folder `female/` + `male/` (default data/celeba_hq), else the Hugging Face hub."""
-    base, limit = root / (cfg["path"] or "celeba_hq"), cfg["limit"]
+    base, limit = root / (cfg.path or "celeba_hq"), cfg.limit
     if (base / "female").is_dir() and (base / "male").is_dir():
         files, labels = [], []
         for label, cls in enumerate(("female", "male")):
@@ -263,11 +264,11 @@ def _celeba_hq_hub(base: Path, limit: int | None) -> Pool:
 
 
 @register(name="imagefolder", targets={"class": 0}, default_target="class", has_test_split=True, needs_path=True)
-def imagefolder(root: Path, cfg: Any, target: str) -> Pools:
-    train, classes = _folder_pool(root, cfg["path"], "train")
-    test, test_classes = _folder_pool(root, cfg["path"], "test")
+def imagefolder(root: Path, cfg: DatasetConfig, target: str) -> Pools:
+    train, classes = _folder_pool(root, cfg.path, "train")
+    test, test_classes = _folder_pool(root, cfg.path, "test")
     if test_classes != classes:
-        raise DataError(f"imagefolder {root / cfg['path']}: train classes {classes} differ from test classes {test_classes}")
+        raise DataError(f"imagefolder {root / cfg.path}: train classes {classes} differ from test classes {test_classes}")
     return Pools(train, test, classes)
 
 

@@ -20,6 +20,7 @@ from . import provenance
 from .checkpoint import Checkpointer
 from .grid import TrialSpec
 from .store import flatten_config
+from .trial_config import TrialConfig
 
 TRACEBACK_LINES = 12  # of the failing trial's traceback, kept in its row
 
@@ -71,7 +72,8 @@ def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], che
 
     started = time.perf_counter()
     try:
-        outcome = run_trial(spec.config, data_root, checkpointer=checkpointer, gpu_share=gpu_share, on_epoch=on_epoch, **(speed or {}))
+        config = TrialConfig.from_dict(spec.config)  # typed once, here: a bad key is this trial's error row
+        outcome = run_trial(config, data_root, checkpointer=checkpointer, gpu_share=gpu_share, on_epoch=on_epoch, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
         status, message = ("oom", memory.oom_message(exc, gpu_share)) if memory.is_cuda_oom(exc) else ("error", f"{type(exc).__name__}: {exc}")

@@ -48,6 +48,7 @@ from torchvision.models.feature_extraction import NodePathTracer
 from . import pipeline
 from .data import CACHE_DIR, ImageSet
 from .models import Built, FreezePlan
+from .trial_config import TrainConfig, TrialConfig
 
 # Layers whose output in train mode is random, or depends on the rest of the batch.
 _RANDOM_MODULES: tuple[type[nn.Module], ...] = (
@@ -91,15 +92,15 @@ class Suffix(nn.Module):
         return (self.train_graph if self._network[0].training else self.eval_graph)(features)
 
 
-def find_cut(built: Built, plan: FreezePlan, train: dict[str, Any], image_size: int) -> Cut | str:
+def find_cut(built: Built, plan: FreezePlan, train: TrainConfig, image_size: int) -> Cut | str:
     """Where to cut, or why this trial cannot use the cache."""
     if len(plan.stages) > 1:
         return "gradual unfreezing moves the cut every stage"
-    if train["augment"] == "strong":
+    if train.augment == "strong":
         return "random crops, rotations and colour jitter change the input every epoch"
-    if train["train_mode_epochs"] is not None:
+    if train.train_mode_epochs is not None:
         return "frozen BatchNorm layers re-estimate their statistics (train.train_mode_epochs)"
-    if train["augment_val"]:
+    if train.augment_val:
         return "the validation split is augmented (train.augment_val)"
     network, trains = built.module, plan.trains(0)
     if not any(trains(name) for name, _ in network.named_parameters()):
@@ -241,18 +242,18 @@ def _blocks(node: fx.Node, network: nn.Module, trains: Callable[[str], bool]) ->
 class FeatureInputs:
     """Model inputs from cached features: a drop-in for the pixel path in Runner."""
 
-    def __init__(self, cut: Cut, sets: list[ImageSet], cfg: dict[str, Any], root: Path, device: torch.device,
+    def __init__(self, cut: Cut, sets: list[ImageSet], config: TrialConfig, root: Path, device: torch.device,
                  precision: str, autocast: Any, channels_last: bool):
         """`sets`: the trial's train, val and test sets, in that order."""
         self.device = device
-        train = cfg["train"]
+        train, model = config.train, config.model
         # A flipped view only of pools that train (train, and val where lr_probe trains on it): the test pool is only evaluated.
-        training_pools = {images.pool_key for images in sets[:2]} if train["augment"] == "hflip" else set()
+        training_pools = {images.pool_key for images in sets[:2]} if train.augment == "hflip" else set()
         identity = {
-            "arch": cfg["model"]["arch"], "weights": cfg["model"]["weights"], "hidden": cfg["model"]["hidden"],
+            "arch": model.arch, "weights": model.weights, "hidden": list(model.hidden),
             # random weights differ per seed; pretrained ones do not
-            "seed": cfg["seed"] if cfg["model"]["weights"] == "none" else None,
-            "cut": cut.key, "normalize": train["normalize"],
+            "seed": config.seed if model.weights == "none" else None,
+            "cut": cut.key, "normalize": train.normalize,
             # the precision actually used, and where: bf16 features from a GPU are not a CPU's fp32 ones
             "precision": precision, "device": device.type, "channels_last": channels_last, "torch": torch.__version__,
         }  # fmt: skip
@@ -268,7 +269,7 @@ class FeatureInputs:
                 path = root / CACHE_DIR / "features" / f"{key}.npy"
                 if not path.exists():  # the prefix runs only here, its weights in the build's layout
                     prefix.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-                    _build(prefix, images, view, train["normalize"], path, device, autocast, channels_last)
+                    _build(prefix, images, view, train.normalize, path, device, autocast, channels_last)
                     self.built_now = True
                 self.features[images.pool_key][view] = torch.from_numpy(np.load(path, mmap_mode="c"))
 

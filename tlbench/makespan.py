@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from . import archs
-from .cost import trial_cost
+from .cost import Config, trial_cost
+from .trial_config import TrialConfig
 
 FREE = 1e-9  # float slack when adding shares back up (0.25 x 4 must fill exactly one device)
 
@@ -35,17 +36,17 @@ def longest_first(trials: list[Trial]) -> list[Trial]:
     return sorted(trials, key=lambda s: -trial_cost(s.config)["tflops"])
 
 
-def arch_gpu_share(config: dict[str, Any]) -> float:
+def arch_gpu_share(config: Config) -> float:
     """The fraction of one GPU a trial of this arch asks for by default (`archs.Arch.gpu_share`)."""
-    return archs.get(config["model"]["arch"]).gpu_share
+    return archs.get(TrialConfig.of(config).model.arch).gpu_share
 
 
-def gpu_seconds(config: dict[str, Any]) -> float:
+def gpu_seconds(config: Config) -> float:
     """A trial's duration on a GPU by the cost model (`archs.Arch.gpu_images_per_s`), at its share."""
     return trial_cost(config)["gpu_hours"] * 3600
 
 
-def cpu_seconds(config: dict[str, Any], gflops_per_cpu: float, cpus: float) -> float:
+def cpu_seconds(config: Config, gflops_per_cpu: float, cpus: float) -> float:
     """A trial's duration on `cpus` CPUs that each train at `gflops_per_cpu` (cost.CPU_TRAIN_EFFICIENCY applied)."""
     return trial_cost(config)["tflops"] * 1e3 / (gflops_per_cpu * cpus)
 

@@ -15,7 +15,7 @@ path): its head is replaced like any other.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
@@ -26,6 +26,7 @@ from torch import nn
 
 from . import archs, freezing
 from .freezing import FreezePlan, under
+from .trial_config import Freeze, ModelConfig
 
 
 class WeightsMissing(RuntimeError):
@@ -40,17 +41,17 @@ class Built:
     info: archs.Arch
 
 
-def build(cfg: dict[str, Any], n_outputs: int) -> Built:
-    arch, weights = cfg["arch"], cfg["weights"]
+def build(model: ModelConfig, n_outputs: int) -> Built:
+    arch, weights = model.arch, model.weights
     if archs.is_custom(arch):
         module, head = _custom(arch, weights)
         info = replace(archs.get(arch), head=head, classifier=head)
     else:
         info = archs.get(arch)
         module = _torchvision(arch, weights, info.aux_logits)
-    head = info.head if not cfg["hidden"] else info.classifier
+    head = info.head if not model.hidden else info.classifier
     in_features = _in_features(module.get_submodule(head))
-    _set_submodule(module, head, _new_head(in_features, cfg["hidden"], cfg["dropout"], n_outputs))
+    _set_submodule(module, head, _new_head(in_features, model.hidden, model.dropout, n_outputs))
     return Built(module, arch, head, info)
 
 
@@ -122,7 +123,7 @@ def _in_features(head: nn.Module) -> int:
     return linears[0].in_features
 
 
-def _new_head(in_features: int, hidden: list[int], dropout: float, n_outputs: int) -> nn.Module:
+def _new_head(in_features: int, hidden: Sequence[int], dropout: float, n_outputs: int) -> nn.Module:
     if not hidden:
         return nn.Linear(in_features, n_outputs)
     layers: list[nn.Module] = []
@@ -203,7 +204,7 @@ def network_of(built: Built) -> freezing.Network:
     )
 
 
-def freeze_plan(freeze: Any, built: Built) -> FreezePlan:
+def freeze_plan(freeze: Freeze, built: Built) -> FreezePlan:
     """Which parameters train from which epoch on: the strategy's plan (`freezing.STRATEGIES`) on this network."""
     return freezing.plan(freeze, network_of(built))
 

@@ -1,6 +1,8 @@
-"""One trial, start to finish: `run_trial(config) -> TrialOutcome`. No Ray in here.
+"""One trial, start to finish: `run_trial(TrialConfig) -> TrialOutcome`. No Ray in here.
 
-    data -> model with its head -> (lr probe) -> epochs of train + val -> test
+    build:     seed, data splits, model with its head and freeze plan, the runner on the device
+    fit:       (resume, or 001's lr probe) -> epochs of train + val
+    summarise: test, and the summary row
 
 A seed fixes everything: the split, the head's init, the batch order, the
 augmentation draws; the same config twice on the CPU gives identical numbers.
@@ -26,6 +28,7 @@ from . import data as datasets
 from . import autotune, features, memory, metrics, models, pipeline
 from .checkpoint import Checkpointer, capture, fits, resume
 from .thumbnails import thumbnails
+from .trial_config import TrainConfig, TrialConfig, plain
 
 
 @dataclass
@@ -74,17 +77,17 @@ def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor
 class Runner:
     """Steps, evaluation and the loss for one trial's model on one device."""
 
-    def __init__(self, built: models.Built, cfg: dict[str, Any], splits: datasets.Splits, device: torch.device,
+    def __init__(self, built: models.Built, config: TrialConfig, splits: datasets.Splits, device: torch.device,
                  plan: models.FreezePlan, data_root: str | Path = "data", feature_cache: bool = False,
                  memory_format: str | None = None):
-        self.built, self.cfg, self.splits, self.device = built, cfg, splits, device
-        train = cfg["train"]
-        self.binary = train["loss"] == "bce"
+        self.built, self.config, self.splits, self.device = built, config, splits, device
+        train = config.train
+        self.binary = train.loss == "bce"
         self.n_classes = len(splits.classes)
         self.class_weights = None
-        if train["class_weights"] == "balanced":
+        if train.class_weights == "balanced":
             self.class_weights = balanced_class_weights(splits.train.labels, self.n_classes).to(device)
-        cut = features.find_cut(built, plan, train, cfg["image_size"]) if feature_cache else "off"
+        cut = features.find_cut(built, plan, train, config.image_size) if feature_cache else "off"
         # Precision and memory format before anything is built with them (the feature cache is).
         self.decision = self.choose_precision(plan, None if isinstance(cut, str) else cut, Path(data_root), memory_format)
         self.precision, self.channels_last = self.decision.candidate.precision, self.decision.candidate.channels_last
@@ -93,7 +96,7 @@ class Runner:
         built.module.to(device)
         # What a step runs: the whole network on pixels, or only the part after a
         # frozen prefix, on that prefix's cached output (features.py).
-        self.net, self.inputs = built.module, pipeline.PixelInputs(device, train["normalize"], self.channels_last)
+        self.net, self.inputs = built.module, pipeline.PixelInputs(device, train.normalize, self.channels_last)
         self.feature_cache = "off"
         if feature_cache:
             if isinstance(cut, str):
@@ -102,8 +105,8 @@ class Runner:
                 # The decision above timed what follows the cut (a Linear head does not care about layouts); the
                 # build runs the convolutions before it, batched, in inference: channels_last, which on this
                 # project's CPU built ResNet18's cache in 6.5 s against 9.3 contiguous (GoogLeNet 9.5 vs 15.5).
-                build_channels_last = self.channels_last or cfg["precision"] == "auto"
-                self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], cfg, Path(data_root),
+                build_channels_last = self.channels_last or config.precision == "auto"
+                self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], config, Path(data_root),
                                                      device, self.precision, self.autocast, build_channels_last)
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
@@ -112,9 +115,9 @@ class Runner:
                          memory_format: str | None) -> autotune.Decision:
         """A fixed precision as configured (`memory_format` forces its layout); `auto`: the fastest
         candidate measured on what a step runs -- the whole network, or what follows the cached cut."""
-        cfg, train, size = self.cfg, self.cfg["train"], self.cfg["image_size"]
-        if cfg["precision"] != "auto":
-            decision = autotune.fixed(cfg["precision"], self.device)
+        config, train, size = self.config, self.config.train, self.config.image_size
+        if config.precision != "auto":
+            decision = autotune.fixed(config.precision, self.device)
             if memory_format is not None:
                 decision.candidate = autotune.Candidate(decision.candidate.precision, memory_format == "channels_last")
             return decision
@@ -125,18 +128,18 @@ class Runner:
             with torch.no_grad():  # the features' shape; the prefix is frozen and deterministic
                 input_shape = tuple(cut.prefix.eval()(torch.zeros(1, 3, size, size)).shape[1:])
             net = cut.suffix
-        batch = max(2, min(train["batch_size"], len(self.splits.train)))  # BatchNorm cannot train on one image
+        batch = max(2, min(train.batch_size, len(self.splits.train)))  # BatchNorm cannot train on one image
         identity = {
-            "arch": cfg["model"]["arch"], "hidden": cfg["model"]["hidden"], "outputs": 1 if self.binary else self.n_classes,
-            "freeze": train["freeze"], "net_params": models.count_params(net), "input": list(input_shape), "batch": batch,
-            "optimizer": train["optimizer"], "device": device_name(self.device), "torch": torch.__version__,
+            "arch": config.model.arch, "hidden": list(config.model.hidden), "outputs": 1 if self.binary else self.n_classes,
+            "freeze": plain(train.freeze), "net_params": models.count_params(net), "input": list(input_shape), "batch": batch,
+            "optimizer": train.optimizer, "device": device_name(self.device), "torch": torch.__version__,
         }  # fmt: skip
 
         def prepare(clone: models.Built) -> None:
             models.apply_stage(clone, plan, 0)
-            models.set_train_mode(clone, plan, 0, train["train_mode_epochs"])
+            models.set_train_mode(clone, plan, 0, train.train_mode_epochs)
 
-        make_step = autotune.training_step(self.built, net, prepare, lambda b: make_optimizer(b, train, train["lr"]),
+        make_step = autotune.training_step(self.built, net, prepare, lambda b: make_optimizer(b, train, train.lr),
                                            self.loss, input_shape, self.n_classes, batch, self.device)
         cache = autotune.DecisionCache(data_root / datasets.CACHE_DIR / "autotune")
         return autotune.decide(self.device, identity, cache, make_step, batch)
@@ -159,12 +162,12 @@ class Runner:
 
     def train_epoch(self, images: datasets.ImageSet, optimizer: torch.optim.Optimizer, plan: models.FreezePlan,
                     gen: torch.Generator, max_steps: int | None, epoch: int = 0) -> dict[str, float]:
-        train = self.cfg["train"]
-        models.set_train_mode(self.built, plan, epoch, train["train_mode_epochs"])
-        order = pipeline.epoch_order(images.labels, train["sampler"], gen)
+        train = self.config.train
+        models.set_train_mode(self.built, plan, epoch, train.train_mode_epochs)
+        order = pipeline.epoch_order(images.labels, train.sampler, gen)
         total_loss, correct, seen = 0.0, 0, 0
-        for positions in pipeline.batches(order, train["batch_size"], max_steps, training=True):
-            x, y = self.inputs.batch(images, positions, train["augment"], gen)
+        for positions in pipeline.batches(order, train.batch_size, max_steps, training=True):
+            x, y = self.inputs.batch(images, positions, train.augment, gen)
             with self.autocast():
                 logits = self.net(x)
             loss = self.loss(logits, y)
@@ -182,10 +185,9 @@ class Runner:
     def evaluate(self, images: datasets.ImageSet, augment: str = "none", gen: torch.Generator | None = None) -> tuple[float, np.ndarray]:
         """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so)."""
         self.built.module.eval()
-        train = self.cfg["train"]
         losses, preds = [], []
         order = torch.arange(len(images))
-        for positions in pipeline.batches(order, max(train["batch_size"], 256)):
+        for positions in pipeline.batches(order, max(self.config.train.batch_size, 256)):
             x, y = self.inputs.batch(images, positions, augment, gen if gen is not None else torch.Generator())
             with self.autocast():
                 logits = self.net(x)
@@ -194,33 +196,33 @@ class Runner:
         return sum(losses) / max(len(images), 1), torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
 
 
-def make_optimizer(built: models.Built, train: dict[str, Any], lr: float) -> torch.optim.Optimizer:
-    groups = models.param_groups(built, lr, train["block_lr_decay"])
-    name, wd = train["optimizer"], train["weight_decay"]
+def make_optimizer(built: models.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    groups = models.param_groups(built, lr, train.block_lr_decay)
+    name, wd = train.optimizer, train.weight_decay
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=train["momentum"], nesterov=train["nesterov"], weight_decay=wd)
+        return torch.optim.SGD(groups, lr=lr, momentum=train.momentum, nesterov=train.nesterov, weight_decay=wd)
     raise KeyError(f"no optimizer {name!r}; valid: adam, adamw, sgd")
 
 
-def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train: dict[str, Any], epoch: int) -> None:
+def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train: TrainConfig, epoch: int) -> None:
     """The step schedule at this epoch. An optimizer rebuilt every epoch restarts the
     schedule built with it (002 new_main.py:259): its epoch count is then always 0."""
-    if train["optimizer_per_epoch"]:
+    if train.optimizer_per_epoch:
         epoch = 0
-    factor = train["lr_gamma"] ** (epoch // train["lr_step"]) if train["lr_step"] else 1.0
+    factor = train.lr_gamma ** (epoch // train.lr_step) if train.lr_step else 1.0
     for group, base in zip(optimizer.param_groups, base_lrs):
         group["lr"] = base * factor
 
 
-def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: torch.device | None = None,
+def run_trial(config: TrialConfig, data_root: str | Path = "data", device: torch.device | None = None,
               checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False,
               gpu_share: float = 0.0, memory_format: str | None = None,
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutcome:
-    """Train and test one fully resolved config (see spec.py). Raises on bad data or code.
+    """Train and test one fully resolved config (see spec.py): build, fit, summarise. Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
     (an earlier attempt of this trial) is picked up where it ended. The feature
@@ -234,71 +236,140 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     device = device or pick_device()
     memory.cap_gpu_share(device, gpu_share)  # before anything is built on the card
     peak_memory = memory.PeakMemory(device)  # this trial's own peak, not an earlier one's in this process
+    trial = build(config, data_root, device, feature_cache, compile, memory_format)
+    fitted = fit(trial, checkpointer, on_epoch)
+    summary = summarise(trial, fitted)
+    summary.update({"peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source,
+                    "wall_s": time.perf_counter() - started})
+    return TrialOutcome(fitted.status, summary, fitted.epochs)
+
+
+@dataclass
+class Trial:
+    """What `build` sets up for one trial: its data, network, freeze plan, and the runner that steps it."""
+
+    config: TrialConfig
+    splits: datasets.Splits
+    built: models.Built
+    plan: models.FreezePlan
+    runner: Runner
+    gen: torch.Generator  # the trial's generator: batch order, augmentation draws
+    compiled: bool
+
+
+@dataclass
+class Fitted:
+    """What `fit` leaves: the epochs run and the totals kept across them (checkpointed as `progress`)."""
+
+    status: str  # ok | diverged
+    epochs: list[dict[str, Any]]
+    progress: dict[str, Any]  # epochs, images_seen, train_seconds, lr, probe_scores
+    train_set: datasets.ImageSet  # what trained: train, or train + val under lr_probe
+    resumed_from_epoch: int
+
+
+def build(config: TrialConfig, data_root: str | Path, device: torch.device, feature_cache: bool, compile: bool,
+          memory_format: str | None) -> Trial:
+    """Seed, split the data, build the network with its head and freeze plan, and the runner on the device."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
-    gen = seed_everything(config["seed"])
-    splits = datasets.load(config["dataset"], config["image_size"], data_root, config["seed"])
-    train_cfg = config["train"]
-    n_outputs = 1 if train_cfg["loss"] == "bce" else len(splits.classes)
-    if train_cfg["loss"] == "bce" and len(splits.classes) != 2:
+    gen = seed_everything(config.seed)
+    splits = datasets.load(config.dataset, config.image_size, data_root, config.seed)
+    binary = config.train.loss == "bce"
+    if binary and len(splits.classes) != 2:
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
-    built = models.build(config["model"], n_outputs)
-    plan = models.freeze_plan(train_cfg["freeze"], built)
+    built = models.build(config.model, 1 if binary else len(splits.classes))
+    plan = models.freeze_plan(config.train.freeze, built)
     runner = Runner(built, config, splits, device, plan, data_root, feature_cache, memory_format)
     if compile:
         runner.net = torch.compile(runner.net)
-    saved = fits(checkpointer.load(), built.module, config) if checkpointer else None  # another network or config: start over
-    if saved is not None:  # the optimizer at the saved lr, its schedule's base lrs, then the state: or none of it (epoch 0)
-        optimizer = make_optimizer(built, train_cfg, saved["progress"]["lr"])
-        base_lrs = [g["lr"] for g in optimizer.param_groups]
-        progress = resume(saved, built.module, optimizer, gen)
-        saved = None if progress is None else saved
+    return Trial(config, splits, built, plan, runner, gen, compile)
 
-    if saved is None:
-        progress = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": train_cfg["lr"], "probe_scores": None}
-    if train_cfg["protocol"] == "lr_probe" and saved is None:  # 001: score each lr from one start, retrain the best on train+val
-        initial_state = copy.deepcopy(built.module.state_dict())
-        scores = lr_probe(runner, plan, initial_state, gen)
-        progress["probe_scores"] = scores
-        progress["lr"] = float(max(scores, key=lambda k: (scores[k], -float(k))))
-        built.module.load_state_dict(initial_state)
+
+def fit(trial: Trial, checkpointer: Checkpointer | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> Fitted:
+    """The epochs of train + val, from where a saved state ended or from the start (after 001's lr probe)."""
+    config, built, plan, splits = trial.config, trial.built, trial.plan, trial.splits
+    train = config.train
+    resumed = resume_saved(trial, checkpointer)
+    if resumed is None:
+        progress = start_progress(trial)
+        optimizer = make_optimizer(built, train, progress["lr"])
+        base_lrs = [g["lr"] for g in optimizer.param_groups]
+    else:
+        progress, optimizer, base_lrs = resumed
     train_set, val_set = splits.train, splits.val
-    if train_cfg["protocol"] == "lr_probe":  # val now trains too: scoring on it would flatter the model
+    if train.protocol == "lr_probe":  # val now trains too: scoring on it would flatter the model
         train_set, val_set = datasets.ImageSet.concat(splits.train, splits.val), splits.val.subset(np.arange(0))
-
-    if saved is None:
-        optimizer = make_optimizer(built, train_cfg, progress["lr"])
-        base_lrs = [g["lr"] for g in optimizer.param_groups]
     resumed_from_epoch = len(progress["epochs"])
     epochs = progress["epochs"]
     status = "ok"
-    val_augment = train_cfg["augment"] if train_cfg["augment_val"] else "none"
-    for epoch in range(len(epochs), config["epochs"]):
+    for epoch in range(len(epochs), config.epochs):
         trainable = models.apply_stage(built, plan, epoch)
-        if train_cfg["optimizer_per_epoch"]:  # 002's gradual unfreezing: a fresh optimizer (no momentum) each epoch
-            optimizer = make_optimizer(built, train_cfg, progress["lr"])
-        set_epoch_lr(optimizer, base_lrs, train_cfg, epoch)
-        tick = time.perf_counter()
-        stats = runner.train_epoch(train_set, optimizer, plan, gen, train_cfg["max_steps"], epoch)
-        seconds = time.perf_counter() - tick
-        progress["train_seconds"] += seconds
-        progress["images_seen"] += stats["images"]
-        val_loss, val_preds = runner.evaluate(val_set, val_augment, gen) if len(val_set) else (float("nan"), np.zeros(0))
-        val_acc = float((val_preds == val_set.labels.numpy()).mean()) if len(val_set) else float("nan")
-        row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
-               "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable}
-        if train_cfg["test_every_epoch"]:  # 003's code: its per-epoch "validation" reads the test loader
-            row["test_loss"], test_preds = runner.evaluate(splits.test)
-            row["test_acc"] = float((test_preds == splits.test.labels.numpy()).mean())
+        if train.optimizer_per_epoch:  # 002's gradual unfreezing: a fresh optimizer (no momentum) each epoch
+            optimizer = make_optimizer(built, train, progress["lr"])
+        set_epoch_lr(optimizer, base_lrs, train, epoch)
+        row, images_per_s, diverged = run_epoch(trial, optimizer, epoch, train_set, val_set, progress, trainable)
         epochs.append(row)
         if on_epoch:
-            on_epoch({**row, "images_per_s": stats["images"] / seconds if seconds > 0 else float("nan")})
-        if stats["diverged"]:
+            on_epoch({**row, "images_per_s": images_per_s})
+        if diverged:
             status = "diverged"
             break
-        if checkpointer and epoch + 1 < config["epochs"]:
-            checkpointer.save(capture(built.module, optimizer, gen, progress))
+        if checkpointer and epoch + 1 < config.epochs:
+            checkpointer.save(capture(built.module, optimizer, trial.gen, progress))
+    return Fitted(status, epochs, progress, train_set, resumed_from_epoch)
 
+
+def resume_saved(trial: Trial, checkpointer: Checkpointer | None) -> tuple[dict[str, Any], torch.optim.Optimizer, list[float]] | None:
+    """(progress, optimizer, its schedule's base lrs) of a saved state that fits this network and config, else None
+    (another network or config, or a state that does not restore: the trial starts over)."""
+    saved = fits(checkpointer.load(), trial.built.module, trial.config) if checkpointer else None
+    if saved is None:
+        return None
+    # The optimizer at the saved lr, its schedule's base lrs, then the state: or none of it (epoch 0).
+    optimizer = make_optimizer(trial.built, trial.config.train, saved["progress"]["lr"])
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    progress = resume(saved, trial.built.module, optimizer, trial.gen)
+    return None if progress is None else (progress, optimizer, base_lrs)
+
+
+def start_progress(trial: Trial) -> dict[str, Any]:
+    """The totals of a trial at epoch 0, its lr chosen first by 001's probe where the protocol asks."""
+    progress = {"epochs": [], "images_seen": 0, "train_seconds": 0.0, "lr": trial.config.train.lr, "probe_scores": None}
+    if trial.config.train.protocol == "lr_probe":  # 001: score each lr from one start, retrain the best on train+val
+        initial_state = copy.deepcopy(trial.built.module.state_dict())
+        scores = lr_probe(trial.runner, trial.plan, initial_state, trial.gen)
+        progress["probe_scores"] = scores
+        progress["lr"] = float(max(scores, key=lambda k: (scores[k], -float(k))))
+        trial.built.module.load_state_dict(initial_state)
+    return progress
+
+
+def run_epoch(trial: Trial, optimizer: torch.optim.Optimizer, epoch: int, train_set: datasets.ImageSet,
+              val_set: datasets.ImageSet, progress: dict[str, Any], trainable: int) -> tuple[dict[str, Any], float, bool]:
+    """One epoch of training, then validation (and test, under train.test_every_epoch): (its row, training
+    images/s, diverged). Adds the epoch's time and images to `progress`."""
+    runner, train = trial.runner, trial.config.train
+    tick = time.perf_counter()
+    stats = runner.train_epoch(train_set, optimizer, trial.plan, trial.gen, train.max_steps, epoch)
+    seconds = time.perf_counter() - tick
+    progress["train_seconds"] += seconds
+    progress["images_seen"] += stats["images"]
+    val_augment = train.augment if train.augment_val else "none"
+    val_loss, val_preds = runner.evaluate(val_set, val_augment, trial.gen) if len(val_set) else (float("nan"), np.zeros(0))
+    val_acc = float((val_preds == val_set.labels.numpy()).mean()) if len(val_set) else float("nan")
+    row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
+           "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable}
+    if train.test_every_epoch:  # 003's code: its per-epoch "validation" reads the test loader
+        row["test_loss"], test_preds = runner.evaluate(trial.splits.test)
+        row["test_acc"] = float((test_preds == trial.splits.test.labels.numpy()).mean())
+    images_per_s = stats["images"] / seconds if seconds > 0 else float("nan")
+    return row, images_per_s, stats["diverged"]
+
+
+def summarise(trial: Trial, fitted: Fitted) -> dict[str, Any]:
+    """The trial's summary row: the test split's metrics, the last and best epochs, sizes, timings and the device."""
+    runner, splits, epochs, progress = trial.runner, trial.splits, fitted.epochs, fitted.progress
     test_loss, test_preds = runner.evaluate(splits.test)
     test_labels = splits.test.labels.numpy()
     summary = test_summary(test_labels, test_preds, test_loss, runner.n_classes)
@@ -306,36 +377,35 @@ def run_trial(config: dict[str, Any], data_root: str | Path = "data", device: to
     summary["misclassified"] = thumbnails(splits.test, test_labels, test_preds, splits.classes)
     last = epochs[-1]
     best = max(epochs, key=lambda e: -1 if math.isnan(e["val_acc"]) else e["val_acc"])
-    if train_cfg["test_every_epoch"]:  # the best epoch by test accuracy: a selection on the test set, as 003 reported
+    if trial.config.train.test_every_epoch:  # the best epoch by test accuracy: a selection on the test set, as 003 reported
         best_test = max(epochs, key=lambda e: e["test_acc"])
         summary.update({"best_test_acc": best_test["test_acc"], "best_test_epoch": best_test["epoch"]})
     summary.update({
         "train_acc": last["train_acc"], "train_loss": last["train_loss"], "val_acc": last["val_acc"], "val_loss": last["val_loss"],
         "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs_run": len(epochs),
         "lr_chosen": progress["lr"], "probe_scores": progress["probe_scores"],
-        "n_train": len(train_set), "n_val": len(splits.val), "n_test": len(splits.test),
+        "n_train": len(fitted.train_set), "n_val": len(splits.val), "n_test": len(splits.test),
         "train_s": progress["train_seconds"], "epoch_s_mean": progress["train_seconds"] / len(epochs),
         "images_per_s": progress["images_seen"] / progress["train_seconds"] if progress["train_seconds"] else float("nan"),
-        "resumed_from_epoch": resumed_from_epoch,
-        "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(built.module),
-        "device": device_name(device), **runner.decision.row(), "feature_cache": runner.feature_cache, "compiled": compile,
-        "peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source,
-        "wall_s": time.perf_counter() - started,
+        "resumed_from_epoch": fitted.resumed_from_epoch,
+        "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(trial.built.module),
+        "device": device_name(runner.device), **runner.decision.row(), "feature_cache": runner.feature_cache,
+        "compiled": trial.compiled,
     })  # fmt: skip
-    return TrialOutcome(status, summary, epochs)
+    return summary
 
 
 def lr_probe(runner: Runner, plan: models.FreezePlan, initial_state: dict[str, Any], gen: torch.Generator) -> dict[str, float]:
     """Val accuracy after `probe_steps` steps from the same start, per candidate lr."""
-    train = runner.cfg["train"]
+    train = runner.config.train
     scores: dict[str, float] = {}
-    for lr in train["probe_lrs"]:
+    for lr in train.probe_lrs:
         runner.built.module.load_state_dict(initial_state)
         models.apply_stage(runner.built, plan, 0)
         optimizer = make_optimizer(runner.built, train, lr)
-        steps_left = train["probe_steps"]
+        steps_left = train.probe_steps
         while steps_left > 0:  # the steps may span more than one pass over small data
-            batches_per_epoch = math.ceil(len(runner.splits.train) / train["batch_size"])
+            batches_per_epoch = math.ceil(len(runner.splits.train) / train.batch_size)
             runner.train_epoch(runner.splits.train, optimizer, plan, gen, min(steps_left, batches_per_epoch))
             steps_left -= min(steps_left, batches_per_epoch)
         _, preds = runner.evaluate(runner.splits.val)

@@ -360,9 +360,10 @@ def earlier_checkpoints(storage: str) -> dict[str, str]:
 def _prepare_on_node(configs: list[tuple[dict[str, Any], int]], data: str) -> str:
     """Download and decode each real dataset once on this node, before any trial reads it."""
     from .. import data as datasets
+    from ..trial_config import DatasetConfig
 
     for dataset, size in configs:
-        datasets.load(dataset, size, data, seed=0)
+        datasets.load(DatasetConfig.from_dict(dataset), size, data, seed=0)
     return ray.get_runtime_context().get_node_id()
 
 
