@@ -105,8 +105,10 @@ class Cluster:
 
     def node_ids(self) -> dict[str, str]:
         """Node name (its custom resource) -> Ray NodeID, for the nodes alive now."""
-        probe = (f"import ray, json; ray.init(address={self.address!r}, logging_level='ERROR'); "
-                 "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources']}))")
+        probe = (
+            f"import ray, json; ray.init(address={self.address!r}, logging_level='ERROR'); "
+            "print(json.dumps({k: n['NodeID'] for n in ray.nodes() if n['Alive'] for k in n['Resources']}))"
+        )
         proc = subprocess.run([sys.executable, "-c", probe], env=cluster_env(), capture_output=True, text=True, timeout=60)
         ids = json.loads(proc.stdout.strip().splitlines()[-1])
         return {node.name: ids[node.name] for node in self.nodes if node.name in ids}

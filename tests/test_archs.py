@@ -16,7 +16,6 @@ from tlbench.grid import Grid, GridError
 from tlbench.trial_config import ModelConfig
 
 
-
 @pytest.mark.slow
 def test_the_arch_table_is_what_the_installed_torchvision_gives():
     """The shipped table cannot drift: regenerated from the installed torchvision, it is the same."""
@@ -59,11 +58,13 @@ def test_weights_names_come_from_the_archs_enum():
 def test_a_grid_naming_any_torchvision_arch_is_planned_without_torch(write_grid):
     """`grid list` / `plan` stay torch-free: the names, the cost and the GPU share come from the shipped table."""
     path = write_grid(TINY_GRID.replace('"tlbench.tiny:small_cnn"', "efficientnet_b0").replace("freeze: none,", "freeze: head,"))
-    code = (f"import sys; from tlbench.grid import Grid; from tlbench import archs, cost\n"
-            f"trials = Grid.load({str(path)!r}).expand()\n"
-            f"assert trials and all(t.config['model']['arch'] == 'efficientnet_b0' for t in trials)\n"
-            f"print(cost.gflops_per_image(trials[0].config), cost.trial_cost(trials[0].config)['gpu_hours'] > 0, "
-            f"archs.get('efficientnet_b0').gpu_share, 'torch' in sys.modules)")
+    code = (
+        f"import sys; from tlbench.grid import Grid; from tlbench import archs, cost\n"
+        f"trials = Grid.load({str(path)!r}).expand()\n"
+        f"assert trials and all(t.config['model']['arch'] == 'efficientnet_b0' for t in trials)\n"
+        f"print(cost.gflops_per_image(trials[0].config), cost.trial_cost(trials[0].config)['gpu_hours'] > 0, "
+        f"archs.get('efficientnet_b0').gpu_share, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [f"{0.772 * (32 / 224) ** 2}", "True", "0.25", "False"]
 

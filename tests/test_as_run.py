@@ -37,8 +37,14 @@ def _watch_epochs(monkeypatch) -> list[dict]:
         before = bn.running_mean.clone()
         state_at_start = sum(len(s) for s in optimizer.state.values())
         out = original(self, images, optimizer, plan, gen, max_steps, epoch)
-        seen.append({"epoch": epoch, "state_at_start": state_at_start, "bn_moved": not torch.equal(before, bn.running_mean),
-                     "training": self.built.module.training})
+        seen.append(
+            {
+                "epoch": epoch,
+                "state_at_start": state_at_start,
+                "bn_moved": not torch.equal(before, bn.running_mean),
+                "training": self.built.module.training,
+            }
+        )
         return out
 
     monkeypatch.setattr(train.Runner, "train_epoch", watched)
@@ -113,8 +119,6 @@ def test_greedy_fill_on_a_hand_computed_example():
     assert balanced_train.tolist() == [0, 1, 4, 5, 6, 7, 8, 9] and balanced_val.tolist() == [2, 3]
 
 
-
-
 def test_random_split_is_unstratified_and_seeded():
     cfg = typed(dataset={"name": "synthetic", "n_classes": 2, "n_train": 400, "split_method": "random", "priors": [0.5, 0.5]}).dataset
     shares = {float(data.load(cfg, 32, "unused", seed=s).val.labels.float().mean()) for s in range(6)}
@@ -144,10 +148,20 @@ def test_new_keys_at_their_defaults_keep_every_trial_id(tmp_path):
     """Ids pinned from the code before these keys existed (commit fad592f)."""
     path = tmp_path / "g.yaml"
     path.write_text(TINY_GRID)
-    assert [t.trial_id for t in Grid.load(path).expand()] == ["fbcbc774695d0dac", "20506803729b5bda", "a4a9f0d0cbf4b293", "e7c5a77929ce6ee2"]
+    assert [t.trial_id for t in Grid.load(path).expand()] == [
+        "fbcbc774695d0dac",
+        "20506803729b5bda",
+        "a4a9f0d0cbf4b293",
+        "e7c5a77929ce6ee2",
+    ]
     gradual = TINY_GRID.replace('"tlbench.tiny:small_cnn"', "resnet18").replace("freeze: none,", "freeze: {gradual: {every: 2}},")
     path.write_text(gradual)
-    assert [t.trial_id for t in Grid.load(path).expand()] == ["be645743a6a93f02", "5cb055dfc2d2ea0a", "3bbd7d40d4db2abe", "a6fcc8c81c0ca84f"]
+    assert [t.trial_id for t in Grid.load(path).expand()] == [
+        "be645743a6a93f02",
+        "5cb055dfc2d2ea0a",
+        "3bbd7d40d4db2abe",
+        "a6fcc8c81c0ca84f",
+    ]
     # Set away from its default, a new key is a new config.
     config = resolved()
     assert trial_id({**config, "train": {**config["train"], "train_mode_epochs": 1}}) != trial_id(config)

@@ -47,7 +47,7 @@ class FakeClock:
     """Each candidate's step advances time by its own seconds; counts steps run."""
 
     def __init__(self, seconds: dict[Candidate, float]):
-        self.now, self.seconds, self.steps = 0.0, seconds, {c: 0 for c in seconds}
+        self.now, self.seconds, self.steps = 0.0, seconds, dict.fromkeys(seconds, 0)
 
     def __call__(self) -> float:
         return self.now
@@ -130,8 +130,13 @@ def test_a_fixed_precision_stays_fixed_with_todays_memory_format():
 @pytest.mark.slow
 def test_auto_gives_the_results_of_its_decision_run_fixed(tmp_path):
     """Measuring trains copies with dropout (the global RNG) and BatchNorm: the trial must not see any of it."""
-    config = typed(precision="auto", image_size=16, model={"hidden": [16], "dropout": 0.5},
-                      dataset={"n_train": 96, "n_test": 48}, train={"batch_size": 16})
+    config = typed(
+        precision="auto",
+        image_size=16,
+        model={"hidden": [16], "dropout": 0.5},
+        dataset={"n_train": 96, "n_test": 48},
+        train={"batch_size": 16},
+    )
     auto = run_trial(config, tmp_path / "a")
     timed = auto.summary["autotune_images_per_s"]
     assert auto.summary["auto_choice"] == "measured" and len(timed) == (2 if auto.summary["autotune_skipped"] else 4)

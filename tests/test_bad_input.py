@@ -123,8 +123,16 @@ def test_a_custom_arch_is_imported_not_called(write_grid, tmp_path, monkeypatch)
     assert sys.modules["costly_arch"].IMPORTED
 
 
-@pytest.mark.parametrize("flag, value", [("--cpus-per-trial", "-1"), ("--cpus-per-trial", "0"), ("--gpus-per-trial", "-0.5"),
-                                         ("--gpus-per-trial", "nan"), ("--max-failures", "-3")])
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--cpus-per-trial", "-1"),
+        ("--cpus-per-trial", "0"),
+        ("--gpus-per-trial", "-0.5"),
+        ("--gpus-per-trial", "nan"),
+        ("--max-failures", "-3"),
+    ],
+)
 def test_resource_flags_out_of_range_exit_2_before_anything_runs(tiny_grid, tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as exit_:
         grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(tmp_path / "r"), flag, value])
@@ -141,8 +149,9 @@ def test_report_with_an_unknown_profile_exits_2_naming_the_profiles(tiny_grid, t
 @pytest.mark.slow
 def test_listing_into_a_closed_pipe_ends_quietly(write_grid):
     many = write_grid(TINY_GRID.replace("seeds: [0, 1]", f"seeds: {list(range(1500))}"))
-    lister = subprocess.Popen([sys.executable, "-m", "tlbench.grid", "list", "--json", "--grid", str(many)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lister = subprocess.Popen(
+        [sys.executable, "-m", "tlbench.grid", "list", "--json", "--grid", str(many)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     first = lister.stdout.readline()
     lister.stdout.close()  # as `| head -1` does: 3000 lines no longer fit the pipe
     _, err = lister.communicate(timeout=60)

@@ -36,7 +36,11 @@ def test_bench_memory_measures_each_distinct_trial_shape_once(tmp_path):
     from helpers import TINY_GRID
 
     grid = tmp_path / "grid.yaml"
-    grid.write_text(TINY_GRID.replace("axes:\n      train.lr: [3.0e-3, 1.0e-3]", "axes:\n      train.batch_size: [8, 16]\n      train.lr: [3.0e-3, 1.0e-3]"))
+    grid.write_text(
+        TINY_GRID.replace(
+            "axes:\n      train.lr: [3.0e-3, 1.0e-3]", "axes:\n      train.batch_size: [8, 16]\n      train.lr: [3.0e-3, 1.0e-3]"
+        )
+    )
     proc = subprocess.run([sys.executable, "-m", "tlbench.bench", "--memory", "--quick", "--grid", str(grid)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -54,7 +54,11 @@ def test_claims_are_supported_reversed_or_unresolved_with_a_seed_count(write_gri
     html = (out / "index.html").read_text()
     assert "slow beats fast &lt;b&gt;really&lt;/b&gt;" in html and "<b>really</b>" not in html  # autoescaped
     markdown = (out / "index.md").read_text()
-    assert "## Claims" in markdown and "unresolved at 3 seeds" in markdown and "| test.txt | – | 1 | 0 | 1 | 0 | 0 | 1 | 1 | 1 | 0 |" in markdown  # the scoreboard
+    assert (
+        "## Claims" in markdown
+        and "unresolved at 3 seeds" in markdown
+        and "| test.txt | – | 1 | 0 | 1 | 0 | 0 | 1 | 1 | 1 | 0 |" in markdown
+    )  # the scoreboard
 
 
 @pytest.mark.slow
@@ -80,13 +84,33 @@ def test_a_claim_is_tested_within_each_reading(write_grid, tmp_path):
 
 
 BAD_CLAIMS = [
-    ("unknown row label", CLAIMS_GRID.replace("row_b: slow}", "row_b: slo}", 1), ["claim names a row this table lacks", "'slo'", "did you mean 'slow'"], "row_b: slo}"),
+    (
+        "unknown row label",
+        CLAIMS_GRID.replace("row_b: slow}", "row_b: slo}", 1),
+        ["claim names a row this table lacks", "'slo'", "did you mean 'slow'"],
+        "row_b: slo}",
+    ),
     ("unknown key", CLAIMS_GRID.replace("row_b: slow}", "row_b: slow, bigger: yes}", 1), ["unknown key 'bigger'"], "bigger"),
-    ("metric not in the table", CLAIMS_GRID.replace("metric: test_loss", "metric: val_acc"), ["not a column of this table", "val_acc"], "val_acc"),
+    (
+        "metric not in the table",
+        CLAIMS_GRID.replace("metric: test_loss", "metric: val_acc"),
+        ["not a column of this table", "val_acc"],
+        "val_acc",
+    ),
     ("bad direction", CLAIMS_GRID.replace("better: lower", "better: smaller"), ["smaller", "higher, lower"], "smaller"),
-    ("a row against itself", CLAIMS_GRID.replace("row_a: fast, row_b: slow}", "row_a: fast, row_b: fast}", 1), ["two different rows"], "fast beats slow"),
+    (
+        "a row against itself",
+        CLAIMS_GRID.replace("row_a: fast, row_b: slow}", "row_a: fast, row_b: fast}", 1),
+        ["two different rows"],
+        "fast beats slow",
+    ),
     ("no words", CLAIMS_GRID.replace('claim: "fast beats slow", ', "", 1), ["the report's words"], "row_a: fast, row_b: slow}"),
-    ("bad reading", TINY_GRID.replace("reported: {test_acc: 80.0}}", "reported: {test_acc: 80.0}, reading: as told}"), ["as told", "as stated, as run"], "as told"),
+    (
+        "bad reading",
+        TINY_GRID.replace("reported: {test_acc: 80.0}}", "reported: {test_acc: 80.0}, reading: as told}"),
+        ["as told", "as stated, as run"],
+        "as told",
+    ),
     ("duplicate label", TINY_GRID.replace("label: slow", "label: fast"), ["label 'fast' is also row 0"], ("label: fast", 2)),
 ]
 
@@ -110,6 +134,13 @@ def test_the_shipped_grid_lists_claims_for_the_reports_tables():
     claims = {t["id"]: t.get("claims", []) for t in grid.tables}
     assert sum(map(len, claims.values())) >= 50
     words = [c["claim"] for cs in claims.values() for c in cs]
-    for needle in ("l=4 is the best depth", "AdamW beats SGD at l=0", "+0.41", "every fraction", "ResNet18 outperforms VGG16", "highest validation accuracy"):
+    for needle in (
+        "l=4 is the best depth",
+        "AdamW beats SGD at l=0",
+        "+0.41",
+        "every fraction",
+        "ResNet18 outperforms VGG16",
+        "highest validation accuracy",
+    ):
         assert any(needle in w for w in words), needle
     assert {c["row_b"] for c in claims["r002-s1-layers"] if c["row_a"] == "l=4"} == {"l=1", "l=2", "l=3", "l=5"}

@@ -111,8 +111,9 @@ def read_trials(results: Path) -> pd.DataFrame:
 
 def test_smoke_experiment_lands_on_both_worker_nodes(cluster, tmp_path):
     results = tmp_path / "results"
-    code, out = finish(driver(cluster, "grid/reports.yaml", results, "--profile", "smoke", "--only", "r002-s1-layers",
-                              "--data", str(tmp_path / "data")))
+    code, out = finish(
+        driver(cluster, "grid/reports.yaml", results, "--profile", "smoke", "--only", "r002-s1-layers", "--data", str(tmp_path / "data"))
+    )
     assert code == 0, out
     frame = read_trials(results)
     ids = cluster.node_ids()

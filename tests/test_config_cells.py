@@ -124,7 +124,7 @@ def test_an_old_results_folder_reads_back_in_todays_form_through_its_index(grid_
         assert set(d["model.hidden"]) == {"[8]"} and d["dataset.split"].isna().all()
     new = Grid.load(grid_path).expand()[0]  # a new row beside the old ones: one form in the table read
     store.write(row_of(new), [])
-    assert sorted(set(store.read()[0].column("train.freeze").to_pylist())) == ['head', '{"last": 3}']
+    assert sorted(set(store.read()[0].column("train.freeze").to_pylist())) == ["head", '{"last": 3}']
 
 
 def test_a_report_over_an_old_folder_matches_its_rows(grid_path, tmp_path):

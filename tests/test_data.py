@@ -171,10 +171,13 @@ def test_celeba_hq_from_the_hub_when_no_local_folder(tmp_path, monkeypatch):
     def image(label: int) -> Image.Image:
         return Image.new("RGB", (24, 24), class_colour(label))
 
-    parts = {"train": _FakeHubSplit([{"image": image(i % 2), "label": i % 2} for i in range(16)]),
-             "validation": _FakeHubSplit([{"image": image(1), "label": 1} for _ in range(4)])}
-    fake = types.SimpleNamespace(load_dataset=lambda repo, cache_dir: parts,
-                                 concatenate_datasets=lambda splits: _FakeHubSplit([r for s in splits for r in s.rows]))
+    parts = {
+        "train": _FakeHubSplit([{"image": image(i % 2), "label": i % 2} for i in range(16)]),
+        "validation": _FakeHubSplit([{"image": image(1), "label": 1} for _ in range(4)]),
+    }
+    fake = types.SimpleNamespace(
+        load_dataset=lambda repo, cache_dir: parts, concatenate_datasets=lambda splits: _FakeHubSplit([r for s in splits for r in s.rows])
+    )
     monkeypatch.setitem(sys.modules, "datasets", fake)
     splits = data.load(dataset_cfg(name="celeba_hq", split=[0.8, 0.1, 0.1]), 16, tmp_path, seed=0)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (16, 2, 2)
@@ -204,5 +207,3 @@ def test_both_pets_targets_share_one_decoded_copy(tmp_path):
     data.load(dataset_cfg(name="oxford_pets", target="breed"), 16, tmp_path, seed=0)
     data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
     assert len(list((tmp_path / data.CACHE_DIR).glob("*.npy"))) == 2  # trainval and test, once each
-
-

@@ -44,7 +44,10 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
     epochs = pd.read_parquet(results / "epochs")
     assert len(epochs) == 4 and set(epochs["trial_id"]) == set(ok["trial_id"])
 
-    listed = [json.loads(line) for line in cli("tlbench.grid", "list", "--grid", str(grid), "--results", str(results), "--json").stdout.splitlines()]
+    listed = [
+        json.loads(line)
+        for line in cli("tlbench.grid", "list", "--grid", str(grid), "--results", str(results), "--json").stdout.splitlines()
+    ]
     assert sorted(r["status"] for r in listed) == ["done"] * 4 + ["failed"]
 
     again = cli("tlbench.grid", "run", "--grid", str(grid), "--results", str(results), "--only", "tiny", "--data", str(tmp_path / "data"))
@@ -63,14 +66,22 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
 def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, capsys):
     import torch
 
-    from tlbench.on_ray.scheduler import TuneCheckpointer
-
     from tlbench.checkpoint import capture
+    from tlbench.on_ray.scheduler import TuneCheckpointer
 
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
     module = torch.nn.Linear(2, 2)
     optimizer = torch.optim.SGD(module.parameters(), lr=0.1)
-    epoch = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.7, "lr": 0.1, "seconds": 1.0, "trainable_params": 6}
+    epoch = {
+        "epoch": 1,
+        "train_loss": 0.5,
+        "train_acc": 0.8,
+        "val_loss": 0.6,
+        "val_acc": 0.7,
+        "lr": 0.1,
+        "seconds": 1.0,
+        "trainable_params": 6,
+    }
     progress = {"epochs": [epoch], "images_seen": 10, "train_seconds": 1.0, "lr": 0.1, "probe_scores": None}  # as run_trial keeps it
     torch.save(capture(module, optimizer, torch.Generator(), progress), whole)
     truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
@@ -81,8 +92,19 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
 
 def test_a_gpu_per_trial_on_a_cpu_only_ray_is_refused_not_waited_for(tiny_grid, tmp_path):
     results = tmp_path / "results"
-    run = cli("tlbench.grid", "run", "--grid", str(tiny_grid), "--results", str(results), "--gpus-per-trial", "1",
-              "--data", str(tmp_path / "data"), timeout=180)
+    run = cli(
+        "tlbench.grid",
+        "run",
+        "--grid",
+        str(tiny_grid),
+        "--results",
+        str(results),
+        "--gpus-per-trial",
+        "1",
+        "--data",
+        str(tmp_path / "data"),
+        timeout=180,
+    )
     assert run.returncode == 2, run.stdout + run.stderr
     assert "asks for 1 CPU and 1 GPU on one node" in run.stderr and "Traceback" not in run.stderr
     assert not list(results.glob("trials/*.parquet")) and not list(results.glob("claims/*.lock"))

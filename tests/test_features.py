@@ -27,8 +27,14 @@ def test_the_traced_cut_splits_the_networks_forward(arch, size, cut_name, cut_ke
 
 
 def head_only(arch: str = "resnet18", **train_overrides) -> TrialConfig:
-    return typed(model={"arch": arch, "weights": "none"}, image_size=64 if arch == "alexnet" else 32, precision="fp32", epochs=3,
-                    train={"freeze": "head", "lr": 1e-2, **train_overrides}, dataset={"n_classes": 3, "n_train": 240, "n_test": 90})
+    return typed(
+        model={"arch": arch, "weights": "none"},
+        image_size=64 if arch == "alexnet" else 32,
+        precision="fp32",
+        epochs=3,
+        train={"freeze": "head", "lr": 1e-2, **train_overrides},
+        dataset={"n_classes": 3, "n_train": 240, "n_test": 90},
+    )
 
 
 @pytest.mark.slow
@@ -91,9 +97,14 @@ def _equal_runs(config: TrialConfig, root) -> tuple:
 def test_traced_cache_on_a_functional_network_with_dropout_matches_uncached_exactly(tmp_path):
     """Functional ops, a skip connection, F.dropout and nn.Dropout before the head: the cut lands before the
     first dropout, and both dropouts run live in train mode and not in eval mode, as in the whole network."""
-    config = typed(model={"arch": "traced_models:functional_net", "weights": "none"}, image_size=16, precision="fp32",
-                      epochs=3, train={"freeze": {"trainable": ["proj"]}, "lr": 1e-2, "batch_size": 16},
-                      dataset={"n_classes": 3, "n_train": 120, "n_test": 60, "val_fraction": 0.2})
+    config = typed(
+        model={"arch": "traced_models:functional_net", "weights": "none"},
+        image_size=16,
+        precision="fp32",
+        epochs=3,
+        train={"freeze": {"trainable": ["proj"]}, "lr": 1e-2, "batch_size": 16},
+        dataset={"n_classes": 3, "n_train": 120, "n_test": 60, "val_fraction": 0.2},
+    )
     cached, again = _equal_runs(config, tmp_path)
     assert cached.summary["feature_cache"] == "built (cut before proj)"
     assert again.summary["feature_cache"] == "hit (cut before proj)"
@@ -105,16 +116,27 @@ def test_traced_cache_on_a_functional_network_with_dropout_matches_uncached_exac
 def test_traced_cache_on_mobilenet_v3_small_head_only_matches_uncached_exactly(tmp_path):
     """A torchvision network outside the report four (depthwise convolutions, squeeze-excitation, Hardswish,
     Dropout inside its classifier): built, then hit by a trial at another lr, with the uncached run's numbers."""
-    config = typed(model={"arch": "mobilenet_v3_small", "weights": "none"}, image_size=32, precision="fp32", epochs=2,
-                      train={"freeze": "head", "lr": 1e-2, "batch_size": 32}, dataset={"n_classes": 3, "n_train": 120, "n_test": 60})
+    config = typed(
+        model={"arch": "mobilenet_v3_small", "weights": "none"},
+        image_size=32,
+        precision="fp32",
+        epochs=2,
+        train={"freeze": "head", "lr": 1e-2, "batch_size": 32},
+        dataset={"n_classes": 3, "n_train": 120, "n_test": 60},
+    )
     cached, again = _equal_runs(config, tmp_path)
     assert cached.summary["feature_cache"] == "built (cut before classifier.2)"  # its Dropout runs live
     assert again.summary["feature_cache"] == "hit (cut before classifier.2)"
 
 
 def test_an_untraceable_network_runs_uncached_and_says_why(tmp_path):
-    config = typed(model={"arch": "traced_models:data_dependent_net", "weights": "none"}, image_size=16, precision="fp32",
-                      train={"freeze": "head"}, dataset={"n_classes": 3, "n_train": 60, "n_test": 30})
+    config = typed(
+        model={"arch": "traced_models:data_dependent_net", "weights": "none"},
+        image_size=16,
+        precision="fp32",
+        train={"freeze": "head"},
+        dataset={"n_classes": 3, "n_train": 60, "n_test": 30},
+    )
     outcome = train.run_trial(config, tmp_path)
     assert outcome.status == "ok"
     assert outcome.summary["feature_cache"].startswith("not cacheable: cannot trace traced_models:data_dependent_net: TraceError")

@@ -9,8 +9,8 @@ import torch
 from helpers import resolved
 
 from tlbench import train
-from tlbench.on_ray import scheduler
 from tlbench.grid import TrialSpec, trial_id
+from tlbench.on_ray import scheduler
 
 
 @pytest.mark.parametrize("device, cuda_bf16, cpu_bf16, expected", [
@@ -32,8 +32,9 @@ def test_cpu_bf16_detection_reads_the_cpu_flags(monkeypatch, tmp_path):
 
 
 def spec_for(arch: str, size: int = 224) -> TrialSpec:
-    config = resolved(model={"arch": arch, "weights": "none"}, image_size=size,
-                      dataset={"name": "cifar10", "n_classes": None}, train={"freeze": "none"})
+    config = resolved(
+        model={"arch": arch, "weights": "none"}, image_size=size, dataset={"name": "cifar10", "n_classes": None}, train={"freeze": "none"}
+    )
     return TrialSpec(trial_id(config), "e", "r", 0, {}, config, ("e",))
 
 

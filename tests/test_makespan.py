@@ -6,8 +6,8 @@ import pytest
 from helpers import resolved
 
 from tlbench import cli
-from tlbench.makespan import Job, longest_first, makespan
 from tlbench.grid import TrialSpec
+from tlbench.makespan import Job, longest_first, makespan
 
 H = 3600.0
 

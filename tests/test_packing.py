@@ -54,8 +54,9 @@ def peak_use(frame: pd.DataFrame) -> tuple[dict[tuple[str, str], float], list[tu
     intervals: dict[tuple[str, str], list[tuple[pd.Timestamp, pd.Timestamp, float, str]]] = defaultdict(list)
     for trial in frame.itertuples():
         for gpu in json.loads(trial.gpu_ids):
-            intervals[(trial.node_id, gpu)].append((pd.Timestamp(trial.started_at), pd.Timestamp(trial.finished_at),
-                                                    trial.gpu_share, trial.trial_id))
+            intervals[(trial.node_id, gpu)].append(
+                (pd.Timestamp(trial.started_at), pd.Timestamp(trial.finished_at), trial.gpu_share, trial.trial_id)
+            )
     peaks, together = {}, []
     for gpu, spans in intervals.items():
         events = sorted([(start, 1, share) for start, _, share, _ in spans] + [(end, 0, -share) for _, end, share, _ in spans])
@@ -70,11 +71,24 @@ def peak_use(frame: pd.DataFrame) -> tuple[dict[tuple[str, str], float], list[tu
 
 def test_the_overlap_check_sees_an_overpacked_gpu_and_trials_that_share_one():
     def trial(trial_id, gpu, share, start, end):
-        return {"trial_id": trial_id, "node_id": "n", "gpu_ids": json.dumps([gpu]), "gpu_share": share,
-                "started_at": f"2026-01-01T00:00:{start:06.3f}+00:00", "finished_at": f"2026-01-01T00:00:{end:06.3f}+00:00"}
+        return {
+            "trial_id": trial_id,
+            "node_id": "n",
+            "gpu_ids": json.dumps([gpu]),
+            "gpu_share": share,
+            "started_at": f"2026-01-01T00:00:{start:06.3f}+00:00",
+            "finished_at": f"2026-01-01T00:00:{end:06.3f}+00:00",
+        }
 
-    frame = pd.DataFrame([trial("a", "0", 0.5, 0, 10), trial("b", "0", 0.5, 5, 15), trial("c", "0", 0.25, 9.999, 12),
-                          trial("d", "1", 0.75, 0, 5), trial("e", "1", 0.75, 5, 9)])  # d ends the instant e starts
+    frame = pd.DataFrame(
+        [
+            trial("a", "0", 0.5, 0, 10),
+            trial("b", "0", 0.5, 5, 15),
+            trial("c", "0", 0.25, 9.999, 12),
+            trial("d", "1", 0.75, 0, 5),
+            trial("e", "1", 0.75, 5, 9),
+        ]
+    )  # d ends the instant e starts
     peaks, together = peak_use(frame)
     assert peaks == {("n", "0"): 1.25, ("n", "1"): 0.75}
     assert sorted(together) == [("a", "b"), ("a", "c"), ("b", "c")]

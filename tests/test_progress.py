@@ -153,8 +153,8 @@ def test_a_grid_run_on_a_terminal_redraws_its_status_line(write_grid, tmp_path):
 def test_on_a_gpu_cluster_the_eta_packs_the_trials_gpu_shares_on_its_gpus():
     from helpers import resolved
 
-    from tlbench.on_ray import scheduler
     from tlbench.makespan import gpu_seconds
+    from tlbench.on_ray import scheduler
 
     configs = [resolved(model={"arch": arch, "weights": "none"}) for arch in ("vgg16", "resnet18", "resnet18")]
     points = [{"trial": {"trial_id": f"t{i}", "config": c}, "gpu": 0.5} for i, c in enumerate(configs)]

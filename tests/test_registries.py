@@ -12,8 +12,8 @@ import torch
 from fake_datasets import FAKES
 
 from tlbench import archs, data, freezing, models
-from tlbench.grid import schema
 from tlbench.datasets import DATASETS
+from tlbench.grid import schema
 from tlbench.registry import UnknownName
 from tlbench.trial_config import DatasetConfig, ModelConfig
 

@@ -6,8 +6,8 @@ import re
 
 import pandas as pd
 import pytest
-from scipy import stats
 from helpers import TINY_GRID
+from scipy import stats
 from test_store import fake_row
 
 from tlbench import report
@@ -24,8 +24,19 @@ def grid_and_results(write_grid, tmp_path):
     slow = [t for t in trials if t.axes["train.lr"] == 1e-3]
     store = Store(tmp_path / "results")
     for spec, acc in zip(fast, (0.80, 0.90)):
-        epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, "epoch": e, "train_loss": 1 / e,
-                   "train_acc": acc - 0.1 / e, "val_loss": 1.1 / e, "val_acc": acc - 0.2 / e} for e in (1, 2)]
+        epochs = [
+            {
+                "trial_id": spec.trial_id,
+                "experiment": spec.experiment,
+                "seed": spec.seed,
+                "epoch": e,
+                "train_loss": 1 / e,
+                "train_acc": acc - 0.1 / e,
+                "val_loss": 1.1 / e,
+                "val_acc": acc - 0.2 / e,
+            }
+            for e in (1, 2)
+        ]
         store.write(fake_row(spec, test_acc=acc, device="cpu (test)"), epochs)
     store.write(fake_row(slow[0], test_acc=0.70), [])  # its second seed is still pending
     return grid_path, tmp_path / "results"
@@ -133,8 +144,12 @@ def report_with_extras(write_grid, tmp_path, extras: str, **row_fields):
 
 @pytest.mark.slow
 def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path):
-    thumbnail = {"name": "x.png", "label": "class0", "pred": "class1",
-                 "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}
+    thumbnail = {
+        "name": "x.png",
+        "label": "class0",
+        "pred": "class1",
+        "png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+    }
     out = report_with_extras(write_grid, tmp_path, "misclassified", misclassified=[thumbnail])
     assert (out / "figures" / "misclassified-t-tiny.png").exists()
     assert "misclassified-t-tiny" in (out / "index.html").read_text()
@@ -142,7 +157,13 @@ def test_misclassified_figure_for_a_table_that_asks_for_it(write_grid, tmp_path)
 
 @pytest.mark.slow
 def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
-    per_class = {"precision": [1.0, 0.5, 0.0], "recall": [0.5, 1.0, 0.0], "f1": [0.67, 0.67, 0.0], "support": [2, 1, 1], "classes": ["ant", "bee", "cat"]}
+    per_class = {
+        "precision": [1.0, 0.5, 0.0],
+        "recall": [0.5, 1.0, 0.0],
+        "f1": [0.67, 0.67, 0.0],
+        "support": [2, 1, 1],
+        "classes": ["ant", "bee", "cat"],
+    }
     out = report_with_extras(write_grid, tmp_path, "per_class, confusion", per_class=per_class, confusion=[[1, 1, 0], [0, 1, 0], [0, 1, 0]])
     for page in ("index.md", "index.html"):
         text = (out / page).read_text()
@@ -152,8 +173,10 @@ def test_html_carries_what_markdown_shows_under_a_table(write_grid, tmp_path):
 def test_a_metric_not_compared_is_shown_unjudged_and_a_reported_mean_of_runs_narrows_the_interval(write_grid, tmp_path):
     """A wall time on the authors' machine is shown beside ours with no verdict and no scoreboard count;
     a row whose reported numbers are means of two runs gets the interval of a mean of two."""
-    text = TINY_GRID.replace("metrics: [{key: test_acc, scale: 100, digits: 1}]",
-                             "metrics: [{key: test_acc, scale: 100, digits: 1}, {key: train_s, digits: 0, compare: false}]")
+    text = TINY_GRID.replace(
+        "metrics: [{key: test_acc, scale: 100, digits: 1}]",
+        "metrics: [{key: test_acc, scale: 100, digits: 1}, {key: train_s, digits: 0, compare: false}]",
+    )
     text = text.replace("reported: {test_acc: 90.0}}", "reported: {test_acc: 90.0, train_s: 100}, reported_runs: 2}")
     grid_path = write_grid(text)
     store = Store(tmp_path / "results")

@@ -13,8 +13,13 @@ from tlbench.grid import Grid
 from tlbench.grid.tables import row_trial_ids
 
 GRID = "grid/reports.yaml"
-REPORTS = {"000_fdf072d3ade648fb.txt", "001_01c0c6356b919216.txt", "002_ab7cd0507948075e.txt",
-           "003_471c365c4b15c981.txt", "004_92aacdb59c81624b.txt"}
+REPORTS = {
+    "000_fdf072d3ade648fb.txt",
+    "001_01c0c6356b919216.txt",
+    "002_ab7cd0507948075e.txt",
+    "003_471c365c4b15c981.txt",
+    "004_92aacdb59c81624b.txt",
+}
 TABLES = {"r000-summary", "r000-test", "r001-table1", "r002-binary", "r002-s1-layers", "r002-s1-factors", "r002-s2-factors",
           "r002-imbalance-layers", "r002-imbalance-factors", "r002-resnet50-l0", "r002-resnet50-l3", "r002-resnet50-avg",
           "r002-bn", "r003-approaches", "r004-a-fractions", "r004-b-models", "r004-c-freeze"}  # fmt: skip
@@ -43,7 +48,14 @@ def test_every_table_of_the_catalogue_with_its_reported_numbers():
     reported = sum(1 for t in grid.tables for r in t["rows"] for v in (r.get("reported") or {}).values() if v is not None)
     # every number the catalogue quotes, per table (004 part B's parameter counts are shown, not compared),
     # and the as-run rows beside 002's numbers
-    stated = sum(1 for t in grid.tables for r in t["rows"] if r.get("reading") != "as run" for v in (r.get("reported") or {}).values() if v is not None)
+    stated = sum(
+        1
+        for t in grid.tables
+        for r in t["rows"]
+        if r.get("reading") != "as run"
+        for v in (r.get("reported") or {}).values()
+        if v is not None
+    )
     assert (stated, reported) == (93, 133)
 
 
@@ -70,8 +82,12 @@ def test_smoke_profile_runs_every_experiment_on_synthetic_twins():
 
 @pytest.mark.slow
 def test_plan_costs_every_experiment_and_totals_them():
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "plan", "--profile", "smoke"], capture_output=True, text=True, check=True, timeout=120)
-    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:] if line and line.split()[0].startswith(("r0", "total"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.grid", "plan", "--profile", "smoke"], capture_output=True, text=True, check=True, timeout=120
+    )
+    rows = {
+        line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:] if line and line.split()[0].startswith(("r0", "total"))
+    }
     assert len(rows) == 24  # 23 experiments with trials of their own (smoke: 004 scratch = pretrained) and the total
     assert int(rows["total"][0]) == 73 == sum(int(v[0]) for k, v in rows.items() if k != "total")
     tflops = {k: float(v[2].replace(",", "")) for k, v in rows.items()}
@@ -98,8 +114,13 @@ def test_as_run_s2_higher_lr_and_lr_per_layer_are_the_baselines_trials():
 
 @pytest.mark.slow
 def test_list_json_shows_corrections_and_what_each_trial_feeds():
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--json", "--only", "r002-*", "--only", "r003-*", "--only", "r004-*"],
-                          capture_output=True, text=True, check=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.grid", "list", "--json", "--only", "r002-*", "--only", "r003-*", "--only", "r004-*"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert all({"config", "tables", "trial_id", "axes", "status"} <= set(r) for r in rows)
     p002 = [r for r in rows if r["report"].startswith("002")]

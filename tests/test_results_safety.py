@@ -23,9 +23,9 @@ from test_store import fake_row
 
 from tlbench import cli as grid_cli
 from tlbench import report
-from tlbench.trial_claims import Claims
 from tlbench.grid import Grid
 from tlbench.store import TRIAL_SCHEMA, Store
+from tlbench.trial_claims import Claims
 
 
 @pytest.fixture
@@ -40,8 +40,12 @@ def foreign_files(trials_dir: Path, ids: list[str]) -> dict[str, str]:
     pq.write_table(pa.table({"trial_id": [ids[1]], "test_acc": [0.9]}), trials_dir / f"{ids[1]}.parquet")
     pq.write_table(pa.table({"trial_id": [ids[2]], "status": ["ok"], "test_acc": ["high"]}), trials_dir / f"{ids[2]}.parquet")
     os.mkfifo(trials_dir / f"{ids[3]}.parquet")  # reading a FIFO would block forever
-    return {ids[0]: "no string column 'trial_id'", ids[1]: "no string column 'status'", ids[2]: "column 'test_acc' is string",
-            ids[3]: "not a regular file"}
+    return {
+        ids[0]: "no string column 'trial_id'",
+        ids[1]: "no string column 'status'",
+        ids[2]: "column 'test_acc' is string",
+        ids[3]: "not a regular file",
+    }
 
 
 def test_files_of_another_schema_are_reported_never_read_as_rows(tmp_path, trials):
@@ -113,8 +117,8 @@ def tune_result(row, epochs=()):
 
 
 def callback(tmp_path):
-    from tlbench.progress import Progress
     from tlbench.on_ray.scheduler import StoreResults
+    from tlbench.progress import Progress
 
     counts: dict[str, int] = {}
     return StoreResults(Store(tmp_path), Claims(tmp_path), Progress([], devices=1, live=False), counts), counts
@@ -290,15 +294,20 @@ def test_a_foreign_epochs_file_loses_only_a_curve_and_is_named_and_moved(tiny_gr
 
 
 def test_trials_no_node_can_place_are_refused_naming_the_nodes(trials, monkeypatch):
-    from tlbench.on_ray import scheduler
     from tlbench.grid import GridError
+    from tlbench.on_ray import scheduler
 
-    monkeypatch.setattr(scheduler.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 4.0}},
-                                                          {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}])
+    monkeypatch.setattr(
+        scheduler.ray,
+        "nodes",
+        lambda: [{"Alive": True, "Resources": {"CPU": 4.0}}, {"Alive": False, "Resources": {"CPU": 8.0, "GPU": 1.0}}],
+    )
     fits = scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=4)
     scheduler.check_resources(trials, fits, cluster_gpus=0)
-    for options in (scheduler.RunOptions(results=Path("r"), data=Path("d"), gpus_per_trial=1.0),
-                    scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=6)):
+    for options in (
+        scheduler.RunOptions(results=Path("r"), data=Path("d"), gpus_per_trial=1.0),
+        scheduler.RunOptions(results=Path("r"), data=Path("d"), cpus_per_trial=6),
+    ):
         with pytest.raises(GridError, match="the cluster's nodes have 4 CPU/0 GPU"):
             scheduler.check_resources(trials, options, cluster_gpus=0)
 

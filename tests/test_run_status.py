@@ -11,17 +11,20 @@ from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import cli
-from tlbench.run_status import _when
 from tlbench.grid import Grid
+from tlbench.run_status import _when
 from tlbench.store import Store
 from tlbench.trial_claims import Claims, process_start
 
-TWO_EXPERIMENTS = TINY_GRID.replace("""tables:""", """  - name: other
+TWO_EXPERIMENTS = TINY_GRID.replace(
+    """tables:""",
+    """  - name: other
     source: {report: test.txt}
     dataset: {name: synthetic, n_classes: 3, n_train: 120, n_test: 60}
     model: {arch: "tlbench.tiny:small_cnn", weights: none}
     train: {freeze: head, lr: 3.0e-3, batch_size: 16}
-tables:""")
+tables:""",
+)
 
 
 def test_counts_errors_claims_and_the_newest_finished_trial_per_experiment(write_grid, tmp_path, capsys):
@@ -32,8 +35,11 @@ def test_counts_errors_claims_and_the_newest_finished_trial_per_experiment(write
     assert len(tiny) == 4 and len(other) == 2
     results = tmp_path / "results"
     store = Store(results)
-    for spec, status, when in [(tiny[0], "ok", "2026-01-01T10:00:00+00:00"), (tiny[1], "diverged", "2026-01-01T11:00:00+00:00"),
-                               (other[0], "ok", "2026-01-01T09:00:00+00:00")]:
+    for spec, status, when in [
+        (tiny[0], "ok", "2026-01-01T10:00:00+00:00"),
+        (tiny[1], "diverged", "2026-01-01T11:00:00+00:00"),
+        (other[0], "ok", "2026-01-01T09:00:00+00:00"),
+    ]:
         row = fake_row(spec, status=status)
         row["finished_at"] = when
         store.write(row, [])

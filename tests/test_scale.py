@@ -14,10 +14,10 @@ from test_store import fake_row
 
 from tlbench import report
 from tlbench.aggregate import build_tables
-from tlbench.scale import scale_grid
 from tlbench.grid import Grid, TrialSpec
 from tlbench.grid.model import VARIANT_AXIS
 from tlbench.grid.tables import RowIndex, canonical_value
+from tlbench.scale import scale_grid
 from tlbench.store import INDEX_FILE, Store
 
 

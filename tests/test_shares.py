@@ -9,9 +9,9 @@ import pytest
 from helpers import TINY_GRID
 
 from tlbench import cli, shares
-from tlbench.on_ray import scheduler
 from tlbench.execute import trial_row
 from tlbench.grid import Grid
+from tlbench.on_ray import scheduler
 from tlbench.store import Store
 
 CARD_MB = 24_576.0  # a 24 GB card
@@ -88,7 +88,14 @@ def test_plan_says_when_no_trial_has_run_on_a_gpu_and_does_not_warn_below_the_sh
     store.write(row(trials[0], peak_mb=6000.0), [])
     lines = cli.memory_view(store, trials)
     assert not [line for line in lines if line.startswith("warning:")] and lines[2].split()[1:] == [
-        "0.25", "1", "6,000", "6,000", "24,576", "6,144", "1"]
+        "0.25",
+        "1",
+        "6,000",
+        "6,000",
+        "24,576",
+        "6,144",
+        "1",
+    ]
     assert cli.memory_view(store, trials[2:])[0].startswith("GPU memory: no ok trial")  # only the plan's own trials count
 
 

@@ -17,27 +17,87 @@ from tlbench.grid import Grid, GridError
 BAD_GRIDS = [
     ("yaml syntax", TINY_GRID.replace("seeds: [0, 1]", "seeds: [0, 1"), ["YAML syntax error"], None),
     ("unknown top-level key", TINY_GRID + "\nextras: 1\n", ["unknown top-level key 'extras'"], "extras: 1"),
-    ("unknown section key", TINY_GRID.replace("lr: 3.0e-3, batch", "lrr: 3.0e-3, batch"), ["unknown key 'lrr'", "did you mean 'lr'"], "lrr:"),
-    ("unknown default key", TINY_GRID.replace("  epochs: 1\n  image", "  epoch: 1\n  image", 1), ["unknown key 'epoch'", "epochs"], "epoch: 1"),
+    (
+        "unknown section key",
+        TINY_GRID.replace("lr: 3.0e-3, batch", "lrr: 3.0e-3, batch"),
+        ["unknown key 'lrr'", "did you mean 'lr'"],
+        "lrr:",
+    ),
+    (
+        "unknown default key",
+        TINY_GRID.replace("  epochs: 1\n  image", "  epoch: 1\n  image", 1),
+        ["unknown key 'epoch'", "epochs"],
+        "epoch: 1",
+    ),
     ("wrong type", TINY_GRID.replace("batch_size: 16", "batch_size: sixteen"), ["batch_size", "expected an integer"], "sixteen"),
-    ("unknown arch", TINY_GRID.replace('"tlbench.tiny:small_cnn"', "resnet19"), ["resnet19", "did you mean 'resnet18'", "alexnet"], "resnet19"),
+    (
+        "unknown arch",
+        TINY_GRID.replace('"tlbench.tiny:small_cnn"', "resnet19"),
+        ["resnet19", "did you mean 'resnet18'", "alexnet"],
+        "resnet19",
+    ),
     ("unknown dataset", TINY_GRID.replace("name: synthetic", "name: cifar100"), ["cifar100", "cifar10"], "cifar100"),
     ("unknown optimizer", TINY_GRID.replace("freeze: none,", "optimizer: adamm, freeze: none,"), ["adamm", "did you mean 'adam'"], "adamm"),
     ("unknown freeze", TINY_GRID.replace("freeze: none,", "freeze: heads,"), ["heads", "did you mean 'head'"], "heads"),
     ("unknown loss", TINY_GRID.replace("freeze: none,", "loss: mse, freeze: none,"), ["mse", "cross_entropy"], "mse"),
     ("lr <= 0", TINY_GRID.replace("lr: 3.0e-3, batch", "lr: 0, batch"), ["train.lr", "> 0"], "lr: 0,"),
-    ("fraction out of range", TINY_GRID.replace("n_test: 60}", "n_test: 60, train_fraction: 1.5}"), ["train_fraction", "(0, 1]"], "train_fraction"),
+    (
+        "fraction out of range",
+        TINY_GRID.replace("n_test: 60}", "n_test: 60, train_fraction: 1.5}"),
+        ["train_fraction", "(0, 1]"],
+        "train_fraction",
+    ),
     ("batch size < 1", TINY_GRID.replace("batch_size: 16", "batch_size: 0"), ["batch_size", ">= 1"], "batch_size: 0"),
-    ("duplicate experiment", TINY_GRID.replace("tables:", TINY_GRID.split("experiments:\n")[1].split("tables:")[0] + "tables:"), ["duplicate experiment name 'tiny'"], ("name: tiny", 2)),
+    (
+        "duplicate experiment",
+        TINY_GRID.replace("tables:", TINY_GRID.split("experiments:\n")[1].split("tables:")[0] + "tables:"),
+        ["duplicate experiment name 'tiny'"],
+        ("name: tiny", 2),
+    ),
     ("no experiments", "experiments: []\n", ["non-empty list of experiments"], "experiments"),
-    ("table names a missing experiment", TINY_GRID.replace("experiment: tiny, where: {train.lr: 1.0e-3}", "experiment: tinyy, where: {train.lr: 1.0e-3}"), ["missing experiment", "tinyy", "did you mean 'tiny'"], "tinyy"),
-    ("table names a missing axis value", TINY_GRID.replace("where: {train.lr: 1.0e-3}", "where: {train.lr: 0.5}"), ["no value 0.5"], "0.5}"),
+    (
+        "table names a missing experiment",
+        TINY_GRID.replace("experiment: tiny, where: {train.lr: 1.0e-3}", "experiment: tinyy, where: {train.lr: 1.0e-3}"),
+        ["missing experiment", "tinyy", "did you mean 'tiny'"],
+        "tinyy",
+    ),
+    (
+        "table names a missing axis value",
+        TINY_GRID.replace("where: {train.lr: 1.0e-3}", "where: {train.lr: 0.5}"),
+        ["no value 0.5"],
+        "0.5}",
+    ),
     ("table names a missing axis", TINY_GRID.replace("where: {train.lr: 1.0e-3}", "where: {train.wd: 0.5}"), ["no axis"], "train.wd"),
-    ("profile with an unknown key", TINY_GRID.replace("quick: {seeds: [0], epochs: 1}", "quick: {seeds: [0], epoks: 1}"), ["unknown key 'epoks'"], "epoks"),
-    ("duplicate key", TINY_GRID.replace("  epochs: 1\n  image", "  epochs: 1\n  epochs: 2\n  image", 1), ["duplicate key 'epochs'"], "epochs: 2"),
-    ("unknown axis", TINY_GRID.replace("train.lr: [3.0e-3, 1.0e-3]", "train.lrs: [3.0e-3, 1.0e-3]"), ["unknown axis 'train.lrs'"], "train.lrs"),
-    ("too many layers", TINY_GRID.replace('"tlbench.tiny:small_cnn"', "resnet18").replace("freeze: none,", "freeze: {last: 12},"), ["at most 9", "resnet18"], "- name: tiny"),
-    ("image too small for the arch", TINY_GRID.replace('"tlbench.tiny:small_cnn"', "alexnet"), ["image_size", "at least 63"], "- name: tiny"),
+    (
+        "profile with an unknown key",
+        TINY_GRID.replace("quick: {seeds: [0], epochs: 1}", "quick: {seeds: [0], epoks: 1}"),
+        ["unknown key 'epoks'"],
+        "epoks",
+    ),
+    (
+        "duplicate key",
+        TINY_GRID.replace("  epochs: 1\n  image", "  epochs: 1\n  epochs: 2\n  image", 1),
+        ["duplicate key 'epochs'"],
+        "epochs: 2",
+    ),
+    (
+        "unknown axis",
+        TINY_GRID.replace("train.lr: [3.0e-3, 1.0e-3]", "train.lrs: [3.0e-3, 1.0e-3]"),
+        ["unknown axis 'train.lrs'"],
+        "train.lrs",
+    ),
+    (
+        "too many layers",
+        TINY_GRID.replace('"tlbench.tiny:small_cnn"', "resnet18").replace("freeze: none,", "freeze: {last: 12},"),
+        ["at most 9", "resnet18"],
+        "- name: tiny",
+    ),
+    (
+        "image too small for the arch",
+        TINY_GRID.replace('"tlbench.tiny:small_cnn"', "alexnet"),
+        ["image_size", "at least 63"],
+        "- name: tiny",
+    ),
     ("bce on many classes", TINY_GRID.replace("freeze: none,", "loss: bce, freeze: none,"), ["bce needs a binary target"], "- name: tiny"),
 ]
 
@@ -65,8 +125,12 @@ def line_of(text: str, needle: str, nth: int) -> int:
 def test_cli_exits_2_and_writes_nothing_for_a_bad_grid(write_grid, tmp_path):
     path = write_grid(TINY_GRID.replace("batch_size: 16", "batch_size: -3"))
     results = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "run", "--grid", str(path), "--results", str(results)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.grid", "run", "--grid", str(path), "--results", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "batch_size" in proc.stderr and str(path) in proc.stderr
     assert not results.exists()
@@ -81,8 +145,9 @@ def test_cli_exits_2_and_writes_nothing_for_a_bad_grid(write_grid, tmp_path):
 ])  # fmt: skip
 @pytest.mark.slow
 def test_cli_refuses_bad_selection_flags(tiny_grid, args, words):
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), *args],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), *args], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     for word in words:
         assert word in proc.stderr
@@ -148,8 +213,13 @@ def test_002_last_one_layer_and_head_only_are_one_trial(write_grid):
 
 @pytest.mark.slow
 def test_list_json_reports_status_from_results(tiny_grid, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), "--json", "--results", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlbench.grid", "list", "--grid", str(tiny_grid), "--json", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 4
     assert {"trial_id", "experiment", "report", "seed", "status"} <= set(rows[0])

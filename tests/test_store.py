@@ -27,8 +27,24 @@ def test_rows_read_back_as_one_table_with_every_config_key(tmp_path, trials):
         store.write(fake_row(spec, test_acc=i / 10), [{"trial_id": spec.trial_id, "epoch": 1, "train_loss": 0.5}])
     frame = pd.read_parquet(tmp_path / "trials")
     assert len(frame) == len(trials) and set(frame["trial_id"]) == {t.trial_id for t in trials}
-    for column in ("trial_id", "experiment", "seed", "status", "train_acc", "val_acc", "test_acc", "test_loss", "wall_s", "node_id",
-                   "train.lr", "dataset.name", "model.arch", "train.freeze", "epochs", "image_size"):
+    for column in (
+        "trial_id",
+        "experiment",
+        "seed",
+        "status",
+        "train_acc",
+        "val_acc",
+        "test_acc",
+        "test_loss",
+        "wall_s",
+        "node_id",
+        "train.lr",
+        "dataset.name",
+        "model.arch",
+        "train.freeze",
+        "epochs",
+        "image_size",
+    ):
         assert column in frame.columns, column
     assert sorted(frame["train.lr"].unique()) == [1e-3, 3e-3]
     assert len(pd.read_parquet(tmp_path / "epochs")) == len(trials)

@@ -24,8 +24,12 @@ def test_small_cnn_beats_chance_in_one_epoch_on_synthetic_data():
 
 @pytest.mark.slow
 def test_resnet18_from_scratch_beats_chance_at_small_size():
-    config = typed(model={"arch": "resnet18", "weights": "none"}, dataset={"n_classes": 3, "n_train": 300, "n_test": 150},
-                      train={"lr": 1e-3, "batch_size": 16}, epochs=2)
+    config = typed(
+        model={"arch": "resnet18", "weights": "none"},
+        dataset={"n_classes": 3, "n_train": 300, "n_test": 150},
+        train={"lr": 1e-3, "batch_size": 16},
+        epochs=2,
+    )
     assert train.run_trial(config).summary["test_acc"] > 1 / 3 + 0.15
 
 

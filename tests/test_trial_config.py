@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tlbench.grid import schema
-from tlbench.grid import Grid
-from tlbench.trial_config import Imbalance, TrialConfig, TrialConfigError
 from helpers import resolved
+
+from tlbench.grid import Grid, schema
+from tlbench.trial_config import Imbalance, TrialConfig, TrialConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,8 +55,10 @@ def test_every_trial_of_the_reports_grid_round_trips(profile):
 
 
 def test_values_are_deep_frozen():
-    config = resolved(dataset={"imbalance": {"minority": "class0", "keep": 0.5}, "priors": [0.25] * 4},
-                      train={"freeze": {"gradual": {"every": 2, "blocks": ["b", "a"]}}})
+    config = resolved(
+        dataset={"imbalance": {"minority": "class0", "keep": 0.5}, "priors": [0.25] * 4},
+        train={"freeze": {"gradual": {"every": 2, "blocks": ["b", "a"]}}},
+    )
     typed = TrialConfig.from_dict(config)
     assert typed.dataset.imbalance == Imbalance("class0", 0.5)
     assert typed.dataset.priors == (0.25,) * 4

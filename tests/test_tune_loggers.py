@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from helpers import typed
@@ -64,8 +63,7 @@ def test_only_epoch_reports_numbers_reach_the_loggers():
 
 
 def test_a_run_is_named_by_experiment_axes_and_seed():
-    trial = {"trial_id": "abc", "experiment": "r001-a", "report": "001", "seed": 2,
-             "axes": {"train.lr": 0.01, "model.weights": "a/b"}}
+    trial = {"trial_id": "abc", "experiment": "r001-a", "report": "001", "seed": 2, "axes": {"train.lr": 0.01, "model.weights": "a/b"}}
     assert tune_loggers.run_name(trial) == "r001-a/model.weights=a_b,train.lr=0.01/seed=2"
     assert tune_loggers.run_name({**trial, "axes": {}}) == "r001-a/no-axes/seed=2"
     frozen = {**trial, "axes": {"train.freeze": {"frozen": ["layer1", "layer2"]}, "variant": "it's b"}}

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .provenance import describe
 from .grid import Grid
 from .grid.tables import METRICS, RowIndex
+from .provenance import describe
 from .store import DONE
 from .verdicts import Summary, number_verdict, summarize
 
@@ -124,7 +124,10 @@ class Table:
         """Warnings where its numbers came from several commits or machines: a difference between two
         of its rows may then be the code's or the hardware's, not the config's."""
         out = []
-        for what, found in (("commits", {c for r in self.rows for c in r.commits}), ("machines", {m for r in self.rows for m in r.machines})):
+        for what, found in (
+            ("commits", {c for r in self.rows for c in r.commits}),
+            ("machines", {m for r in self.rows for m in r.machines}),
+        ):
             if len(found) > 1:
                 out.append(f"its numbers come from {len(found)} {what}: {'; '.join(sorted(found))}")
         return out
@@ -177,12 +180,33 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
         values = found.numbers[metric["key"]][usable] * scale
         reported = (row.get("reported") or {}).get(metric["key"])
-        cells.append(Cell(metric["key"], metric_label(metric), reported, summarize(values), digits, scale,
-                          runs=row.get("reported_runs", 1), compared=metric.get("compare", True)))
+        cells.append(
+            Cell(
+                metric["key"],
+                metric_label(metric),
+                reported,
+                summarize(values),
+                digits,
+                scale,
+                runs=row.get("reported_runs", 1),
+                compared=metric.get("compare", True),
+            )
+        )
     errors = [str(e) for e in found.text["error"][present] if e is not None]
     devices = sorted({d for d in found.text["device"][usable] if d is not None})
-    out = Row(row["label"], row["experiment"], ids, statuses, cells, devices, errors, reading=row.get("reading"), note=row.get("note"),
-              commits=sorted(set(found.text["commit"][usable])), machines=sorted({m for m in found.text["accelerator"][usable] if m}))
+    out = Row(
+        row["label"],
+        row["experiment"],
+        ids,
+        statuses,
+        cells,
+        devices,
+        errors,
+        reading=row.get("reading"),
+        note=row.get("note"),
+        commits=sorted(set(found.text["commit"][usable])),
+        machines=sorted({m for m in found.text["accelerator"][usable] if m}),
+    )
     if len(usable) and table.get("extras"):
         out.extras = _extras(found.seeds[usable], found.text["per_class"][usable], found.text["confusion"][usable])
     out.extras["reported"] = {k: row[f"reported_{k}"] for k in ("per_class", "confusion") if f"reported_{k}" in row}
@@ -204,11 +228,16 @@ def _extras(seeds: np.ndarray, per_class_json: np.ndarray, confusion_json: np.nd
     confusion matrix (one test set's counts) compares with. Inputs: one entry per usable trial (JSON or None)."""
     per_class = [json.loads(p) for p in per_class_json if p is not None]
     confusion = [np.asarray(json.loads(c)) for c in confusion_json if c is not None]
-    out: dict[str, Any] = {"per_seed": [
-        {"seed": int(seeds[i]), "per_class": json.loads(per_class_json[i]) if per_class_json[i] is not None else None,
-         "confusion": json.loads(confusion_json[i]) if confusion_json[i] is not None else None}
-        for i in np.argsort(seeds, kind="stable")
-    ]}
+    out: dict[str, Any] = {
+        "per_seed": [
+            {
+                "seed": int(seeds[i]),
+                "per_class": json.loads(per_class_json[i]) if per_class_json[i] is not None else None,
+                "confusion": json.loads(confusion_json[i]) if confusion_json[i] is not None else None,
+            }
+            for i in np.argsort(seeds, kind="stable")
+        ]
+    }
     if per_class:
         out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}
         out["per_class"]["classes"] = per_class[0].get("classes")

@@ -76,14 +76,37 @@ _RESNET_CHILDREN = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "laye
 _RESNET_BLOCKS = ("layer4", "layer3", "layer2", "layer1")
 
 # The reports' archs. GPU rates: measured on an A10G/T4-class card with bf16.
-ARCHS.register(Arch("alexnet", head="classifier.6", classifier="classifier", min_image_size=63,
-                    gflops_224=1.43, gpu_images_per_s=2500.0, gpu_share=0.25))
-ARCHS.register(Arch("vgg16", head="classifier.6", classifier="classifier", min_image_size=32,
-                    gflops_224=30.94, gpu_images_per_s=250.0, gpu_share=0.5,
-                    # VGG16's five conv blocks, deepest first (features.N indices of their convs).
-                    blocks=("features.24", "features.17", "features.10", "features.5", "features.0")))
-ARCHS.register(Arch("resnet18", head="fc", classifier="fc", min_image_size=32, gflops_224=3.63, gpu_images_per_s=1400.0,
-                    gpu_share=0.25, children=_RESNET_CHILDREN, blocks=_RESNET_BLOCKS))
+ARCHS.register(
+    Arch(
+        "alexnet", head="classifier.6", classifier="classifier", min_image_size=63, gflops_224=1.43, gpu_images_per_s=2500.0, gpu_share=0.25
+    )
+)
+ARCHS.register(
+    Arch(
+        "vgg16",
+        head="classifier.6",
+        classifier="classifier",
+        min_image_size=32,
+        gflops_224=30.94,
+        gpu_images_per_s=250.0,
+        gpu_share=0.5,
+        # VGG16's five conv blocks, deepest first (features.N indices of their convs).
+        blocks=("features.24", "features.17", "features.10", "features.5", "features.0"),
+    )
+)
+ARCHS.register(
+    Arch(
+        "resnet18",
+        head="fc",
+        classifier="fc",
+        min_image_size=32,
+        gflops_224=3.63,
+        gpu_images_per_s=1400.0,
+        gpu_share=0.25,
+        children=_RESNET_CHILDREN,
+        blocks=_RESNET_BLOCKS,
+    )
+)
 ARCHS.register(Arch("resnet50", head="fc", classifier="fc", min_image_size=32, gflops_224=8.18, gpu_images_per_s=450.0,
                     gpu_share=0.5, children=_RESNET_CHILDREN, blocks=_RESNET_BLOCKS))  # fmt: skip
 REPORT_ARCHS = ARCHS.names()

@@ -79,9 +79,14 @@ class Decision:
 
     def row(self) -> dict[str, Any]:
         """The result columns that record it."""
-        return {"precision_used": self.candidate.precision, "memory_format_used": self.candidate.memory_format,
-                "auto_choice": self.how, "autotune_images_per_s": self.images_per_s or None, "autotune_s": self.seconds,
-                "autotune_skipped": self.skipped}
+        return {
+            "precision_used": self.candidate.precision,
+            "memory_format_used": self.candidate.memory_format,
+            "auto_choice": self.how,
+            "autotune_images_per_s": self.images_per_s or None,
+            "autotune_s": self.seconds,
+            "autotune_skipped": self.skipped,
+        }
 
 
 def fixed(precision: str, device: torch.device) -> Decision:
@@ -172,8 +177,17 @@ class DecisionCache:
 
     def put(self, key: str, decision: Decision, identity: dict[str, Any]) -> None:
         """Best effort: a decision that cannot be kept is measured again next time."""
-        text = json.dumps({"key": key, "choice": decision.candidate.name, "images_per_s": decision.images_per_s,
-                           "skipped": decision.skipped, "identity": identity}, sort_keys=True, default=str)
+        text = json.dumps(
+            {
+                "key": key,
+                "choice": decision.candidate.name,
+                "images_per_s": decision.images_per_s,
+                "skipped": decision.skipped,
+                "identity": identity,
+            },
+            sort_keys=True,
+            default=str,
+        )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
@@ -187,8 +201,13 @@ class DecisionCache:
 Step = Callable[[], None]
 
 
-def measure(make_step: Callable[[Candidate], Step], options: list[Candidate], batch: int, device: torch.device,
-            clock: Callable[[], float] = time.perf_counter) -> dict[Candidate, float]:
+def measure(
+    make_step: Callable[[Candidate], Step],
+    options: list[Candidate],
+    batch: int,
+    device: torch.device,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[Candidate, float]:
     """Images/s of each candidate: warm-up steps, then the fastest of a few timed ones.
 
     One candidate at a time, so only one copy of the network (and its optimizer
@@ -215,8 +234,14 @@ def measure(make_step: Callable[[Candidate], Step], options: list[Candidate], ba
     return rates
 
 
-def decide(device: torch.device, identity: dict[str, Any], cache: DecisionCache, make_step: Callable[[Candidate], Step],
-           batch: int, measure: Callable[..., dict[Candidate, float]] = measure) -> Decision:
+def decide(
+    device: torch.device,
+    identity: dict[str, Any],
+    cache: DecisionCache,
+    make_step: Callable[[Candidate], Step],
+    batch: int,
+    measure: Callable[..., dict[Candidate, float]] = measure,
+) -> Decision:
     """The cached decision for this identity, else measured now and cached."""
     options, skipped = candidates(device)
     key = cache_key(identity)
@@ -231,9 +256,17 @@ def decide(device: torch.device, identity: dict[str, Any], cache: DecisionCache,
     return decision
 
 
-def training_step(built: Any, net: nn.Module, prepare: Callable[[Any], None], make_optimizer: Callable[[Any], torch.optim.Optimizer],
-                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], input_shape: tuple[int, ...], n_classes: int,
-                  batch: int, device: torch.device) -> Callable[[Candidate], Step]:
+def training_step(
+    built: Any,
+    net: nn.Module,
+    prepare: Callable[[Any], None],
+    make_optimizer: Callable[[Any], torch.optim.Optimizer],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    batch: int,
+    device: torch.device,
+) -> Callable[[Candidate], Step]:
     """make_step for `measure`: one training step of a copy of what the trial trains, as a candidate.
 
     `net` is what a step runs (the whole network or the part after a cached

@@ -43,7 +43,6 @@ import torch
 
 from .trial_config import DatasetConfig, TrialConfig
 
-
 # Head-only, the traced cache's line: a torchvision network outside the reports' four whose forward is not a chain
 # of modules (a stem, a trunk, then functional flatten before fc). MobileNetV3-Small, tried first, trains its head
 # in ~7 s uncached here: the ~0.5 s a trial costs before its first step would then bound the warm ratio near 15.
@@ -130,8 +129,14 @@ def bench_auto_precision(root: Path, size: int, steps: int, batch: int = 32, rep
     from .train import run_trial
 
     # Synthetic images, just enough for the steps and one test batch: bf16 may be emulated, evaluation too.
-    config = trial_config(size, 1, "none", batch, model={"arch": "tlbench.bench:mobilenet_v3_small", "weights": "none"},
-                          dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0})
+    config = trial_config(
+        size,
+        1,
+        "none",
+        batch,
+        model={"arch": "tlbench.bench:mobilenet_v3_small", "weights": "none"},
+        dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0},
+    )
     fixed = [Candidate(p, cl) for p in ("fp32", "bf16") for cl in (False, True)]
     best: dict[str, float] = {}
     auto_summary: dict[str, Any] = {}
@@ -253,10 +258,10 @@ def training_flops_per_image(size: int) -> float:
 
 def bench_ray_overhead(few: int, many: int) -> None:
     """Marginal seconds per trial through Ray Tune beyond the trial's own work."""
-    from .on_ray import scheduler
     from .grid import TrialSpec, trial_id
     from .grid.config import merge
     from .grid.schema import defaults
+    from .on_ray import scheduler
 
     root = Path(tempfile.mkdtemp(prefix="tlbench-ray-bench-"))
     try:
@@ -303,8 +308,10 @@ def memory_shapes(grid_file: str) -> dict[str, dict[str, Any]]:
     for trial in Grid.load(grid_file).expand(profile="full"):
         config, train = trial.config, trial.config["train"]
         freeze = train["freeze"] if isinstance(train["freeze"], str) else json.dumps(train["freeze"], separators=(",", ":"))
-        name = (f"{config['model']['arch']}[{freeze}] batch={train['batch_size']} {config['image_size']}px "
-                f"{train['optimizer']} {config['precision']}")
+        name = (
+            f"{config['model']['arch']}[{freeze}] batch={train['batch_size']} {config['image_size']}px "
+            f"{train['optimizer']} {config['precision']}"
+        )
         shapes.setdefault(name, config)
     return shapes
 
@@ -350,7 +357,9 @@ def bench_memory(grid_file: str, quick: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tlbench.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tlbench.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs, measures nothing")
     parser.add_argument("--skip-ray", action="store_true", help="leave out the Ray Tune overhead bench")
     parser.add_argument("--memory", action="store_true", help="only: peak memory of each distinct trial shape of --grid")

@@ -45,8 +45,12 @@ def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torc
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         # numpy's and Python's generator states as tensors: weights_only loads no numpy arrays
-        "numpy_rng": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)), "pos": int(numpy_state["state"]["pos"]),
-                      "has_gauss": int(numpy_state["has_gauss"]), "gauss": float(numpy_state["gauss"])},
+        "numpy_rng": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
         "python_rng": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,  # dropout on a GPU draws here
         "progress": plain(progress),

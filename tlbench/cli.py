@@ -16,11 +16,11 @@ from pathlib import Path
 
 from . import archs, freezing, shares
 from .cost import gpu_images_per_s, trial_cost
+from .grid import Grid, GridError, TrialSpec
+from .grid.schema import WEIGHTS
+from .grid.tables import table_rows_of_trials
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
 from .provenance import repository_state
-from .grid.schema import WEIGHTS
-from .grid import Grid, GridError, TrialSpec
-from .grid.tables import table_rows_of_trials
 from .store import DONE, FAILED, UNWRITTEN_PREFIX, Store, flatten_config
 
 DEFAULT_GRID = "grid/reports.yaml"
@@ -33,8 +33,15 @@ def _selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", metavar="GLOB", help="experiments whose name matches (repeatable)")
     parser.add_argument("--results", default="results", help="results directory (default %(default)s)")
     parser.add_argument("--data", default="data", help="dataset root (default %(default)s)")
-    parser.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="override a config key by dotted path, e.g. --set train.lr=0.01 epochs=2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a config key by dotted path, e.g. --set train.lr=0.01 epochs=2",
+    )
 
 
 def bounded(kind: type, low: float, inclusive: bool = True):
@@ -58,10 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run every pending trial through Ray Tune")
     _selection(run)
     run.add_argument("--address", help="Ray cluster address (or RAY_ADDRESS; 'auto' on a cluster node); default: a local Ray")
-    run.add_argument("--gpus-per-trial", type=bounded(float, 0),
-                     help="GPU share per trial (default: per arch from its registry entry; 0 without GPUs)")
-    run.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
-                     help="CPUs per trial; torch uses as many threads (default %(default)s)")
+    run.add_argument(
+        "--gpus-per-trial", type=bounded(float, 0), help="GPU share per trial (default: per arch from its registry entry; 0 without GPUs)"
+    )
+    run.add_argument(
+        "--cpus-per-trial",
+        type=bounded(float, 0, inclusive=False),
+        default=1.0,
+        help="CPUs per trial; torch uses as many threads (default %(default)s)",
+    )
     run.add_argument("--storage", help="Ray Tune storage path or URI (default <results>/.tune)")
     run.add_argument("--max-failures", type=bounded(int, 0), default=2, help="retries of a trial whose worker died (default %(default)s)")
     run.add_argument("--no-checkpoints", action="store_true", help="no per-epoch checkpoints (retries then start a trial over)")
@@ -69,21 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true", help="torch.compile the trained part of each network")
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files (default: <results>/tensorboard)")
-    run.add_argument("--mlflow", metavar="URI", help="log every trial's epochs to MLflow at this tracking URI (e.g. file:mlruns); "
-                     "needs the mlflow extra")
+    run.add_argument(
+        "--mlflow", metavar="URI", help="log every trial's epochs to MLflow at this tracking URI (e.g. file:mlruns); needs the mlflow extra"
+    )
     run.add_argument("--wandb", metavar="PROJECT", help="log every trial's epochs to this W&B project; needs the wandb extra")
     listing = commands.add_parser("list", help="one line per trial with its status")
     _selection(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     plan = commands.add_parser("plan", help="trials, images, FLOPs and GPU-hours per experiment; wall time on N GPUs or CPUs")
     _selection(plan)
-    plan.add_argument("--gpus", type=bounded(int, 1), metavar="N",
-                      help="also estimate the wall time on N GPUs (trials at their GPU shares)")
+    plan.add_argument(
+        "--gpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N GPUs (trials at their GPU shares)"
+    )
     plan.add_argument("--cpus", type=bounded(int, 1), metavar="N", help="also estimate the wall time on N CPUs like this machine's")
-    plan.add_argument("--gpus-per-trial", type=bounded(float, 0, inclusive=False),
-                      help="GPU share per trial for --gpus (default: per arch from its registry entry, as `run` does)")
-    plan.add_argument("--cpus-per-trial", type=bounded(float, 0, inclusive=False), default=1.0,
-                      help="CPUs per trial for --cpus (default %(default)s, as `run`)")
+    plan.add_argument(
+        "--gpus-per-trial",
+        type=bounded(float, 0, inclusive=False),
+        help="GPU share per trial for --gpus (default: per arch from its registry entry, as `run` does)",
+    )
+    plan.add_argument(
+        "--cpus-per-trial",
+        type=bounded(float, 0, inclusive=False),
+        default=1.0,
+        help="CPUs per trial for --cpus (default %(default)s, as `run`)",
+    )
     status = commands.add_parser("status", help="per experiment: done / diverged / errored / running / pending, errors, newest finished")
     _selection(status)
     return parser
@@ -118,8 +139,11 @@ def preflight(trials: list[TrialSpec]) -> None:
         for path in freezing.module_paths(freeze):
             if path not in known:
                 top = sorted({n.split(".")[0] for n in known})
-                raise GridError(f"experiment {spec.experiment!r}: train.freeze.{freezing.split(freeze)[0].name}: {arch} has no module "
-                                f"{path!r} (top-level modules: {', '.join(top)})", file="grid")
+                raise GridError(
+                    f"experiment {spec.experiment!r}: train.freeze.{freezing.split(freeze)[0].name}: {arch} has no module "
+                    f"{path!r} (top-level modules: {', '.join(top)})",
+                    file="grid",
+                )
 
 
 def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:
@@ -142,9 +166,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         status = status_of(spec, statuses)
         if args.json:
             # config: the resolved config as the result files' dotted columns (JSON text for lists and mappings)
-            print(json.dumps({"trial_id": spec.trial_id, "experiment": spec.experiment, "experiments": list(spec.experiments),
-                              "report": spec.report, "seed": spec.seed, "axes": spec.axes, "status": status,
-                              "config": flatten_config(spec.config), "tables": feeds.get(spec.trial_id, [])}))
+            print(
+                json.dumps(
+                    {
+                        "trial_id": spec.trial_id,
+                        "experiment": spec.experiment,
+                        "experiments": list(spec.experiments),
+                        "report": spec.report,
+                        "seed": spec.seed,
+                        "axes": spec.axes,
+                        "status": status,
+                        "config": flatten_config(spec.config),
+                        "tables": feeds.get(spec.trial_id, []),
+                    }
+                )
+            )
         else:
             axes = " ".join(f"{k}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in spec.axes.items())
             print(f"{spec.trial_id}  {status:7s}  {spec.experiment}  seed={spec.seed}  {axes}")
@@ -172,11 +208,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{'experiment':34s} {'trials':>6s} {'images':>12s} {'TFLOPs':>10s} {'GPU-h':>8s} {'CPU-h here':>10s}")
     total = {key: sum(r[key] for r in per.values()) for key in ("trials", "images", "tflops", "gpu_hours", "cpu_hours")}
     for name, row in [*per.items(), ("total", total)]:
-        print(f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f} {row['cpu_hours']:10.2f}")
+        print(
+            f"{name:34s} {int(row['trials']):6d} {row['images']:12,.0f} {row['tflops']:10,.1f} {row['gpu_hours']:8.2f} {row['cpu_hours']:10.2f}"
+        )
     rates = ", ".join(f"{arch} {gpu_images_per_s(arch):,.0f}" for arch in sorted({t.config["model"]["arch"] for t in trials}))
     print(f"GPU-hours: one whole GPU per trial at these training images/s at 224 px: {rates} (scaled by pixels).")
-    print(f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
-          f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time.")
+    print(
+        f"CPU-hours here: {CPU_TRAIN_EFFICIENCY:.0%} of this machine's measured {precision} matmul rate, "
+        f"{cpu_gflops:,.0f} GFLOP/s for training, one trial at a time."
+    )
     print_makespans(args, trials, cpu_gflops, torch.get_num_threads())
     for line in memory_view(Store(Path(args.results)), trials):
         print(line)
@@ -196,15 +236,19 @@ def print_makespans(args: argparse.Namespace, trials: list[TrialSpec], cpu_gflop
         if any(share > args.gpus for share in asked):
             raise GridError(f"a trial asks for {max(asked):g} GPUs; --gpus is {args.gpus}", file="--gpus-per-trial")
         used = ", ".join(f"{share:g}" for share in sorted(set(asked)))
-        print(f"wall time on {args.gpus} GPU(s): {hours(makespan(jobs, args.gpus))} "
-              f"(GPU shares per trial: {used}; each trial at its share as fast as GPU-h says; longest first, as `grid run` starts them)")
+        print(
+            f"wall time on {args.gpus} GPU(s): {hours(makespan(jobs, args.gpus))} "
+            f"(GPU shares per trial: {used}; each trial at its share as fast as GPU-h says; longest first, as `grid run` starts them)"
+        )
     if args.cpus:
         if args.cpus_per_trial > args.cpus:
             raise GridError(f"--cpus-per-trial {args.cpus_per_trial:g} is more than --cpus {args.cpus}", file="--cpus-per-trial")
         jobs = [Job(cpu_seconds(t.config, gflops_per_cpu, args.cpus_per_trial), args.cpus_per_trial) for t in ordered]
-        print(f"wall time on {args.cpus} CPU(s): {hours(makespan(jobs, args.cpus))} "
-              f"({args.cpus_per_trial:g} CPU per trial at {gflops_per_cpu:,.0f} GFLOP/s per CPU: this machine's rate over "
-              f"its {threads} threads; longest first, as `grid run` starts them)")
+        print(
+            f"wall time on {args.cpus} CPU(s): {hours(makespan(jobs, args.cpus))} "
+            f"({args.cpus_per_trial:g} CPU per trial at {gflops_per_cpu:,.0f} GFLOP/s per CPU: this machine's rate over "
+            f"its {threads} threads; longest first, as `grid run` starts them)"
+        )
 
 
 def check_loggers(args: argparse.Namespace) -> None:
@@ -245,8 +289,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             tidy(store)
         except OSError as exc:  # a read-only or full results disk: say so, never a traceback
-            print(f"error: cannot write to {store.root} ({exc.strerror or exc}); free space or make it writable "
-                  f"(or pass --results DIR), then rerun", file=sys.stderr)
+            print(
+                f"error: cannot write to {store.root} ({exc.strerror or exc}); free space or make it writable "
+                f"(or pass --results DIR), then rerun",
+                file=sys.stderr,
+            )
             return 1
     statuses, _ = store.statuses()
     pending = [t for t in trials if status_of(t, statuses) != "done"]
@@ -279,12 +326,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     statuses, _ = store.statuses()
     failed = [t for t in pending if statuses.get(t.trial_id) in FAILED]  # error, or oom: a rerun retries both
     for spec in failed:
-        print(f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (status {statuses[spec.trial_id]}; "
-              f"see its row's `error` and `traceback`)")
+        print(
+            f"failed: {spec.trial_id} {spec.experiment} seed={spec.seed} (status {statuses[spec.trial_id]}; "
+            f"see its row's `error` and `traceback`)"
+        )
     if outcome.stopped:
-        print(f"error: stopped early: {outcome.stopped}. Every row written so far is kept; rows that could not be written are "
-              f"kept as {UNWRITTEN_PREFIX}<trial_id>.json in {store.trials_dir} where the disk allowed; fix the disk and rerun",
-              file=sys.stderr)
+        print(
+            f"error: stopped early: {outcome.stopped}. Every row written so far is kept; rows that could not be written are "
+            f"kept as {UNWRITTEN_PREFIX}<trial_id>.json in {store.trials_dir} where the disk allowed; fix the disk and rerun",
+            file=sys.stderr,
+        )
         return 1
     unfinished = [t for t in pending if status_of(t, statuses) == "pending" and t.trial_id not in outcome.left_to_others]
     if unfinished:
@@ -337,5 +388,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: every finished trial is saved; a rerun runs the rest", file=sys.stderr)
         return 130
-
-

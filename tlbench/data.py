@@ -21,7 +21,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import DATASETS, target_of as _target
+from .datasets import DATASETS
+from .datasets import target_of as _target
 from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 from .trial_config import DatasetConfig, Imbalance

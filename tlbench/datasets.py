@@ -104,8 +104,13 @@ def _cifar10_pool(root: Path, train: bool) -> Pool:
 
             CIFAR10(str(root), train=train, download=True)
         except Exception as exc:  # offline: URLError, socket errors, bad archives
-            raise download_failed("CIFAR-10", base, "data_batch_1..5 and test_batch (the python version, "
-                                  "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extracted)", exc) from None
+            raise download_failed(
+                "CIFAR-10",
+                base,
+                "data_batch_1..5 and test_batch (the python version, "
+                "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extracted)",
+                exc,
+            ) from None
     arrays, labels = [], []
     for name in names:
         with open(base / name, "rb") as fh:
@@ -117,8 +122,14 @@ def _cifar10_pool(root: Path, train: bool) -> Pool:
                 raise DataError(f"{base / name}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
     data = np.concatenate(arrays).transpose(0, 2, 3, 1)  # HWC, as images are read
     split = "train" if train else "test"
-    return Pool(f"cifar10/{split}", np.asarray(labels, dtype=np.int64), lambda i: data[i],
-                [f"{split}/{i}" for i in range(len(data))], lambda i: f"{base} ({split} #{i})", [base / n for n in names])
+    return Pool(
+        f"cifar10/{split}",
+        np.asarray(labels, dtype=np.int64),
+        lambda i: data[i],
+        [f"{split}/{i}" for i in range(len(data))],
+        lambda i: f"{base} ({split} #{i})",
+        [base / n for n in names],
+    )
 
 
 # -- Oxford-IIIT Pet --------------------------------------------------------------------------------
@@ -153,8 +164,13 @@ def _pets_pool(root: Path, split: str, target: str) -> Pool:
 
             OxfordIIITPet(str(root), split=split, download=True)
         except Exception as exc:
-            raise download_failed("Oxford-IIIT Pet", base, "images/*.jpg and annotations/{trainval,test}.txt "
-                                  "(images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/)", exc) from None
+            raise download_failed(
+                "Oxford-IIIT Pet",
+                base,
+                "images/*.jpg and annotations/{trainval,test}.txt "
+                "(images.tar.gz and annotations.tar.gz from https://www.robots.ox.ac.uk/~vgg/data/pets/)",
+                exc,
+            ) from None
     names, breeds, species = [], [], []
     list_file = base / "annotations" / f"{split}.txt"
     for n, line in enumerate(list_file.read_text().splitlines(), 1):
@@ -184,7 +200,7 @@ CELEBA_ATTRIBUTES = (
 )  # fmt: skip
 
 
-@register(name="celeba30k", targets={a: 2 for a in CELEBA_ATTRIBUTES}, default_target="Male", has_test_split=False,
+@register(name="celeba30k", targets=dict.fromkeys(CELEBA_ATTRIBUTES, 2), default_target="Male", has_test_split=False,
           class_names=lambda target: ["female", "male"] if target == "Male" else [f"not {target}", target],
           pool_sizes=(202_599, 0),
           priors={"Male": (17320 / 30000, 12680 / 30000)})  # 000 states 17,320 female / 12,680 male in its 30k images  # fmt: skip
@@ -197,8 +213,12 @@ def celeba30k(root: Path, cfg: DatasetConfig, target: str) -> Pools:
 
             CelebA(str(root), split="all", target_type="attr", download=True)
         except Exception as exc:
-            raise download_failed("CelebA", base, "img_align_celeba/*.jpg and list_attr_celeba.txt "
-                                  "(from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)", exc) from None
+            raise download_failed(
+                "CelebA",
+                base,
+                "img_align_celeba/*.jpg and list_attr_celeba.txt (from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)",
+                exc,
+            ) from None
     lines = attr_file.read_text().splitlines()
     if len(lines) < 3:
         raise DataError(f"{attr_file}: expected a count line, a header of attribute names, then one row per image")
@@ -246,8 +266,10 @@ def _celeba_hq_hub(base: Path, limit: int | None) -> Pool:
     try:
         import datasets  # the optional extra tlbench[hub] (Hugging Face's, not this module)
     except ImportError:
-        raise DatasetMissing(f"CelebA-HQ: no folder {base}/female and {base}/male, and the Hugging Face `datasets` "
-                             f"package is not installed (pip install -e '.[hub]'). Put the images in those two folders.") from None
+        raise DatasetMissing(
+            f"CelebA-HQ: no folder {base}/female and {base}/male, and the Hugging Face `datasets` "
+            f"package is not installed (pip install -e '.[hub]'). Put the images in those two folders."
+        ) from None
     try:
         parts = datasets.load_dataset(HF_CELEBA_HQ, cache_dir=str(base.parent / "hf"))
     except Exception as exc:
@@ -256,8 +278,14 @@ def _celeba_hq_hub(base: Path, limit: int | None) -> Pool:
     if limit:
         rows = rows.select(range(min(limit, len(rows))))
     labels = np.asarray(rows["label"], dtype=np.int64)
-    return Pool(f"celeba_hq/hub/{limit}", labels, lambda i: rows[int(i)]["image"], [f"hub/{i}" for i in range(len(labels))],
-                lambda i: f"{HF_CELEBA_HQ} row {i}", version=str(getattr(rows, "_fingerprint", "")))
+    return Pool(
+        f"celeba_hq/hub/{limit}",
+        labels,
+        lambda i: rows[int(i)]["image"],
+        [f"hub/{i}" for i in range(len(labels))],
+        lambda i: f"{HF_CELEBA_HQ} row {i}",
+        version=str(getattr(rows, "_fingerprint", "")),
+    )
 
 
 # -- Any image folder tree: <path>/{train,test}/<class>/*.jpg ------------------------------------------
@@ -275,7 +303,9 @@ def imagefolder(root: Path, cfg: DatasetConfig, target: str) -> Pools:
 def _folder_pool(root: Path, path: str, split: str) -> tuple[Pool, list[str]]:
     base = root / path / split
     if not base.is_dir():
-        raise DatasetMissing(f"imagefolder: no folder {base}; expected {root / path}/train/<class>/*.jpg and {root / path}/test/<class>/*.jpg")
+        raise DatasetMissing(
+            f"imagefolder: no folder {base}; expected {root / path}/train/<class>/*.jpg and {root / path}/test/<class>/*.jpg"
+        )
     classes = sorted(d.name for d in base.iterdir() if d.is_dir())
     if not classes:
         raise DatasetMissing(f"imagefolder: {base} has no class folders; expected {base}/<class>/*.jpg")

@@ -13,8 +13,9 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import provenance
 from .checkpoint import Checkpointer
@@ -59,9 +60,15 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], checkpointer: Checkpointer | None = None,
-            speed: dict[str, bool] | None = None, gpu_share: float = 0.0,
-            on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def execute(
+    spec: TrialSpec,
+    data_root: str | Path,
+    context: dict[str, Any],
+    checkpointer: Checkpointer | None = None,
+    speed: dict[str, bool] | None = None,
+    gpu_share: float = 0.0,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `gpu_share`: the
     fraction of a GPU the trial was given, recorded in its row (a CUDA out-of-memory within it is status `oom`);
     `on_epoch`: run_trial's."""
@@ -76,7 +83,9 @@ def execute(spec: TrialSpec, data_root: str | Path, context: dict[str, Any], che
         outcome = run_trial(config, data_root, checkpointer=checkpointer, gpu_share=gpu_share, on_epoch=on_epoch, **(speed or {}))
     except Exception as exc:
         tail = "".join(traceback.format_exception(exc)[-TRACEBACK_LINES:])
-        status, message = ("oom", memory.oom_message(exc, gpu_share)) if memory.is_cuda_oom(exc) else ("error", f"{type(exc).__name__}: {exc}")
+        status, message = (
+            ("oom", memory.oom_message(exc, gpu_share)) if memory.is_cuda_oom(exc) else ("error", f"{type(exc).__name__}: {exc}")
+        )
         summary = {"error": message, "traceback": tail, "wall_s": time.perf_counter() - started}
         return trial_row(spec, status, summary, context), []
     epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]

@@ -61,10 +61,21 @@ _RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
     torch.randint_like, torch.randperm, torch.normal, torch.poisson, torch.multinomial,
     torchvision.ops.stochastic_depth, torchvision.ops.drop_block2d, torchvision.ops.drop_block3d,
 })  # fmt: skip
-_DROPOUT_FUNCTIONS = frozenset({F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
-                                torch.dropout, torchvision.ops.stochastic_depth})  # the identity at p = 0
-_RANDOM_METHODS = frozenset({"bernoulli", "bernoulli_", "uniform_", "normal_", "random_", "exponential_",
-                             "geometric_", "cauchy_", "log_normal_", "multinomial"})
+_DROPOUT_FUNCTIONS = frozenset(
+    {
+        F.dropout,
+        F.dropout1d,
+        F.dropout2d,
+        F.dropout3d,
+        F.alpha_dropout,
+        F.feature_alpha_dropout,
+        torch.dropout,
+        torchvision.ops.stochastic_depth,
+    }
+)  # the identity at p = 0
+_RANDOM_METHODS = frozenset(
+    {"bernoulli", "bernoulli_", "uniform_", "normal_", "random_", "exponential_", "geometric_", "cauchy_", "log_normal_", "multinomial"}
+)
 
 
 @dataclass
@@ -242,8 +253,17 @@ def _blocks(node: fx.Node, network: nn.Module, trains: Callable[[str], bool]) ->
 class FeatureInputs:
     """Model inputs from cached features: a drop-in for the pixel path in Runner."""
 
-    def __init__(self, cut: Cut, sets: list[ImageSet], config: TrialConfig, root: Path, device: torch.device,
-                 precision: str, autocast: Any, channels_last: bool):
+    def __init__(
+        self,
+        cut: Cut,
+        sets: list[ImageSet],
+        config: TrialConfig,
+        root: Path,
+        device: torch.device,
+        precision: str,
+        autocast: Any,
+        channels_last: bool,
+    ):
         """`sets`: the trial's train, val and test sets, in that order."""
         self.device = device
         train, model = config.train, config.model
@@ -265,7 +285,9 @@ class FeatureInputs:
                 continue
             self.features[images.pool_key] = {}
             for view in ("plain", "flip") if images.pool_key in training_pools else ("plain",):
-                key = hashlib.sha256(json.dumps({**identity, "pool": images.pool_key, "view": view}, sort_keys=True).encode()).hexdigest()[:24]
+                key = hashlib.sha256(json.dumps({**identity, "pool": images.pool_key, "view": view}, sort_keys=True).encode()).hexdigest()[
+                    :24
+                ]
                 path = root / CACHE_DIR / "features" / f"{key}.npy"
                 if not path.exists():  # the prefix runs only here, its weights in the build's layout
                     prefix.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -284,8 +306,9 @@ class FeatureInputs:
 
 
 @torch.no_grad()
-def _build(prefix: nn.Module, images: ImageSet, view: str, normalize: str, path: Path, device: torch.device,
-           autocast: Any, channels_last: bool) -> None:
+def _build(
+    prefix: nn.Module, images: ImageSet, view: str, normalize: str, path: Path, device: torch.device, autocast: Any, channels_last: bool
+) -> None:
     """The prefix's output for every image of the pool, written atomically."""
     pool = images.pool
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -178,16 +178,20 @@ def table_intervals(table: Table, out: Path) -> Path:
 
 def _axis_label(value: Any) -> str:
     if isinstance(value, dict) and len(value) == 1:
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         return f"{key} {arg}" if not isinstance(arg, (dict, list)) else key
     return str(value)
 
 
 def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
     """Every accuracy cell with both numbers, in percent (tables show fractions or percent): ideally on the diagonal."""
-    points = [(c.reported * 100 / c.scale, c.mean * 100 / c.scale, (c.std or 0.0) * 100 / c.scale, t.id)
-              for t in tables for r in t.rows for c in r.cells
-              if c.reported is not None and c.mean is not None and c.metric.endswith("acc")]
+    points = [
+        (c.reported * 100 / c.scale, c.mean * 100 / c.scale, (c.std or 0.0) * 100 / c.scale, t.id)
+        for t in tables
+        for r in t.rows
+        for c in r.cells
+        if c.reported is not None and c.mean is not None and c.metric.endswith("acc")
+    ]
     fig, ax = plt.subplots(figsize=(5, 5))
     if points:
         x, y, err, _ = zip(*points)

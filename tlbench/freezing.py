@@ -131,7 +131,9 @@ def plan(freeze: Any, network: Network) -> FreezePlan:
     for path in strategy.paths(arg):
         if path not in network.modules:
             top = sorted({n.split(".")[0] for n in network.modules})
-            raise ValueError(f"train.freeze.{strategy.name}: {network.arch} has no module {path!r}; its top-level modules: {', '.join(top)}")
+            raise ValueError(
+                f"train.freeze.{strategy.name}: {network.arch} has no module {path!r}; its top-level modules: {', '.join(top)}"
+            )
     return strategy.plan(arg, network)
 
 

@@ -85,11 +85,12 @@ def oom_message(exc: BaseException, share: float) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if 0 < share < 1:
         ask = after_oom(share, share)  # what a rerun asks for
-        return (f"CUDA out of memory with a GPU share of {share:g} ({had}): ask for {ask:g} of a GPU "
-                f"(--gpus-per-trial {ask:g}), or rerun: a rerun gives an oom trial twice its share, up to a whole GPU. "
-                f"[{first}]")
-    return (f"CUDA out of memory with a whole GPU ({had}): lower train.batch_size or image_size, "
-            f"or use a card with more memory. [{first}]")
+        return (
+            f"CUDA out of memory with a GPU share of {share:g} ({had}): ask for {ask:g} of a GPU "
+            f"(--gpus-per-trial {ask:g}), or rerun: a rerun gives an oom trial twice its share, up to a whole GPU. "
+            f"[{first}]"
+        )
+    return f"CUDA out of memory with a whole GPU ({had}): lower train.batch_size or image_size, or use a card with more memory. [{first}]"
 
 
 def _vm_hwm_kib() -> int | None:

@@ -29,7 +29,12 @@ def summarize(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> dict:
     out = {
         "acc": float(tp.sum() / max(len(labels), 1)),
         "confusion": matrix.tolist(),
-        "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(), "support": support.astype(int).tolist()},
+        "per_class": {
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
+            "support": support.astype(int).tolist(),
+        },
     }
     for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
         out[f"{name}_macro"] = float(values[present].mean()) if present.any() else 0.0

@@ -15,7 +15,7 @@ path): its head is replaced like any other.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cache
@@ -182,8 +182,9 @@ def find_head(module: nn.Module, n_classes: int = 1000) -> tuple[str, str]:
     flatten, which a new MLP must keep)."""
     heads = [name for name, m in module.named_modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
     if not heads:
-        raise ValueError(f"no Linear layer with {n_classes} outputs to replace by a task head "
-                         f"(a {type(module).__name__} classifies some other way)")
+        raise ValueError(
+            f"no Linear layer with {n_classes} outputs to replace by a task head (a {type(module).__name__} classifies some other way)"
+        )
     head = heads[-1]
     parent = head.rpartition(".")[0]
     container = module.get_submodule(parent) if parent else None
@@ -198,7 +199,10 @@ def network_of(built: Built) -> freezing.Network:
     """The names a freeze plan reads (`freezing.Network`)."""
     module = built.module
     return freezing.Network(
-        arch=built.arch, head=built.head, children=tuple(built.info.children or ()), blocks=built.info.blocks,
+        arch=built.arch,
+        head=built.head,
+        children=tuple(built.info.children or ()),
+        blocks=built.info.blocks,
         batchnorms=tuple(n for n, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)),
         modules=frozenset(name for name, _ in module.named_modules() if name),
     )

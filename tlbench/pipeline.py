@@ -8,7 +8,6 @@ augmentation runs there, after one non-blocking copy of uint8 pixels.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Iterator
 
 import torch

@@ -15,11 +15,13 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from .makespan import Job, hours, makespan
 from .store import DONE  # every other status (error, oom, unwritten) counts as failed
+
 REDRAW_SECONDS = 1.0  # the live line's clock ticks no faster than this
 # One CPU's training rate for the first ETA on a CPU cluster, before any trial has finished: an AVX2
 # core (README: 42 GFLOP/s fp32 matmul on 2 cores, half of that in training). Not measured here, so the
@@ -58,8 +60,7 @@ class Calibration:
         return trial.estimated_s * self.factor(trial.arch)
 
 
-def eta_seconds(plan: list[Planned], devices: int, calibration: Calibration, running: dict[str, float],
-                finished: set[str]) -> float:
+def eta_seconds(plan: list[Planned], devices: int, calibration: Calibration, running: dict[str, float], finished: set[str]) -> float:
     """Seconds until the last trial of `plan` (in start order) ends; `running`: trial_id -> seconds it has run."""
     jobs = [Job(max(0.0, calibration.seconds(t) - running[t.trial_id]), t.share) for t in plan if t.trial_id in running]
     jobs += [Job(calibration.seconds(t), t.share) for t in plan if t.trial_id not in running and t.trial_id not in finished]
@@ -69,8 +70,14 @@ def eta_seconds(plan: list[Planned], devices: int, calibration: Calibration, run
 class Progress:
     """Counts trials as they start and end and shows them: a live line on a terminal, a line per trial elsewhere."""
 
-    def __init__(self, plan: list[Planned], devices: int, stream: TextIO | None = None, live: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        plan: list[Planned],
+        devices: int,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.plan, self.devices = plan, devices
         self.by_id = {t.trial_id: t for t in plan}
         self.stream = stream or sys.stdout
@@ -100,8 +107,10 @@ class Progress:
             self.draw()
             return
         detail = f"test_acc={row['test_acc']:.4f}" if row.get("test_acc") is not None else row.get("error", "")
-        self._write(f"[{len(self.finished)}/{len(self.plan)}] {status:8s} {trial_id} {row['experiment']} seed={row['seed']} "
-                    f"{detail} eta={hours(self.eta())}\n")
+        self._write(
+            f"[{len(self.finished)}/{len(self.plan)}] {status:8s} {trial_id} {row['experiment']} seed={row['seed']} "
+            f"{detail} eta={hours(self.eta())}\n"
+        )
 
     def failed_trial(self, trial_id: str, message: str) -> None:
         """Ray gave up on a trial: count it as failed and say why."""
@@ -137,8 +146,10 @@ class Progress:
     def line(self) -> str:
         counts = self.counts()
         measured = "" if self.calibration.per_arch else " (cost model)"
-        return (f"{counts['done']} done, {counts['running']} running, {counts['pending']} pending, {counts['failed']} failed"
-                f" of {len(self.plan)} | elapsed {hours(self.clock() - self.began)} | eta {hours(self.eta())}{measured}")
+        return (
+            f"{counts['done']} done, {counts['running']} running, {counts['pending']} pending, {counts['failed']} failed"
+            f" of {len(self.plan)} | elapsed {hours(self.clock() - self.began)} | eta {hours(self.eta())}{measured}"
+        )
 
     def draw(self) -> None:
         """Clear the terminal's line and write the status, cut to the terminal's width (a wrapped line would not clear)."""

@@ -56,8 +56,11 @@ def interval_text(bounds: tuple[float | None, float | None], digits: int) -> str
 
 
 def synthetic_profile(trials: pd.DataFrame) -> bool:
-    return bool(len(trials)) and bool(((trials["dataset.source"] == "synthetic") | (trials["model.weights"] == "none")).all()) \
+    return (
+        bool(len(trials))
+        and bool(((trials["dataset.source"] == "synthetic") | (trials["model.weights"] == "none")).all())
         and bool((trials["dataset.source"] == "synthetic").any())
+    )
 
 
 def extra_tables(table: Table, rows: list[Row] | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -67,8 +70,10 @@ def extra_tables(table: Table, rows: list[Row] | None = None) -> list[tuple[str,
         per_class = row.extras.get("per_class")
         if per_class and "per_class" in table.extras:
             names = per_class.get("classes") or [str(i) for i in range(len(per_class["precision"]))]
-            lines = [[n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
-                     for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])]
+            lines = [
+                [n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{s:.0f}"]
+                for n, p, r, f, s in zip(names, per_class["precision"], per_class["recall"], per_class["f1"], per_class["support"])
+            ]
             out.append((f"Per class, {row.label} (mean over seeds):", ["class", "precision", "recall", "F1", "support"], lines))
         reported = row.extras.get("reported", {})
         if "per_class" in table.extras and reported.get("per_class"):
@@ -78,10 +83,15 @@ def extra_tables(table: Table, rows: list[Row] | None = None) -> list[tuple[str,
                 if seed["confusion"] is None:
                     continue
                 theirs = reported.get("confusion")
-                caption = (f"Confusion matrix, {row.label}, seed {seed['seed']} (rows true, columns predicted"
-                           + ("; ours / reported" if theirs else "") + "):")
-                lines = [[str(i), *(f"{c} / {theirs[i][j]}" if theirs else str(c) for j, c in enumerate(line))]
-                         for i, line in enumerate(seed["confusion"])]
+                caption = (
+                    f"Confusion matrix, {row.label}, seed {seed['seed']} (rows true, columns predicted"
+                    + ("; ours / reported" if theirs else "")
+                    + "):"
+                )
+                lines = [
+                    [str(i), *(f"{c} / {theirs[i][j]}" if theirs else str(c) for j, c in enumerate(line))]
+                    for i, line in enumerate(seed["confusion"])
+                ]
                 out.append((caption, ["true \\ pred", *map(str, range(len(seed["confusion"])))], lines))
     return out
 
@@ -158,8 +168,10 @@ def _report_anchor(report: str) -> str:
 
 
 def claims_by_report(claims: list[ClaimResult]) -> list[dict[str, Any]]:
-    return [{"report": report, "anchor": _report_anchor(report), "claims": [claim_view(c) for c in claims if c.report == report]}
-            for report in dict.fromkeys(c.report for c in claims)]
+    return [
+        {"report": report, "anchor": _report_anchor(report), "claims": [claim_view(c) for c in claims if c.report == report]}
+        for report in dict.fromkeys(c.report for c in claims)
+    ]
 
 
 def claim_view(claim: ClaimResult) -> dict[str, Any]:
@@ -255,9 +267,11 @@ def provenance_lines(trials: pd.DataFrame) -> list[str]:
     machines = [f"{a or 'unknown machine'}" for a in done["accelerator"].astype(object).where(done["accelerator"].notna(), None)]
     hosts = done["hostname"].nunique()
     packages = done["packages_sha256"].dropna().nunique()
-    return [f"Code: {counted(commit_labels(done))}.",
-            f"Machines: {counted(machines)}; {hosts} host{'' if hosts == 1 else 's'}"
-            + (f"; {packages} different package sets (packages_sha256)." if packages > 1 else ".")]
+    return [
+        f"Code: {counted(commit_labels(done))}.",
+        f"Machines: {counted(machines)}; {hosts} host{'' if hosts == 1 else 's'}"
+        + (f"; {packages} different package sets (packages_sha256)." if packages > 1 else "."),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = write_report(grid, results, out, args.profile)
     for notice in summary["notices"]:
         print(f"warning: {notice}", file=sys.stderr)
-    print(f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['claims']} claims, "
-          f"{summary['figures']} figures (profile {summary['profile']})")
+    print(
+        f"wrote {out}/index.md, index.html, {summary['tables']} tables, {summary['claims']} claims, "
+        f"{summary['figures']} figures (profile {summary['profile']})"
+    )
     return 0
 
 
@@ -295,9 +311,11 @@ def result_notices(grid: Grid, store: Store, table: pa.Table, bad: list[tuple[Pa
     foreign = sum(n for h, n in hashes.items() if h != grid.sha256)
     if foreign:
         others = ", ".join(sorted(h for h in hashes if h != grid.sha256))
-        notices.append(f"{foreign} of {table.num_rows} results were run from another grid file (grid_sha256 {others}; "
-                       f"{grid.file} is {grid.sha256}): rows are matched by config, "
-                       f"but the tables' layout and reported numbers are this file's")
+        notices.append(
+            f"{foreign} of {table.num_rows} results were run from another grid file (grid_sha256 {others}; "
+            f"{grid.file} is {grid.sha256}): rows are matched by config, "
+            f"but the tables' layout and reported numbers are this file's"
+        )
     return notices
 
 

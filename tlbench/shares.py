@@ -45,8 +45,10 @@ def oom_line(trial_id: str, experiment: str, before: float | None, now: float) -
     """What a rerun says about a trial that ran out of GPU memory last time."""
     last = f"at {before:g} of a GPU last run" if before else "last run (no share recorded)"
     if now <= 0:
-        return (f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for no GPU now "
-                f"(none on the cluster, or --gpus-per-trial 0)")
+        return (
+            f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for no GPU now "
+            f"(none on the cluster, or --gpus-per-trial 0)"
+        )
     capped = " (a whole GPU: the most a trial gets)" if before and 2 * before > now else ""
     return f"trial {trial_id} ({experiment}) ran out of GPU memory {last}; it asks for {now:g} of a GPU now{capped}"
 
@@ -104,10 +106,11 @@ def memory_lines(measured: list[ArchMemory], asks: dict[str, float]) -> list[str
     """`grid plan`'s memory view: one line per arch with CUDA rows, then a warning per arch whose peak exceeds its share."""
     if not measured:
         return [f"GPU memory: no ok trial of these ({', '.join(sorted(asks))}) has run on a GPU yet."]
-    lines = ["GPU memory per arch, measured in the ok trials of this selection that ran on CUDA (torch's allocator peak); "
-             "oom: trials out of their share's memory (a rerun doubles it):",
-             f"{'arch':34s} {'share':>6s} {'trials':>6s} {'peak max MB':>12s} {'median MB':>10s} {'card MB':>9s} {'share MB':>9s} "
-             f"{'oom':>4s}"]
+    lines = [
+        "GPU memory per arch, measured in the ok trials of this selection that ran on CUDA (torch's allocator peak); "
+        "oom: trials out of their share's memory (a rerun doubles it):",
+        f"{'arch':34s} {'share':>6s} {'trials':>6s} {'peak max MB':>12s} {'median MB':>10s} {'card MB':>9s} {'share MB':>9s} {'oom':>4s}",
+    ]
     for m in measured:
         peak_max = f"{max(m.peaks_mb):12,.0f}" if m.peaks_mb else f"{'-':>12s}"
         median = f"{statistics.median(m.peaks_mb):10,.0f}" if m.peaks_mb else f"{'-':>10s}"
@@ -116,7 +119,9 @@ def memory_lines(measured: list[ArchMemory], asks: dict[str, float]) -> list[str
         lines.append(f"{m.arch:34s} {m.share:6g} {len(m.peaks_mb):6d} {peak_max} {median} {card} {share_mb} {m.ooms:4d}")
     for m in measured:
         if m.over:
-            lines.append(f"warning: {m.arch}: a trial peaked at {max(m.peaks_mb):,.0f} MB, over its share of "
-                         f"{m.share:g} x {m.card_mb:,.0f} MB = {m.share_mb:,.0f} MB; at that share such a trial ends `oom` "
-                         f"(a rerun doubles its share): ask for --gpus-per-trial {m.share_needed:g}")
+            lines.append(
+                f"warning: {m.arch}: a trial peaked at {max(m.peaks_mb):,.0f} MB, over its share of "
+                f"{m.share:g} x {m.card_mb:,.0f} MB = {m.share_mb:,.0f} MB; at that share such a trial ends `oom` "
+                f"(a rerun doubles its share): ask for --gpus-per-trial {m.share_needed:g}"
+            )
     return lines

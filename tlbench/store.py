@@ -44,8 +44,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from . import provenance
-from .regular_files import read_regular_text
 from .grid.schema import FIELDS, arrow_kind
+from .regular_files import read_regular_text
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
 
@@ -377,8 +377,12 @@ def read_epoch_file(path: Path) -> pa.Table:
                 raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench epochs file")
     if "trial_id" not in table.column_names or set(table.column("trial_id").to_pylist()) - {path.stem}:
         raise ValueError(f"rows of other trials than {path.stem!r}")
-    columns = [table.column(c).cast(EPOCH_SCHEMA.field(c).type) if c in table.column_names
-               else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type) for c in EPOCH_SCHEMA.names]
+    columns = [
+        table.column(c).cast(EPOCH_SCHEMA.field(c).type)
+        if c in table.column_names
+        else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type)
+        for c in EPOCH_SCHEMA.names
+    ]
     return pa.table(columns, schema=EPOCH_SCHEMA)
 
 

@@ -29,9 +29,7 @@ def exact_counts(n: int, priors: np.ndarray) -> np.ndarray:
     return counts
 
 
-def synthetic_pool(
-    n: int, priors: list[float] | np.ndarray, size: int, identity: str, sample_seed: int
-) -> tuple[torch.Tensor, np.ndarray]:
+def synthetic_pool(n: int, priors: list[float] | np.ndarray, size: int, identity: str, sample_seed: int) -> tuple[torch.Tensor, np.ndarray]:
     """n images [n, 3, size, size] uint8 and their labels, classes in proportion to priors.
 
     `identity` fixes the class prototypes (train and test pools of one dataset

@@ -28,6 +28,12 @@ def thumbnails(images: ImageSet, labels: np.ndarray, preds: np.ndarray, classes:
         pixels = img[0].clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG")
-        out.append({"name": images.names[i], "label": classes[labels[i]], "pred": classes[preds[i]],
-                    "png": base64.b64encode(buffer.getvalue()).decode()})
+        out.append(
+            {
+                "name": images.names[i],
+                "label": classes[labels[i]],
+                "pred": classes[preds[i]],
+                "png": base64.b64encode(buffer.getvalue()).decode(),
+            }
+        )
     return out

@@ -16,16 +16,17 @@ import math
 import platform
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data as datasets
 from . import autotune, features, memory, metrics, models, pipeline
+from . import data as datasets
 from .checkpoint import Checkpointer, capture, fits, resume
 from .thumbnails import thumbnails
 from .trial_config import TrainConfig, TrialConfig, plain
@@ -77,9 +78,17 @@ def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor
 class Runner:
     """Steps, evaluation and the loss for one trial's model on one device."""
 
-    def __init__(self, built: models.Built, config: TrialConfig, splits: datasets.Splits, device: torch.device,
-                 plan: models.FreezePlan, data_root: str | Path = "data", feature_cache: bool = False,
-                 memory_format: str | None = None):
+    def __init__(
+        self,
+        built: models.Built,
+        config: TrialConfig,
+        splits: datasets.Splits,
+        device: torch.device,
+        plan: models.FreezePlan,
+        data_root: str | Path = "data",
+        feature_cache: bool = False,
+        memory_format: str | None = None,
+    ):
         self.built, self.config, self.splits, self.device = built, config, splits, device
         train = config.train
         self.binary = train.loss == "bce"
@@ -106,13 +115,22 @@ class Runner:
                 # build runs the convolutions before it, batched, in inference: channels_last, which on this
                 # project's CPU built ResNet18's cache in 6.5 s against 9.3 contiguous (GoogLeNet 9.5 vs 15.5).
                 build_channels_last = self.channels_last or config.precision == "auto"
-                self.inputs = features.FeatureInputs(cut, [splits.train, splits.val, splits.test], config, Path(data_root),
-                                                     device, self.precision, self.autocast, build_channels_last)
+                self.inputs = features.FeatureInputs(
+                    cut,
+                    [splits.train, splits.val, splits.test],
+                    config,
+                    Path(data_root),
+                    device,
+                    self.precision,
+                    self.autocast,
+                    build_channels_last,
+                )
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
 
-    def choose_precision(self, plan: models.FreezePlan, cut: features.Cut | None, data_root: Path,
-                         memory_format: str | None) -> autotune.Decision:
+    def choose_precision(
+        self, plan: models.FreezePlan, cut: features.Cut | None, data_root: Path, memory_format: str | None
+    ) -> autotune.Decision:
         """A fixed precision as configured (`memory_format` forces its layout); `auto`: the fastest
         candidate measured on what a step runs -- the whole network, or what follows the cached cut."""
         config, train, size = self.config, self.config.train, self.config.image_size
@@ -139,8 +157,17 @@ class Runner:
             models.apply_stage(clone, plan, 0)
             models.set_train_mode(clone, plan, 0, train.train_mode_epochs)
 
-        make_step = autotune.training_step(self.built, net, prepare, lambda b: make_optimizer(b, train, train.lr),
-                                           self.loss, input_shape, self.n_classes, batch, self.device)
+        make_step = autotune.training_step(
+            self.built,
+            net,
+            prepare,
+            lambda b: make_optimizer(b, train, train.lr),
+            self.loss,
+            input_shape,
+            self.n_classes,
+            batch,
+            self.device,
+        )
         cache = autotune.DecisionCache(data_root / datasets.CACHE_DIR / "autotune")
         return autotune.decide(self.device, identity, cache, make_step, batch)
 
@@ -160,8 +187,15 @@ class Runner:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits.squeeze(1) > 0).long() if self.binary else logits.argmax(1)
 
-    def train_epoch(self, images: datasets.ImageSet, optimizer: torch.optim.Optimizer, plan: models.FreezePlan,
-                    gen: torch.Generator, max_steps: int | None, epoch: int = 0) -> dict[str, float]:
+    def train_epoch(
+        self,
+        images: datasets.ImageSet,
+        optimizer: torch.optim.Optimizer,
+        plan: models.FreezePlan,
+        gen: torch.Generator,
+        max_steps: int | None,
+        epoch: int = 0,
+    ) -> dict[str, float]:
         train = self.config.train
         models.set_train_mode(self.built, plan, epoch, train.train_mode_epochs)
         order = pipeline.epoch_order(images.labels, train.sampler, gen)
@@ -218,10 +252,17 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
         group["lr"] = base * factor
 
 
-def run_trial(config: TrialConfig, data_root: str | Path = "data", device: torch.device | None = None,
-              checkpointer: Checkpointer | None = None, feature_cache: bool = True, compile: bool = False,
-              gpu_share: float = 0.0, memory_format: str | None = None,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutcome:
+def run_trial(
+    config: TrialConfig,
+    data_root: str | Path = "data",
+    device: torch.device | None = None,
+    checkpointer: Checkpointer | None = None,
+    feature_cache: bool = True,
+    compile: bool = False,
+    gpu_share: float = 0.0,
+    memory_format: str | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrialOutcome:
     """Train and test one fully resolved config (see spec.py): build, fit, summarise. Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
@@ -239,8 +280,7 @@ def run_trial(config: TrialConfig, data_root: str | Path = "data", device: torch
     trial = build(config, data_root, device, feature_cache, compile, memory_format)
     fitted = fit(trial, checkpointer, on_epoch)
     summary = summarise(trial, fitted)
-    summary.update({"peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source,
-                    "wall_s": time.perf_counter() - started})
+    summary.update({"peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source, "wall_s": time.perf_counter() - started})
     return TrialOutcome(fitted.status, summary, fitted.epochs)
 
 
@@ -268,8 +308,9 @@ class Fitted:
     resumed_from_epoch: int
 
 
-def build(config: TrialConfig, data_root: str | Path, device: torch.device, feature_cache: bool, compile: bool,
-          memory_format: str | None) -> Trial:
+def build(
+    config: TrialConfig, data_root: str | Path, device: torch.device, feature_cache: bool, compile: bool, memory_format: str | None
+) -> Trial:
     """Seed, split the data, build the network with its head and freeze plan, and the runner on the device."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
@@ -345,8 +386,15 @@ def start_progress(trial: Trial) -> dict[str, Any]:
     return progress
 
 
-def run_epoch(trial: Trial, optimizer: torch.optim.Optimizer, epoch: int, train_set: datasets.ImageSet,
-              val_set: datasets.ImageSet, progress: dict[str, Any], trainable: int) -> tuple[dict[str, Any], float, bool]:
+def run_epoch(
+    trial: Trial,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    train_set: datasets.ImageSet,
+    val_set: datasets.ImageSet,
+    progress: dict[str, Any],
+    trainable: int,
+) -> tuple[dict[str, Any], float, bool]:
     """One epoch of training, then validation (and test, under train.test_every_epoch): (its row, training
     images/s, diverged). Adds the epoch's time and images to `progress`."""
     runner, train = trial.runner, trial.config.train
@@ -358,8 +406,16 @@ def run_epoch(trial: Trial, optimizer: torch.optim.Optimizer, epoch: int, train_
     val_augment = train.augment if train.augment_val else "none"
     val_loss, val_preds = runner.evaluate(val_set, val_augment, trial.gen) if len(val_set) else (float("nan"), np.zeros(0))
     val_acc = float((val_preds == val_set.labels.numpy()).mean()) if len(val_set) else float("nan")
-    row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val_loss,
-           "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds, "trainable_params": trainable}
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": stats["loss"],
+        "train_acc": stats["acc"],
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "trainable_params": trainable,
+    }
     if train.test_every_epoch:  # 003's code: its per-epoch "validation" reads the test loader
         row["test_loss"], test_preds = runner.evaluate(trial.splits.test)
         row["test_acc"] = float((test_preds == trial.splits.test.labels.numpy()).mean())
@@ -415,12 +471,16 @@ def lr_probe(runner: Runner, plan: models.FreezePlan, initial_state: dict[str, A
 
 def test_summary(labels: np.ndarray, preds: np.ndarray, loss: float, n_classes: int) -> dict[str, Any]:
     m = metrics.summarize(labels, preds, n_classes)
-    return {"test_acc": m["acc"], "test_loss": loss, "confusion": m["confusion"], "per_class": m["per_class"],
-            **{k: v for k, v in m.items() if k.endswith(("_macro", "_weighted"))}}
+    return {
+        "test_acc": m["acc"],
+        "test_loss": loss,
+        "confusion": m["confusion"],
+        "per_class": m["per_class"],
+        **{k: v for k, v in m.items() if k.endswith(("_macro", "_weighted"))},
+    }
 
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-

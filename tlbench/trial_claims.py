@@ -165,8 +165,10 @@ class Claims:
             try:
                 self.path(trial_id).unlink(missing_ok=True)
             except OSError as exc:
-                _warn(f"warning: cannot free the claim {self.path(trial_id)} ({exc.strerror or exc}); "
-                      f"another driver takes it over once this one exits")
+                _warn(
+                    f"warning: cannot free the claim {self.path(trial_id)} ({exc.strerror or exc}); "
+                    f"another driver takes it over once this one exits"
+                )
 
     def release_all(self) -> None:
         self._stop.set()

@@ -80,7 +80,7 @@ def interval_bounds(seeds: np.ndarray, predict: bool, runs: int = 1) -> tuple[np
     return mean - half, mean + half
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def t_critical(df: int) -> float:
     """The two-sided 95% t quantile; cached: a report of thousands of cells asks for a handful of dfs."""
     return float(stats.t.ppf(1 - ALPHA / 2, df))

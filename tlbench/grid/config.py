@@ -136,8 +136,14 @@ def type_problem(spec: Field, value: Any) -> str | None:
         "freeze": lambda v: isinstance(v, (str, dict)),
         "imbalance": lambda v: isinstance(v, dict),
     }[kind](value)
-    names = {"int": "an integer (int64)", "float": "a finite number", "bool": "true or false", "str": "a string",
-             "list[int]": "a list of integers", "list[float]": "a list of finite numbers"}
+    names = {
+        "int": "an integer (int64)",
+        "float": "a finite number",
+        "bool": "true or false",
+        "str": "a string",
+        "list[int]": "a list of integers",
+        "list[float]": "a list of finite numbers",
+    }
     return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
 
 
@@ -191,7 +197,12 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     if dinfo.has_test_split and data["split"] is not None:
         problems.append(("dataset.split", f"null: {data['name']} has an official test split (use val_fraction)"))
     if not dinfo.has_test_split and data["split_method"] == "greedy":
-        problems.append(("dataset.split_method", f"stratified or random: the greedy fill splits an official train pool into train/val, {data['name']} has none"))
+        problems.append(
+            (
+                "dataset.split_method",
+                f"stratified or random: the greedy fill splits an official train pool into train/val, {data['name']} has none",
+            )
+        )
     if not dinfo.has_test_split and data["train_resize"] is not None:
         problems.append(("dataset.train_resize", f"null: {data['name']} cuts its test split from the same pool as train"))
     if not dinfo.has_test_split and data["split"] is None:

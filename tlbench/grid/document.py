@@ -57,8 +57,11 @@ class YamlDoc:
             raise GridError(f"cannot read the grid file ({exc.strerror})", file=self.file) from None
         except UnicodeDecodeError as exc:
             line = Path(path).read_bytes()[: exc.start].count(b"\n") + 1
-            raise GridError(f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; save the file as UTF-8",
-                            file=self.file, line=line) from None
+            raise GridError(
+                f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; save the file as UTF-8",
+                file=self.file,
+                line=line,
+            ) from None
         self.lines: dict[KeyPath, int] = {}
         # libyaml's parser where PyYAML has it (same nodes and marks, ~10x faster on a grid of thousands of rows)
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
@@ -84,8 +87,9 @@ class YamlDoc:
     def _index(self, node: yaml.Node, path: KeyPath, open_nodes: set[int], sizes: dict[int, int]) -> int:
         """Record the line of every key under `node`, once per node; returns its expanded size."""
         if id(node) in open_nodes:
-            raise GridError("an alias refers to a node that contains it (a cycle)", file=self.file,
-                            line=node.start_mark.line + 1, path=path)
+            raise GridError(
+                "an alias refers to a node that contains it (a cycle)", file=self.file, line=node.start_mark.line + 1, path=path
+            )
         if id(node) in sizes:  # an alias to a node already indexed: its lines are known where it is defined
             return sizes[id(node)]
         self.lines[path] = node.start_mark.line + 1
@@ -108,8 +112,12 @@ class YamlDoc:
         open_nodes.discard(id(node))
         sizes[id(node)] = size
         if size > MAX_EXPANDED_VALUES:
-            raise GridError(f"the YAML expands to more than {MAX_EXPANDED_VALUES:,} values (aliases of aliases?)",
-                            file=self.file, line=node.start_mark.line + 1, path=path)
+            raise GridError(
+                f"the YAML expands to more than {MAX_EXPANDED_VALUES:,} values (aliases of aliases?)",
+                file=self.file,
+                line=node.start_mark.line + 1,
+                path=path,
+            )
         return size
 
     def line(self, path: KeyPath) -> int | None:

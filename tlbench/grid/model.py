@@ -216,7 +216,9 @@ def _parse(doc: YamlDoc) -> Grid:
     seen: dict[str, int] = {}
     for exp in experiments:
         if exp.name in seen:
-            raise doc.error(f"duplicate experiment name {exp.name!r} (first at experiments[{seen[exp.name]}])", ("experiments", exp.index, "name"))
+            raise doc.error(
+                f"duplicate experiment name {exp.name!r} (first at experiments[{seen[exp.name]}])", ("experiments", exp.index, "name")
+            )
         seen[exp.name] = exp.index
     profiles: dict[str, dict[str, Any]] = {}
     raw_profiles = data.get("profiles") or {}
@@ -244,7 +246,9 @@ def _parse_experiment(checker: Checker, raw: Any, path: KeyPath, index: int) -> 
         raise checker.error("expected source: {report: <report file name>, ...}", (*path, "source"))
     for key in source:
         if key not in SOURCE_KEYS:
-            raise checker.error(f"unknown key {key!r}; valid keys: {', '.join(SOURCE_KEYS)}{suggest(key, SOURCE_KEYS)}", (*path, "source", key))
+            raise checker.error(
+                f"unknown key {key!r}; valid keys: {', '.join(SOURCE_KEYS)}{suggest(key, SOURCE_KEYS)}", (*path, "source", key)
+            )
     notes = raw.get("notes", [])
     if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
         raise checker.error("expected a list of strings", (*path, "notes"))
@@ -278,5 +282,3 @@ def _parse_axes(checker: Checker, raw: Any, path: KeyPath) -> dict[str, list[Any
             raise checker.error(f"duplicate values {labels}", (*path, name))
         axes[str(name)] = values
     return axes
-
-

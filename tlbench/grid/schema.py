@@ -115,8 +115,7 @@ def _weights(v: str) -> str | None:
     # Which enum names an arch has is checked where torchvision is at hand (models.weights_enum).
     if v in WEIGHTS or (v.replace("_", "").isalnum() and v.isupper()):
         return None
-    return (f"one of {', '.join(WEIGHTS)}, or a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, ...)"
-            + suggest(v, WEIGHTS))
+    return f"one of {', '.join(WEIGHTS)}, or a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, ...)" + suggest(v, WEIGHTS)
 
 
 def _arch(v: str) -> str | None:
@@ -128,8 +127,10 @@ def _arch(v: str) -> str | None:
     if v in archs.UNSUPPORTED:
         return f"a torchvision classification model with a Linear head; {v} has {archs.UNSUPPORTED[v]}"
     close = get_close_matches(v, archs.ARCHS.names(), n=5, cutoff=0.6)
-    return (f"one of {', '.join(archs.REPORT_ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
-            f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else ""))
+    return (
+        f"one of {', '.join(archs.REPORT_ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
+        f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+    )
 
 
 def _importable(module: str, function: str) -> str | None:
@@ -153,26 +154,42 @@ SCHEMA: dict[str, Any] = {
         "target": Field("str", None, "what to predict (pets: species|breed; CelebA: an attribute)", nullable=True),
         "path": Field("str", None, "folder for imagefolder / local CelebA-HQ, relative to --data", nullable=True),
         "limit": Field("int", None, "use only the first N images of the pool (CelebA 30k)", nullable=True, check=_at_least(1)),
-        "val_fraction": Field("float", 0.2, "share of the train pool held out for validation (0: no validation set)", check=_fraction_closed_open),
-        "train_fraction": Field("float", 1.0, "share of the train pool used to train, drawn outside val, stratified", check=_fraction_open_closed),
+        "val_fraction": Field(
+            "float", 0.2, "share of the train pool held out for validation (0: no validation set)", check=_fraction_closed_open
+        ),
+        "train_fraction": Field(
+            "float", 1.0, "share of the train pool used to train, drawn outside val, stratified", check=_fraction_open_closed
+        ),
         "split": Field("list[float]", None, "train/val/test fractions for datasets without a test split", nullable=True, check=_split),
-        "imbalance": Field("imbalance", None, "{minority: group, keep: fraction}: keep only part of a group's train images", nullable=True,
-                           check=_imbalance),
+        "imbalance": Field(
+            "imbalance",
+            None,
+            "{minority: group, keep: fraction}: keep only part of a group's train images",
+            nullable=True,
+            check=_imbalance,
+        ),
         "split_method": Field(
-            "str", "stratified",
+            "str",
+            "stratified",
             "how val/train (and test, without an official split) are drawn: stratified by class and seeded by the trial seed; "
             "random: unstratified, seeded (000: sklearn train_test_split(random_state=42) without stratify, so its per-split "
             "class shares differ: train 57.69% / val 58.30% / test 57.53% female); greedy: 002 new_main.py:43-61 split_data, "
             "image by image in dataset order, per class: to train while its train share is under target, else to val while "
             "its val share is under val_fraction, else dropped (train target 1 - val_fraction, times imbalance.keep for the "
             "minority group), deterministic",
-            choices=SPLIT_METHODS, hashed_at_default=False),
+            choices=SPLIT_METHODS,
+            hashed_at_default=False,
+        ),
         "train_resize": Field(
-            "str", None,
+            "str",
+            None,
             "resize mode of the train pool (train and val) where it differs from the test pool's (null: dataset.resize). "
             "002's augmented run crops the original image (new_main.py:19, :80 train_transform on trainval), the others "
             "the weights' centre crop (:79): squash keeps the whole image for train.augment's random resized crop",
-            nullable=True, choices=RESIZE, hashed_at_default=False),
+            nullable=True,
+            choices=RESIZE,
+            hashed_at_default=False,
+        ),
         "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=RESIZE),
         "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
         "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1)),
@@ -181,11 +198,20 @@ SCHEMA: dict[str, Any] = {
     },
     "model": {
         "arch": Field("str", REQUIRED, "alexnet | vgg16 | resnet18 | resnet50 | package.module:function", check=_arch),
-        "weights": Field("str", "imagenet",
-                         "a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, IMAGENET1K_V2, ...: "
-                         "torchvision.models.get_model_weights(arch)), checked against the arch before a run; "
-                         "imagenet: an alias of DEFAULT; none: random init", check=_weights),
-        "hidden": Field("list[int]", [], "hidden widths of a new classifier (Linear+ReLU+Dropout each); [] replaces only the last Linear", check=_nonneg_list),
+        "weights": Field(
+            "str",
+            "imagenet",
+            "a torchvision weights name of the arch (DEFAULT, IMAGENET1K_V1, IMAGENET1K_V2, ...: "
+            "torchvision.models.get_model_weights(arch)), checked against the arch before a run; "
+            "imagenet: an alias of DEFAULT; none: random init",
+            check=_weights,
+        ),
+        "hidden": Field(
+            "list[int]",
+            [],
+            "hidden widths of a new classifier (Linear+ReLU+Dropout each); [] replaces only the last Linear",
+            check=_nonneg_list,
+        ),
         "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),
     },
     "train": {
@@ -198,36 +224,59 @@ SCHEMA: dict[str, Any] = {
         "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=CLASS_WEIGHTS),
         "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=SAMPLERS),
         "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
-        "freeze": Field("freeze", "head", "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
-                        "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
-                        "002 new_main.py:245-249 opens layer4 at epoch 0: first 0)",
-                        check=freezing.check),
+        "freeze": Field(
+            "freeze",
+            "head",
+            "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
+            "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
+            "002 new_main.py:245-249 opens layer4 at epoch 0: first 0)",
+            check=freezing.check,
+        ),
         "optimizer_per_epoch": Field(
-            "bool", False,
+            "bool",
+            False,
             "a new optimizer at every epoch's start (002 new_main.py:252-259 builds SGD(model.parameters(), lr=0.001) "
             "inside the epoch loop): momentum and Adam moments restart each epoch, and a step schedule built with it "
-            "(:259 StepLR, stepped once at :274) never decays", hashed_at_default=False),
+            "(:259 StepLR, stepped once at :274) never decays",
+            hashed_at_default=False,
+        ),
         "train_mode_epochs": Field(
-            "int", None,
+            "int",
+            None,
             "null: train mode every epoch, frozen BatchNorm layers in eval mode (their ImageNet statistics kept). "
             "k: the whole network in train mode for the first k epochs, every BatchNorm re-estimating its running "
             "statistics, frozen ones included, then in eval mode from epoch k+1 on (002 new_main.py:159 and :240 call "
             "model.train() once before the epoch loop, :126 model.eval() in the per-epoch validation is never undone: k = 1)",
-            nullable=True, check=_at_least(1), hashed_at_default=False),
-        "block_lr_decay": Field("float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed),
+            nullable=True,
+            check=_at_least(1),
+            hashed_at_default=False,
+        ),
+        "block_lr_decay": Field(
+            "float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed
+        ),
         "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
         "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
-        "augment": Field("str", "none", "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: "
-                         "002 new_main.py:18-25)", choices=AUGMENTS),
+        "augment": Field(
+            "str",
+            "none",
+            "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: 002 new_main.py:18-25)",
+            choices=AUGMENTS,
+        ),
         "augment_val": Field(
-            "bool", False,
+            "bool",
+            False,
             "the validation split is augmented like train (002 new_main.py:80, :94-96: train and val are one random_split "
-            "of a dataset built with train_transform, so val is augmented too)", hashed_at_default=False),
+            "of a dataset built with train_transform, so val is augmented too)",
+            hashed_at_default=False,
+        ),
         "test_every_epoch": Field(
-            "bool", False,
+            "bool",
+            False,
             "evaluate the test split after every epoch too, so best_test_acc (the best epoch's test accuracy) is "
             "known: 003's code evaluates on the test loader each epoch and reports the best ('The best Test accuracy "
-            "recorded was 79.69% in Epoch 7'), a selection on the test set", hashed_at_default=False),
+            "recorded was 79.69% in Epoch 7'), a selection on the test set",
+            hashed_at_default=False,
+        ),
         "normalize": Field("str", "imagenet", "imagenet mean/std, or half (mean = std = 0.5)", choices=NORMALIZE),
         "protocol": Field("str", "standard", "lr_probe: 001's probe, retrain on train+val, test", choices=PROTOCOLS),
         "probe_lrs": Field("list[float]", [1e-5, 1e-4, 1e-3], "lr_probe: candidate learning rates", check=_nonempty_positive),

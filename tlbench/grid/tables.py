@@ -105,11 +105,15 @@ def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], m
             raise doc.error("every claim needs the report's words as a string `claim`", (*cpath, "claim"))
         for side in ("row_a", "row_b"):
             if claim.get(side) not in labels:
-                raise doc.error(f"claim names a row this table lacks: {expected_one_of(claim.get(side), dict.fromkeys(labels))}", (*cpath, side))
+                raise doc.error(
+                    f"claim names a row this table lacks: {expected_one_of(claim.get(side), dict.fromkeys(labels))}", (*cpath, side)
+                )
         if claim["row_a"] == claim["row_b"]:
             raise doc.error(f"a claim compares two different rows; both are {claim['row_a']!r}", (*cpath, "row_b"))
         if "metric" in claim and claim["metric"] not in metric_keys:
-            raise doc.error(f"claim metric is not a column of this table: {expected_one_of(claim['metric'], metric_keys)}", (*cpath, "metric"))
+            raise doc.error(
+                f"claim metric is not a column of this table: {expected_one_of(claim['metric'], metric_keys)}", (*cpath, "metric")
+            )
         if "better" in claim and claim["better"] not in CLAIM_BETTER:
             raise doc.error(expected_one_of(claim["better"], CLAIM_BETTER), (*cpath, "better"))
 
@@ -124,11 +128,17 @@ def _check_readings(doc: YamlDoc, rows: list[dict[str, Any]], path: KeyPath) -> 
             continue
         k, other = first[label]
         if not (row.get("reading") and other.get("reading")) or row["reading"] == other["reading"]:
-            raise doc.error(f"label {label!r} is also row {k}: rows may share a label only as two readings "
-                            f"(reading: {' | '.join(READINGS)}) of one reported number", (*path, "rows", j, "label"))
+            raise doc.error(
+                f"label {label!r} is also row {k}: rows may share a label only as two readings "
+                f"(reading: {' | '.join(READINGS)}) of one reported number",
+                (*path, "rows", j, "label"),
+            )
         if (row.get("reported") or {}) != (other.get("reported") or {}):
-            raise doc.error(f"row {label!r} ({row['reading']}) reports {row.get('reported')}, its {other['reading']} row {k} "
-                            f"{other.get('reported')}: both readings sit beside the same reported number", (*path, "rows", j, "reported"))
+            raise doc.error(
+                f"row {label!r} ({row['reading']}) reports {row.get('reported')}, its {other['reading']} row {k} "
+                f"{other.get('reported')}: both readings sit beside the same reported number",
+                (*path, "rows", j, "reported"),
+            )
 
 
 def _check_reported_extras(doc: YamlDoc, row: dict[str, Any], path: KeyPath, extras: list[str]) -> None:
@@ -137,16 +147,22 @@ def _check_reported_extras(doc: YamlDoc, row: dict[str, Any], path: KeyPath, ext
         if "per_class" not in extras:
             raise doc.error("reported_per_class needs `extras: [per_class]` on its table", (*path, "reported_per_class"))
         value = row["reported_per_class"]
-        ok = isinstance(value, dict) and value and all(
-            isinstance(m, dict) and set(m) <= set(PER_CLASS_KEYS) and all(is_number(v) for v in m.values()) for m in value.values())
+        ok = (
+            isinstance(value, dict)
+            and value
+            and all(isinstance(m, dict) and set(m) <= set(PER_CLASS_KEYS) and all(is_number(v) for v in m.values()) for m in value.values())
+        )
         if not ok:
             raise doc.error(f"expected {{class name: {{{', '.join(PER_CLASS_KEYS)}: number}}}}", (*path, "reported_per_class"))
     if "reported_confusion" in row:
         if "confusion" not in extras:
             raise doc.error("reported_confusion needs `extras: [confusion]` on its table", (*path, "reported_confusion"))
         value = row["reported_confusion"]
-        ok = isinstance(value, list) and value and all(
-            isinstance(r, list) and len(r) == len(value) and all(is_int(c) and c >= 0 for c in r) for r in value)
+        ok = (
+            isinstance(value, list)
+            and value
+            and all(isinstance(r, list) and len(r) == len(value) and all(is_int(c) and c >= 0 for c in r) for r in value)
+        )
         if not ok:
             raise doc.error("expected a square matrix of counts (rows true, columns predicted)", (*path, "reported_confusion"))
 
@@ -179,7 +195,10 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
             raise doc.error(f"experiment {name!r} has no axis {expected_one_of(axis, exp.axes)}", (*path, "where", axis))
         values = [v["name"] for v in exp.axes[axis]] if axis == VARIANT_AXIS else exp.axes[axis]
         if value not in values:
-            raise doc.error(f"axis {axis} of {name!r} has no value {show_value(value)}; values: {', '.join(map(show_value, values))}", (*path, "where", axis))
+            raise doc.error(
+                f"axis {axis} of {name!r} has no value {show_value(value)}; values: {', '.join(map(show_value, values))}",
+                (*path, "where", axis),
+            )
     if "reading" in row and row["reading"] not in READINGS:
         raise doc.error(expected_one_of(row["reading"], READINGS), (*path, "reading"))
     reported = row.get("reported") or {}

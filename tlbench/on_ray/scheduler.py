@@ -38,12 +38,12 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from .. import shares
-from ..trial_claims import Claims
+from ..grid import GridError, TrialSpec
 from ..makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
 from ..progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from ..regular_files import is_regular
-from ..grid import GridError, TrialSpec
 from ..store import Store
+from ..trial_claims import Claims
 
 STATE_FILE = "state.pt"
 
@@ -134,12 +134,15 @@ def _trainable(config: dict[str, Any]) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # a line per checkpoint on the driver's terminal would bury the progress line
     spec = _spec(config)
     runtime = ray.get_runtime_context()
-    context = {**config["context"], "node_id": runtime.get_node_id(), "started_at": now_iso(),
-               "gpu_ids": [str(i) for i in runtime.get_accelerator_ids().get("GPU", [])]}  # the GPUs Ray gave this trial
+    context = {
+        **config["context"],
+        "node_id": runtime.get_node_id(),
+        "started_at": now_iso(),
+        "gpu_ids": [str(i) for i in runtime.get_accelerator_ids().get("GPU", [])],
+    }  # the GPUs Ray gave this trial
     checkpointer = TuneCheckpointer(config["point"].get("resume")) if config["checkpoints"] else None
     on_epoch = checkpointer.hold if checkpointer else tune.report  # every epoch's metrics reach Tune's callbacks
-    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], gpu_share=config["point"]["gpu"],
-                          on_epoch=on_epoch)
+    row, epochs = execute(spec, config["data"], context, checkpointer, config["speed"], gpu_share=config["point"]["gpu"], on_epoch=on_epoch)
     if checkpointer:
         checkpointer.flush()
     tune.report({"payload": json.dumps({"row": row, "epochs": epochs}, default=_json_default)})
@@ -241,8 +244,10 @@ class StoreResults(tune.Callback):
 
     def _failed(self, trial: Any, exc: Exception) -> None:
         self.counts["unwritten"] = self.counts.get("unwritten", 0) + 1
-        _say(f"error: tlbench could not handle the result of Tune trial {getattr(trial, 'trial_id', trial)} "
-             f"({type(exc).__name__}: {exc}); its trial stays pending")
+        _say(
+            f"error: tlbench could not handle the result of Tune trial {getattr(trial, 'trial_id', trial)} "
+            f"({type(exc).__name__}: {exc}); its trial stays pending"
+        )
 
 
 def _say(message: str) -> None:
@@ -295,8 +300,10 @@ class ClaimingSearcher(Searcher):
             who = f"host {holder.get('host', '?')} pid {holder.get('pid', '?')} driver {str(holder.get('driver', '?'))[:6]}"
             holders[who] = holders.get(who, 0) + 1
         listed = "; ".join(f"{n} held by {who}" for who, n in holders.items())
-        return (f"left {len(self.elsewhere)} trial(s) to the driver that claimed them ({listed}); claims in {self.claims.folder}: "
-                f"a later run takes over any that driver leaves unfinished")
+        return (
+            f"left {len(self.elsewhere)} trial(s) to the driver that claimed them ({listed}); claims in {self.claims.folder}: "
+            f"a later run takes over any that driver leaves unfinished"
+        )
 
     def _claim(self, point: dict[str, Any]) -> bool:
         trial_id = point["trial"]["trial_id"]
@@ -398,8 +405,11 @@ def check_resources(pending: list[TrialSpec], options: RunOptions, cluster_gpus:
         gpus, cpus = gpu_share(spec, options, cluster_gpus), options.cpus_per_trial
         if not any(node.get("CPU", 0) >= cpus and node.get("GPU", 0) >= gpus for node in nodes):
             largest = ", ".join(f"{node.get('CPU', 0):g} CPU/{node.get('GPU', 0):g} GPU" for node in nodes) or "no live node"
-            raise GridError(f"a trial asks for {cpus:g} CPU and {gpus:g} GPU on one node; the cluster's nodes have {largest} "
-                            f"(set --cpus-per-trial / --gpus-per-trial to what a node has)", file="--gpus-per-trial/--cpus-per-trial")
+            raise GridError(
+                f"a trial asks for {cpus:g} CPU and {gpus:g} GPU on one node; the cluster's nodes have {largest} "
+                f"(set --cpus-per-trial / --gpus-per-trial to what a node has)",
+                file="--gpus-per-trial/--cpus-per-trial",
+            )
 
 
 def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus: float) -> Progress:
@@ -472,8 +482,9 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources=resources),
         param_space=constants,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=True,
-                                    trial_dirname_creator=lambda t: t.config["point"]["trial"]["trial_id"]),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=-1, reuse_actors=True, trial_dirname_creator=lambda t: t.config["point"]["trial"]["trial_id"]
+        ),
         run_config=tune.RunConfig(
             name=time.strftime("tlbench-%Y%m%d-%H%M%S-") + claims.me["driver"][:6],  # two drivers never share a folder
             storage_path=storage,
