@@ -92,7 +92,7 @@ def test_every_arch_states_consistent_facts(name):
     assert archs.default_gpu_share(arch.gflops_224) == arch.gpu_share  # the default rule reproduces the hand-set shares
 
 
-@pytest.mark.parametrize("name", archs.REPORT_ARCHS)
+@pytest.mark.parametrize("name", archs.HAND_WRITTEN)
 def test_every_hand_written_arch_names_modules_its_network_has(name):
     arch = archs.get(name)
     names = models.module_names(name)
@@ -102,7 +102,7 @@ def test_every_hand_written_arch_names_modules_its_network_has(name):
         assert list(arch.children) == [n for n in dict(models.empty_model(name).named_children()) if n != arch.head.split(".")[0]]
 
 
-@pytest.mark.parametrize("name", archs.REPORT_ARCHS)
+@pytest.mark.parametrize("name", archs.HAND_WRITTEN)
 def test_every_hand_written_arch_builds_with_a_new_head(name):
     torch.manual_seed(0)
     built = models.build(ModelConfig(arch=name, weights="none", hidden=(), dropout=0.0), 3)

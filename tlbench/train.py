@@ -263,7 +263,7 @@ def run_trial(
     memory_format: str | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrialOutcome:
-    """Train and test one fully resolved config (see spec.py): build, fit, summarise. Raises on bad data or code.
+    """Train and test one fully resolved config (tlbench/grid/): build, fit, summarise. Raises on bad data or code.
 
     With a checkpointer, the state is saved after every epoch, and a saved state
     (an earlier attempt of this trial) is picked up where it ended. The feature

@@ -167,7 +167,7 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
         if not module or not function.isidentifier():
             problems.append(("model.arch", f"'package.module:function' for a custom model, got {arch!r}"))
     elif arch not in archs.ARCHS:
-        problems.append(("model.arch", expected_one_of(arch, [*archs.REPORT_ARCHS, "package.module:function"])))
+        problems.append(("model.arch", expected_one_of(arch, [*archs.HAND_WRITTEN, "package.module:function"])))
         return problems
     info = archs.get(arch)
     if config["image_size"] < info.min_image_size:

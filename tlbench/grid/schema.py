@@ -128,7 +128,7 @@ def _arch(v: str) -> str | None:
         return f"a torchvision classification model with a Linear head; {v} has {archs.UNSUPPORTED[v]}"
     close = get_close_matches(v, archs.ARCHS.names(), n=5, cutoff=0.6)
     return (
-        f"one of {', '.join(archs.REPORT_ARCHS)}, any other torchvision classification model (torchvision.models.list_models()), "
+        f"one of {', '.join(archs.HAND_WRITTEN)}, any other torchvision classification model (torchvision.models.list_models()), "
         f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
     )
 
