@@ -98,10 +98,22 @@ def write_celeba_hq_folder(root: Path, per_class: int = 10) -> Path:
     return base
 
 
+def write_stl10(root: Path, per_class_train: int = 3, per_class_test: int = 2) -> None:
+    """stl10_binary/{train,test}_X.bin (uint8, N x 3 x 96 x 96, each plane column by column) and {train,test}_y.bin (1-10)."""
+    base = root / "stl10_binary"
+    base.mkdir(parents=True)
+    for split, per_class in (("train", per_class_train), ("test", per_class_test)):
+        labels = [c for c in range(10) for _ in range(per_class)]
+        hwc = [np.asarray(_image(c, (96, 96), 50 * c + i)) for i, c in enumerate(labels)]
+        np.stack([image.transpose(2, 1, 0) for image in hwc]).tofile(base / f"{split}_X.bin")
+        np.asarray([c + 1 for c in labels], dtype=np.uint8).tofile(base / f"{split}_y.bin")
+
+
 # Every registered dataset with real data, and how to fake it: writer, and the dataset config keys
 # its loader needs. `tests/test_registries.py` fails for a dataset that has none.
 FAKES = {
     "cifar10": (write_cifar10, {}),
+    "stl10": (write_stl10, {}),
     "oxford_pets": (write_pets, {}),
     "celeba30k": (write_celeba, {"split": [0.6, 0.2, 0.2]}),
     "celeba_hq": (write_celeba_hq_folder, {"split": [0.6, 0.2, 0.2]}),

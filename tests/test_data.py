@@ -7,7 +7,7 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets
+from fake_datasets import class_colour, write_celeba, write_celeba_hq_folder, write_cifar10, write_imagefolder, write_pets, write_stl10
 
 from tlbench import data, datasets
 from tlbench.grid.schema import defaults
@@ -207,3 +207,18 @@ def test_both_pets_targets_share_one_decoded_copy(tmp_path):
     data.load(dataset_cfg(name="oxford_pets", target="breed"), 16, tmp_path, seed=0)
     data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
     assert len(list((tmp_path / data.CACHE_DIR).glob("*.npy"))) == 2  # trainval and test, once each
+
+
+def test_stl10_reads_its_column_major_planes(tmp_path):
+    """STL-10 stores each plane column by column: an image red on its left half and blue on its right
+    must read back that way, not transposed (red on top)."""
+    write_stl10(tmp_path, per_class_train=1, per_class_test=1)
+    image = np.zeros((96, 96, 3), dtype=np.uint8)
+    image[:, :48, 0], image[:, 48:, 2] = 255, 255  # HWC: left half red, right half blue
+    raw = np.fromfile(tmp_path / "stl10_binary" / "train_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
+    raw[0] = image.transpose(2, 1, 0)  # as the dataset's files hold it
+    raw.tofile(tmp_path / "stl10_binary" / "train_X.bin")
+    pool = datasets.DATASETS["stl10"].load(tmp_path, dataset_cfg(name="stl10"), "class").train
+    read = pool.read(0)
+    assert read.shape == (96, 96, 3) and tuple(read[10, 5]) == (255, 0, 0) and tuple(read[10, 90]) == (0, 0, 255)
+    assert list(pool.labels[:2]) == [0, 1]

@@ -109,6 +109,11 @@ ARCHS.register(
 )
 ARCHS.register(Arch("resnet50", head="fc", classifier="fc", min_image_size=32, gflops_224=8.18, gpu_images_per_s=450.0,
                     gpu_share=0.5, children=_RESNET_CHILDREN, blocks=_RESNET_BLOCKS))  # fmt: skip
+# Not in the reports: ResNet34 by hand, so `{last: l}` and gradual unfreezing know its children and blocks.
+# Its GPU rate is not measured: the FLOPs rule gives it, as for any other torchvision model.
+ARCHS.register(Arch("resnet34", head="fc", classifier="fc", min_image_size=32, gflops_224=7.328,
+                    gpu_images_per_s=default_gpu_images_per_s(7.328), gpu_share=default_gpu_share(7.328),
+                    children=_RESNET_CHILDREN, blocks=_RESNET_BLOCKS))  # fmt: skip
 # The entries above: named first in messages, and `tests/test_registries.py` checks their module paths on the network.
 HAND_WRITTEN = ARCHS.names()
 

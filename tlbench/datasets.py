@@ -132,6 +132,39 @@ def _cifar10_pool(root: Path, train: bool) -> Pool:
     )
 
 
+# -- STL-10 (the labelled splits: 5,000 train and 8,000 test images of 96x96, 10 classes) ----------------
+
+STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]  # class_names.txt
+
+
+@register(name="stl10", targets={"class": 10}, default_target="class", has_test_split=True,
+          class_names=lambda target: STL10_CLASSES, pool_sizes=(5_000, 8_000))  # fmt: skip
+def stl10(root: Path, cfg: DatasetConfig, target: str) -> Pools:
+    return Pools(_stl10_pool(root, "train"), _stl10_pool(root, "test"))
+
+
+def _stl10_pool(root: Path, split: str) -> Pool:
+    """STL-10's binary version: `<split>_X.bin`, uint8 images of 3 x 96 x 96 with each plane stored column by
+    column, and `<split>_y.bin`, one byte per image, labels 1-10."""
+    base = root / "stl10_binary"
+    images_file, labels_file = base / f"{split}_X.bin", base / f"{split}_y.bin"
+    if not images_file.exists() or not labels_file.exists():
+        try:
+            from torchvision.datasets import STL10
+
+            STL10(str(root), split=split, download=True)
+        except Exception as exc:
+            raise download_failed("STL-10", base, "train_X.bin, train_y.bin, test_X.bin and test_y.bin (stl10_binary.tar.gz "
+                                  "from https://cs.stanford.edu/~acoates/stl10/, extracted)", exc) from None  # fmt: skip
+    labels = np.fromfile(labels_file, dtype=np.uint8).astype(np.int64) - 1
+    images = np.memmap(images_file, dtype=np.uint8, mode="r")
+    if not len(labels) or images.size != len(labels) * 3 * 96 * 96 or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{images_file}, {labels_file}: expected {len(labels)} images of 3 x 96 x 96 bytes and one label 1-10 each")
+    planes = images.reshape(-1, 3, 96, 96)  # (image, channel, column, row)
+    return Pool(f"stl10/{split}", labels, lambda i: np.ascontiguousarray(planes[i].transpose(2, 1, 0)),  # HWC, as images are read
+                [f"{split}/{i}" for i in range(len(labels))], lambda i: f"{images_file} #{i}", [images_file, labels_file])  # fmt: skip
+
+
 # -- Oxford-IIIT Pet --------------------------------------------------------------------------------
 
 # Breeds in torchvision's label order (alphabetical, case-insensitive); capitalised names are cats,
