@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .grid import Grid
-from .grid.tables import METRICS, RowIndex
+from .grid.tables import METRICS, PER_CLASS_KEYS, RowIndex
 from .provenance import describe
 from .store import DONE
 from .verdicts import Summary, number_verdict, summarize
@@ -239,7 +239,7 @@ def _extras(seeds: np.ndarray, per_class_json: np.ndarray, confusion_json: np.nd
         ]
     }
     if per_class:
-        out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in ("precision", "recall", "f1", "support")}
+        out["per_class"] = {k: np.mean([p[k] for p in per_class], axis=0).tolist() for k in PER_CLASS_KEYS}
         out["per_class"]["classes"] = per_class[0].get("classes")
     if confusion:
         out["confusion"] = np.sum(confusion, axis=0).tolist()

@@ -3,7 +3,7 @@
     archs.get("resnet18")   # an Arch; a misspelt name raises UnknownName listing the valid ones
 
 Three kinds of entry:
-- the four archs of the reports, written here by hand: their children and blocks give 002's
+- the four archs of the reports (and ResNet34), written here by hand: their children and blocks give 002's
   "last l layers" and gradual unfreezing, and their costs were measured;
 - every other torchvision classification model, read from `torchvision_archs.json` (written by
   `python -m tlbench.torchvision_archs` from the installed torchvision, so this stays torch-free);

@@ -135,15 +135,9 @@ def preflight(trials: list[TrialSpec]) -> None:
         freeze, arch = spec.config["train"]["freeze"], spec.config["model"]["arch"]
         if archs.is_custom(arch):
             continue
-        known = module_names(arch)
-        for path in freezing.module_paths(freeze):
-            if path not in known:
-                top = sorted({n.split(".")[0] for n in known})
-                raise GridError(
-                    f"experiment {spec.experiment!r}: train.freeze.{freezing.split(freeze)[0].name}: {arch} has no module "
-                    f"{path!r} (top-level modules: {', '.join(top)})",
-                    file="grid",
-                )
+        problem = freezing.missing_module(freeze, arch, module_names(arch))
+        if problem:
+            raise GridError(f"experiment {spec.experiment!r}: {problem}", file="grid")
 
 
 def status_of(spec: TrialSpec, statuses: dict[str, str]) -> str:

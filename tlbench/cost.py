@@ -17,35 +17,35 @@ if TYPE_CHECKING:
 
 from . import archs
 from .datasets import DATASETS
-from .trial_config import TrialConfig
 
-Config = TrialConfig | Mapping[str, Any]  # the driver holds trial configs as dicts (spec.TrialSpec.config)
+# The driver's trial configs: the grid model's validated dicts (`grid.TrialSpec.config`). Read as dicts, not
+# typed: planning a grid of 10,000 trials reads each several times, and typing one costs 20x its cost model.
+Config = Mapping[str, Any]
 
 CPU_TRAIN_EFFICIENCY = 0.5  # training FLOP/s over the matmul peak on a CPU (python -m tlbench.bench measured 0.68-0.71)
 
 
 def images(config: Config) -> dict[str, float]:
     """Images per split for one trial (approximate where imbalance drops some)."""
-    data = TrialConfig.of(config).dataset
-    sizes = DATASETS[data.name].pool_sizes
-    pool, test = (data.n_train, data.n_test) if data.source == "synthetic" or sizes is None else sizes
-    if data.limit:
-        pool = min(pool, data.limit)
-    if not DATASETS[data.name].has_test_split:
-        train_share, val_share, test_share = data.split
+    data = config["dataset"]
+    sizes = DATASETS[data["name"]].pool_sizes
+    pool, test = (data["n_train"], data["n_test"]) if data["source"] == "synthetic" or sizes is None else sizes
+    if data["limit"]:
+        pool = min(pool, data["limit"])
+    if not DATASETS[data["name"]].has_test_split:
+        train_share, val_share, test_share = data["split"]
         test, val, train = pool * test_share, pool * val_share, pool * train_share
     else:
-        val = pool * data.val_fraction
+        val = pool * data["val_fraction"]
         train = pool - val
-    train *= data.train_fraction
-    if data.imbalance:
-        train *= 0.5 + 0.5 * data.imbalance.keep  # about half the classes lose images
+    train *= data["train_fraction"]
+    if data["imbalance"]:
+        train *= 0.5 + 0.5 * data["imbalance"]["keep"]  # about half the classes lose images
     return {"train": train, "val": val, "test": test}
 
 
 def gflops_per_image(config: Config) -> float:
-    config = TrialConfig.of(config)
-    return gflops_224(config.model.arch) * (config.image_size / 224) ** 2
+    return gflops_224(config["model"]["arch"]) * (config["image_size"] / 224) ** 2
 
 
 def gflops_224(arch: str) -> float:
@@ -59,17 +59,16 @@ def gpu_images_per_s(arch: str) -> float:
 
 def trial_cost(config: Config) -> dict[str, float]:
     """{images: processed in all, tflops: their estimated cost, gpu_hours: at the arch's GPU rate}."""
-    config = TrialConfig.of(config)
     n = images(config)
-    train = config.train
-    step_factor = 2.0 if train.freeze == "head" else 3.0
-    train_images = n["train"] * config.epochs
-    if train.protocol == "lr_probe":
-        train_images = (n["train"] + n["val"]) * config.epochs + len(train.probe_lrs) * train.probe_steps * train.batch_size
-    eval_images = n["val"] * config.epochs + n["test"]
+    train = config["train"]
+    step_factor = 2.0 if train["freeze"] == "head" else 3.0
+    train_images = n["train"] * config["epochs"]
+    if train["protocol"] == "lr_probe":
+        train_images = (n["train"] + n["val"]) * config["epochs"] + len(train["probe_lrs"]) * train["probe_steps"] * train["batch_size"]
+    eval_images = n["val"] * config["epochs"] + n["test"]
     per_image = gflops_per_image(config)
     tflops = (train_images * step_factor + eval_images) * per_image / 1e3
-    rate = gpu_images_per_s(config.model.arch) * (224 / config.image_size) ** 2
+    rate = gpu_images_per_s(config["model"]["arch"]) * (224 / config["image_size"]) ** 2
     return {"images": train_images + eval_images, "tflops": tflops, "gpu_hours": (train_images + eval_images / 3) / rate / 3600}
 
 

@@ -285,9 +285,8 @@ class FeatureInputs:
                 continue
             self.features[images.pool_key] = {}
             for view in ("plain", "flip") if images.pool_key in training_pools else ("plain",):
-                key = hashlib.sha256(json.dumps({**identity, "pool": images.pool_key, "view": view}, sort_keys=True).encode()).hexdigest()[
-                    :24
-                ]
+                what = json.dumps({**identity, "pool": images.pool_key, "view": view}, sort_keys=True)
+                key = hashlib.sha256(what.encode()).hexdigest()[:24]
                 path = root / CACHE_DIR / "features" / f"{key}.npy"
                 if not path.exists():  # the prefix runs only here, its weights in the build's layout
                     prefix.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -8,8 +8,9 @@ behaviours hash to one trial id), the module paths it names (checked against the
 run) and its plan: from the network's names alone (`Network`), which parameters train from which
 epoch on. `models.py` applies a plan to a torch module. Torch-free: the driver validates with it.
 
-Adding a strategy is one `STRATEGIES.register(Strategy(...))` here; `tests/test_models.py` trains
-every strategy on every report arch and checks that exactly the planned parameters get gradients.
+Adding a strategy is one `STRATEGIES.register(Strategy(...))` here, with an `example` argument:
+`tests/test_registries.py` checks every strategy's check, canonical spelling and plan on ResNet18,
+and `tests/test_models.py` checks, case by case, that exactly the planned parameters get gradients.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .archs import PARAMETERLESS_CHILDREN, Arch
+from .archs import ARCHS, PARAMETERLESS_CHILDREN, Arch
 from .registry import Registry, suggest
+from .values import is_int
 
 Predicate = Callable[[str], bool]  # a parameter's dotted name -> does it train
 
@@ -97,6 +99,11 @@ def keys() -> list[str]:
     return [s.name for s in STRATEGIES.entries() if not s.is_word]
 
 
+def spellings() -> str:
+    """Every strategy as a grid file spells it: `head | none | ... | {last: l} | ...`."""
+    return " | ".join(s.name if s.is_word else f"{{{s.name}: {s.shape}}}" for s in STRATEGIES.entries())
+
+
 def check(value: Any) -> str | None:
     """What a grid file's `train.freeze` should have been, or None when it is a valid strategy."""
     expected = f"one of {', '.join(words())}, or a mapping with one key of {', '.join(f'{{{k}: ...}}' for k in keys())}"
@@ -126,14 +133,21 @@ def module_paths(freeze: Any) -> list[str]:
     return strategy.paths(arg)
 
 
-def plan(freeze: Any, network: Network) -> FreezePlan:
+def missing_module(freeze: Any, arch: str, modules: frozenset[str]) -> str | None:
+    """What is wrong where the strategy names a module path the network lacks, or None."""
     strategy, arg = split(freeze)
     for path in strategy.paths(arg):
-        if path not in network.modules:
-            top = sorted({n.split(".")[0] for n in network.modules})
-            raise ValueError(
-                f"train.freeze.{strategy.name}: {network.arch} has no module {path!r}; its top-level modules: {', '.join(top)}"
-            )
+        if path not in modules:
+            top = sorted({n.split(".")[0] for n in modules})
+            return f"train.freeze.{strategy.name}: {arch} has no module {path!r}; its top-level modules: {', '.join(top)}"
+    return None
+
+
+def plan(freeze: Any, network: Network) -> FreezePlan:
+    problem = missing_module(freeze, network.arch, network.modules)
+    if problem:
+        raise ValueError(problem)
+    strategy, arg = split(freeze)
     return strategy.plan(arg, network)
 
 
@@ -146,12 +160,13 @@ STRATEGIES.register(Strategy("bn", lambda arg, net: FreezePlan([(0, under([net.h
 
 
 def _is_count(arg: Any) -> bool:
-    return isinstance(arg, int) and not isinstance(arg, bool) and arg >= 0
+    return is_int(arg) and arg >= 0
 
 
 def _last_on_arch(n_last: int, arch: Arch) -> tuple[str, str] | None:
     if arch.children is None:
-        return "train.freeze", f"{{last: l}} counts the children of an arch with an ordered list of them; {arch.name} has no such order"
+        with_children = ", ".join(a.name for a in ARCHS.entries() if a.children)
+        return "train.freeze", f"{{last: l}} counts the children of {with_children}; {arch.name} has no such order"
     if n_last > len(arch.children):
         return "train.freeze.last", f"at most {len(arch.children)} (the children of {arch.name} before its head), got {n_last}"
     return None

@@ -19,7 +19,6 @@ from typing import Any, Protocol, TypeVar
 
 from . import archs
 from .cost import Config, trial_cost
-from .trial_config import TrialConfig
 
 FREE = 1e-9  # float slack when adding shares back up (0.25 x 4 must fill exactly one device)
 
@@ -38,7 +37,7 @@ def longest_first(trials: list[Trial]) -> list[Trial]:
 
 def arch_gpu_share(config: Config) -> float:
     """The fraction of one GPU a trial of this arch asks for by default (`archs.Arch.gpu_share`)."""
-    return archs.get(TrialConfig.of(config).model.arch).gpu_share
+    return archs.get(config["model"]["arch"]).gpu_share
 
 
 def gpu_seconds(config: Config) -> float:

@@ -5,8 +5,8 @@
     param_groups(built, lr, block_lr_decay) -> optimizer groups
 
 Arch names are torchvision's: any classification model of
-`torchvision.models.list_models`; `archs` holds their static facts (the four
-report archs by hand, the rest in `torchvision_archs.json`, written from
+`torchvision.models.list_models`; `archs` holds their static facts (the report
+archs and ResNet34 by hand, the rest in `torchvision_archs.json`, written from
 `find_head` by `python -m tlbench.torchvision_archs`). A custom arch
 "package.module:function" names a function(weights) that returns (module, head
 path): its head is replaced like any other.

@@ -1,10 +1,10 @@
 """A registry: entries keyed by the exact word a grid file uses, and a lookup that fails by listing them.
 
     DATASETS = Registry("dataset")
-    DATASETS.register(Dataset(name="cifar10", ...))   # or as a decorator: @DATASETS.entry(...)
-    DATASETS["cifar10"]                               # UnknownName: "no dataset 'cifar11'; valid: ... (did you mean 'cifar10'?)"
+    DATASETS.register(Dataset(name="cifar10", ...))   # datasets.py wraps this in a decorator on the loader
+    DATASETS["cifar11"]                               # UnknownName: "no dataset 'cifar11'; valid: ...; did you mean 'cifar10'?"
 
-One registry per axis a grid file names (`datasets.DATASETS`, `archs.ARCHS`), in the style of
+One registry per axis a grid file names (`datasets.DATASETS`, `archs.ARCHS`, `freezing.STRATEGIES`), in the style of
 timm's `register_model` and lm-evaluation-harness's `get_model`: an entry holds everything tlbench
 knows about its name, so adding a dataset or an arch is one entry (plus its test), never a row in
 several parallel tables. Torch-free: the driver validates grid files against these.

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import autotune, features, memory, metrics, models, pipeline
-from . import data as datasets
+from . import autotune, data, features, memory, metrics, models, pipeline
 from .checkpoint import Checkpointer, capture, fits, resume
 from .thumbnails import thumbnails
 from .trial_config import TrainConfig, TrialConfig, plain
@@ -82,7 +81,7 @@ class Runner:
         self,
         built: models.Built,
         config: TrialConfig,
-        splits: datasets.Splits,
+        splits: data.Splits,
         device: torch.device,
         plan: models.FreezePlan,
         data_root: str | Path = "data",
@@ -168,7 +167,7 @@ class Runner:
             batch,
             self.device,
         )
-        cache = autotune.DecisionCache(data_root / datasets.CACHE_DIR / "autotune")
+        cache = autotune.DecisionCache(data_root / data.CACHE_DIR / "autotune")
         return autotune.decide(self.device, identity, cache, make_step, batch)
 
     def autocast(self):
@@ -189,7 +188,7 @@ class Runner:
 
     def train_epoch(
         self,
-        images: datasets.ImageSet,
+        images: data.ImageSet,
         optimizer: torch.optim.Optimizer,
         plan: models.FreezePlan,
         gen: torch.Generator,
@@ -216,7 +215,7 @@ class Runner:
         return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "diverged": False}
 
     @torch.no_grad()
-    def evaluate(self, images: datasets.ImageSet, augment: str = "none", gen: torch.Generator | None = None) -> tuple[float, np.ndarray]:
+    def evaluate(self, images: data.ImageSet, augment: str = "none", gen: torch.Generator | None = None) -> tuple[float, np.ndarray]:
         """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so)."""
         self.built.module.eval()
         losses, preds = [], []
@@ -289,7 +288,7 @@ class Trial:
     """What `build` sets up for one trial: its data, network, freeze plan, and the runner that steps it."""
 
     config: TrialConfig
-    splits: datasets.Splits
+    splits: data.Splits
     built: models.Built
     plan: models.FreezePlan
     runner: Runner
@@ -304,7 +303,7 @@ class Fitted:
     status: str  # ok | diverged
     epochs: list[dict[str, Any]]
     progress: dict[str, Any]  # epochs, images_seen, train_seconds, lr, probe_scores
-    train_set: datasets.ImageSet  # what trained: train, or train + val under lr_probe
+    train_set: data.ImageSet  # what trained: train, or train + val under lr_probe
     resumed_from_epoch: int
 
 
@@ -315,7 +314,7 @@ def build(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     gen = seed_everything(config.seed)
-    splits = datasets.load(config.dataset, config.image_size, data_root, config.seed)
+    splits = data.load(config.dataset, config.image_size, data_root, config.seed)
     binary = config.train.loss == "bce"
     if binary and len(splits.classes) != 2:
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
@@ -340,7 +339,7 @@ def fit(trial: Trial, checkpointer: Checkpointer | None, on_epoch: Callable[[dic
         progress, optimizer, base_lrs = resumed
     train_set, val_set = splits.train, splits.val
     if train.protocol == "lr_probe":  # val now trains too: scoring on it would flatter the model
-        train_set, val_set = datasets.ImageSet.concat(splits.train, splits.val), splits.val.subset(np.arange(0))
+        train_set, val_set = data.ImageSet.concat(splits.train, splits.val), splits.val.subset(np.arange(0))
     resumed_from_epoch = len(progress["epochs"])
     epochs = progress["epochs"]
     status = "ok"
@@ -390,8 +389,8 @@ def run_epoch(
     trial: Trial,
     optimizer: torch.optim.Optimizer,
     epoch: int,
-    train_set: datasets.ImageSet,
-    val_set: datasets.ImageSet,
+    train_set: data.ImageSet,
+    val_set: data.ImageSet,
     progress: dict[str, Any],
     trainable: int,
 ) -> tuple[dict[str, Any], float, bool]:

@@ -1,13 +1,13 @@
 """A validated trial config as typed, frozen values: `TrialConfig.from_dict(config)`.
 
-The grid loads, checks and hashes a trial's config as a plain nested dict (spec.py:
+The grid loads, checks and hashes a trial's config as a plain nested dict (tlbench/grid/model.py:
 its trial id is the hash of that dict, its result columns that dict flattened).
 The worker trains from this typed tree instead, so a mistyped key is an
 attribute error in an editor or a test, not a KeyError in a Ray worker hours in.
 
     TrialConfig(epochs, image_size, precision, dataset: DatasetConfig, model: ModelConfig, train: TrainConfig, seed)
 
-schema.py stays the one home of every key: its default, range and doc. The
+tlbench/grid/schema.py stays the one home of every key: its default, range and doc. The
 dataclasses below only name each key with its type and hold no defaults; they
 are built from an already resolved config (every key present), and
 tests/test_trial_config.py checks that their dotted field names are exactly
@@ -16,7 +16,7 @@ tests/test_trial_config.py checks that their dotted field names are exactly
 Values are deep-frozen: lists become tuples; `dataset.imbalance`, a fixed
 shape, becomes the small dataclass `Imbalance`; `train.freeze` is a word or a
 read-only mapping (types.MappingProxyType) of one strategy key, the shape the
-freeze strategy registry (models.freeze_plan) already dispatches on, with
+freeze strategy registry (tlbench/freezing.py) dispatches on, with
 optional inner keys that `to_dict` must give back exactly as they were.
 `to_dict` is the exact inverse of `from_dict`. No torch here.
 """
@@ -121,13 +121,13 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrialConfig:
-        """The typed config of a resolved one (spec.py: every key present). An unknown or missing key raises
-        TrialConfigError naming it; the values were checked when the grid loaded (config.py)."""
+        """The typed config of a resolved one (grid/model.py: every key present). An unknown or missing key raises
+        TrialConfigError naming it; the values were checked when the grid loaded (grid/config.py)."""
         return _section(cls, config, "")
 
     @classmethod
     def of(cls, config: TrialConfig | Mapping[str, Any]) -> TrialConfig:
-        """The config typed: itself, or `from_dict` of the plain dict the driver holds (spec.TrialSpec.config)."""
+        """The config typed: itself, or `from_dict` of the plain dict the driver holds (grid.TrialSpec.config)."""
         return config if isinstance(config, TrialConfig) else cls.from_dict(config)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,7 +153,9 @@ def _section(cls: type[T], raw: Mapping[str, Any], where: str) -> T:
         raise TrialConfigError(f"trial config: unknown key {prefix}{unknown[0]}{hint}")
     missing = [name for name in names if name not in raw]
     if missing:
-        raise TrialConfigError(f"trial config: missing key {prefix}{missing[0]} (a resolved config has every key of schema.py)")
+        raise TrialConfigError(
+            f"trial config: missing key {prefix}{missing[0]} (a resolved config has every key of tlbench/grid/schema.py)"
+        )
     values = {}
     for name in names:
         value, path = raw[name], f"{prefix}{name}"

@@ -12,10 +12,11 @@ import copy
 from typing import Any
 
 from .. import archs, freezing
-from ..datasets import DATASETS
+from ..datasets import DATASETS, target_of
 from ..registry import expected_one_of, suggest
+from ..values import is_int, is_number
 from .document import GridError, KeyPath, YamlDoc
-from .schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field, is_int, is_number
+from .schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field
 
 
 def undot(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     if freeze_problem:
         problems.append(freeze_problem)
     dinfo = DATASETS[data["name"]]
-    target = data["target"] if data["target"] is not None else dinfo.default_target
+    target = target_of(data["name"], data["target"])
     if target not in dinfo.targets:
         problems.append(("dataset.target", expected_one_of(target, dinfo.targets)))
         return problems
@@ -208,7 +209,8 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     if not dinfo.has_test_split and data["split"] is None:
         problems.append(("dataset.split", f"train/val/test fractions: {data['name']} has no official test split"))
     imbalance = data["imbalance"]
-    groups = dinfo.groups.get(target)
+    # The minority is a group (pets: cat or dog) where the target's classes have groups, else a class by name.
+    groups = dinfo.groups.get(target) or (dinfo.classes(target, n_classes) if dinfo.class_names else None)
     if imbalance is not None and groups is not None and imbalance["minority"] not in groups:
         problems.append(("dataset.imbalance.minority", expected_one_of(imbalance["minority"], sorted(set(groups)))))
     if train["loss"] == "bce" and n_classes not in (0, 2):

@@ -17,6 +17,7 @@ from typing import Any
 from .. import archs, freezing
 from ..datasets import DATASETS
 from ..registry import suggest
+from ..values import is_number
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -89,18 +90,7 @@ def _nonempty_positive(v: list[float]) -> str | None:
     return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
 
 
-INT64_MAX = 2**63 - 1  # every int lands in an int64 result column
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding and most tools stop here
-
-
-def is_int(v: Any) -> bool:
-    """An integer that fits a result column (bool is not one)."""
-    return isinstance(v, int) and not isinstance(v, bool) and -INT64_MAX <= v <= INT64_MAX
-
-
-def is_number(v: Any) -> bool:
-    """A finite number: NaN and infinities pass every comparison a check makes, so no float field takes them."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _imbalance(value: dict[str, Any]) -> str | None:
@@ -197,7 +187,12 @@ SCHEMA: dict[str, Any] = {
         "priors": Field("list[float]", None, "synthetic (standalone): class priors", nullable=True, check=_priors),
     },
     "model": {
-        "arch": Field("str", REQUIRED, "alexnet | vgg16 | resnet18 | resnet50 | package.module:function", check=_arch),
+        "arch": Field(
+            "str",
+            REQUIRED,
+            f"{' | '.join(archs.HAND_WRITTEN)} | any torchvision classification model | package.module:function",
+            check=_arch,
+        ),
         "weights": Field(
             "str",
             "imagenet",
@@ -227,8 +222,7 @@ SCHEMA: dict[str, Any] = {
         "freeze": Field(
             "freeze",
             "head",
-            "what trains: head | none | bn | {last: l} | {trainable: [...]} | {frozen: [...]} | "
-            "{gradual: {every: k, blocks: [...], first: e}} (first: the 0-based epoch the first block opens, default k; "
+            f"what trains: {freezing.spellings()} (first: the 0-based epoch the first block opens, default k; "
             "002 new_main.py:245-249 opens layer4 at epoch 0: first 0)",
             check=freezing.check,
         ),

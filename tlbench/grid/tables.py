@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 from ..registry import expected_one_of, suggest
+from ..values import is_int, is_number
 from .config import canonical_freeze
 from .document import KeyPath, YamlDoc
 from .model import VARIANT_AXIS, Grid, TrialSpec, show_value
-from .schema import is_int, is_number
 
 # Result fields a table may show, with the words a reader sees.
 METRICS = {

@@ -38,12 +38,14 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from .. import shares
+from ..datasets import DATASETS
 from ..grid import GridError, TrialSpec
 from ..makespan import arch_gpu_share, cpu_seconds, gpu_seconds, longest_first  # longest_first: the order `grid plan`'s makespan assumes
 from ..progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from ..regular_files import is_regular
 from ..store import Store
 from ..trial_claims import Claims
+from . import loggers
 
 STATE_FILE = "state.pt"
 
@@ -364,13 +366,13 @@ def earlier_checkpoints(storage: str) -> dict[str, str]:
 
 
 @ray.remote(num_cpus=0)
-def _prepare_on_node(configs: list[tuple[dict[str, Any], int]], data: str) -> str:
+def _prepare_on_node(configs: list[tuple[dict[str, Any], int]], root: str) -> str:
     """Download and decode each real dataset once on this node, before any trial reads it."""
-    from .. import data as datasets
+    from .. import data
     from ..trial_config import DatasetConfig
 
     for dataset, size in configs:
-        datasets.load(DatasetConfig.from_dict(dataset), size, data, seed=0)
+        data.load(DatasetConfig.from_dict(dataset), size, root, seed=0)
     return ray.get_runtime_context().get_node_id()
 
 
@@ -384,7 +386,7 @@ def prepare_data(pending: list[TrialSpec], data: Path) -> None:
     wanted: dict[str, tuple[dict[str, Any], int]] = {}
     for spec in pending:
         dataset = spec.config["dataset"]
-        if dataset["source"] == "real" and dataset["name"] != "synthetic":
+        if dataset["source"] == "real" and DATASETS[dataset["name"]].load is not None:
             wanted[json.dumps([dataset, spec.config["image_size"]], sort_keys=True)] = (dataset, spec.config["image_size"])
     if not wanted:
         return
@@ -425,17 +427,15 @@ def progress_of(points: list[dict[str, Any]], options: RunOptions, cluster_gpus:
     return Progress(plan, max(1, int(devices)))
 
 
-def loggers(options: RunOptions) -> list[tune.Callback]:
+def logger_callbacks(options: RunOptions) -> list[tune.Callback]:
     """Tune's TensorBoard (by default), MLflow and W&B loggers, fed every epoch's metrics (loggers.py)."""
-    from . import loggers as tune_loggers
-
     chosen: list[tune.Callback] = []
     if options.tensorboard:
-        chosen.append(tune_loggers.EpochTensorBoard(Path(options.results).resolve() / "tensorboard"))
+        chosen.append(loggers.EpochTensorBoard(Path(options.results).resolve() / "tensorboard"))
     if options.mlflow:
-        chosen.append(tune_loggers.mlflow_callback(options.mlflow, experiment_name="tlbench"))
+        chosen.append(loggers.mlflow_callback(options.mlflow, experiment_name="tlbench"))
     if options.wandb:
-        chosen.append(tune_loggers.wandb_callback(options.wandb, Path(options.results).resolve() / "wandb"))
+        chosen.append(loggers.wandb_callback(options.wandb, Path(options.results).resolve() / "wandb"))
     return chosen
 
 
@@ -490,7 +490,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[results, *loggers(options)],
+            callbacks=[results, *logger_callbacks(options)],
             verbose=0,
         ),
     )
