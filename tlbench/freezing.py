@@ -179,10 +179,14 @@ def _last_canonical(n_last: int, arch: Arch) -> Any:
     return "head" if arch.children is not None and all(c in PARAMETERLESS_CHILDREN for c in last) else {"last": n_last}
 
 
-# 002's "last l layers": the head and the last l children of the root before it.
+def _last_plan(n_last: int, net: Network) -> FreezePlan:
+    """002's "last l layers": the head and the last l children of the root before it."""
+    last = net.children[len(net.children) - n_last :] if n_last else ()
+    return FreezePlan([(0, under([net.head, *last]))])
+
+
 STRATEGIES.register(Strategy(
-    "last", lambda n_last, net: FreezePlan([(0, under([net.head, *net.children[len(net.children) - n_last :]] if n_last else [net.head]))]),
-    shape="l", check=lambda n_last: None if _is_count(n_last) else "{last: l} with an integer l >= 0",
+    "last", _last_plan, shape="l", check=lambda n_last: None if _is_count(n_last) else "{last: l} with an integer l >= 0",
     check_arch=_last_on_arch, canonical=_last_canonical, example=3))  # fmt: skip
 
 
@@ -236,8 +240,12 @@ def _gradual_plan(arg: dict[str, Any], net: Network) -> FreezePlan:
     return FreezePlan(stages, freeze_all_bn_stats=True)
 
 
+def _gradual_on_arch(arg: dict[str, Any], arch: Arch) -> tuple[str, str] | None:
+    if arg.get("blocks") or arch.blocks:
+        return None
+    return "train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch.name} has no default order"
+
+
 STRATEGIES.register(Strategy(
-    "gradual", _gradual_plan, shape="{every: k, blocks: [...], first: e}", check=_gradual_check,
-    check_arch=lambda arg, arch: None if arg.get("blocks") or arch.blocks else
-    ("train.freeze.gradual.blocks", f"the blocks to unfreeze: {arch.name} has no default order"),
+    "gradual", _gradual_plan, shape="{every: k, blocks: [...], first: e}", check=_gradual_check, check_arch=_gradual_on_arch,
     canonical=_gradual_canonical, paths=lambda arg: list(arg.get("blocks") or []), example={"every": 1, "first": 0}))  # fmt: skip
