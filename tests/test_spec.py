@@ -37,6 +37,14 @@ BAD_GRIDS = [
         "resnet19",
     ),
     ("unknown dataset", TINY_GRID.replace("name: synthetic", "name: cifar100"), ["cifar100", "cifar10"], "cifar100"),
+    (
+        "imbalance minority that is not a class",
+        TINY_GRID.replace(
+            "name: synthetic, n_classes: 3, n_train: 120, n_test: 60", "name: cifar10, imbalance: {minority: kitten, keep: 0.5}"
+        ),
+        ["dataset.imbalance.minority", "'kitten'", "airplane", "cat"],
+        None,
+    ),
     ("unknown optimizer", TINY_GRID.replace("freeze: none,", "optimizer: adamm, freeze: none,"), ["adamm", "did you mean 'adam'"], "adamm"),
     ("unknown freeze", TINY_GRID.replace("freeze: none,", "freeze: heads,"), ["heads", "did you mean 'head'"], "heads"),
     ("unknown loss", TINY_GRID.replace("freeze: none,", "loss: mse, freeze: none,"), ["mse", "cross_entropy"], "mse"),
