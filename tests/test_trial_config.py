@@ -101,12 +101,6 @@ def test_a_section_that_is_not_a_mapping_is_refused():
         TrialConfig.from_dict({**resolved(), "model": None})
 
 
-def test_of_types_a_drivers_dict_and_passes_a_typed_config_through():
-    config = resolved()
-    typed = TrialConfig.of(config)
-    assert typed == TrialConfig.from_dict(config) and TrialConfig.of(typed) is typed
-
-
 def test_a_worker_given_a_config_with_a_mistyped_key_records_an_error_row_naming_it():
     from tlbench.execute import execute
     from tlbench.grid import TrialSpec

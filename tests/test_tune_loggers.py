@@ -8,27 +8,14 @@ import subprocess
 import sys
 
 import pytest
-from helpers import typed
+from helpers import TINY_GRID, typed
 from tensorboard_events import scalars
 
 from tlbench import cli, train
 from tlbench.on_ray import loggers as tune_loggers
 from tlbench.on_ray import scheduler
 
-TWO_TRIALS = """
-defaults:
-  seeds: [0]
-  epochs: 2
-  image_size: 32
-experiments:
-  - name: tiny
-    source: {report: test.txt}
-    dataset: {name: synthetic, n_classes: 3, n_train: 120, n_test: 60}
-    model: {arch: "tlbench.tiny:small_cnn", weights: none}
-    train: {freeze: none, lr: 3.0e-3, batch_size: 16}
-    axes:
-      train.lr: [3.0e-3, 1.0e-3]
-"""
+TWO_TRIALS = TINY_GRID.replace("seeds: [0, 1]", "seeds: [0]").replace("epochs: 1", "epochs: 2", 1)  # two trials of two epochs
 SMALL = {"dataset": {"n_train": 96, "n_test": 32}, "train": {"batch_size": 32}}  # seconds per trial
 EPOCH_KEYS = {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s", "seconds"}
 

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .datasets import DATASETS
-from .datasets import target_of as _target
+from .datasets import DATASETS, target_of
 from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 from .trial_config import DatasetConfig, Imbalance
@@ -80,14 +79,10 @@ class Splits:
     groups: list[str]  # group of each class (pets breed -> species); the class itself otherwise
 
 
-def target_of(dataset: DatasetConfig) -> str:
-    return _target(dataset.name, dataset.target)
-
-
 def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Splits:
     """The train/val/test splits of a trial's `dataset` config."""
     root = Path(root)
-    target = target_of(cfg)
+    target = target_of(cfg.name, cfg.target)
     info = DATASETS[cfg.name]
     train_pool, test_pool, classes = _pools(cfg, target, image_size, root)
     rng = np.random.default_rng(seed)

@@ -75,10 +75,6 @@ def register(**facts: Any) -> Callable[[Loader], Loader]:
     return add
 
 
-def get(name: str) -> Dataset:
-    return DATASETS[name]
-
-
 def target_of(name: str, target: str | None) -> str:
     return target if target is not None else DATASETS[name].default_target
 

@@ -65,9 +65,6 @@ class Registry(Generic[Entry]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 

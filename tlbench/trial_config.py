@@ -125,11 +125,6 @@ class TrialConfig:
         TrialConfigError naming it; the values were checked when the grid loaded (grid/config.py)."""
         return _section(cls, config, "")
 
-    @classmethod
-    def of(cls, config: TrialConfig | Mapping[str, Any]) -> TrialConfig:
-        """The config typed: itself, or `from_dict` of the plain dict the driver holds (grid.TrialSpec.config)."""
-        return config if isinstance(config, TrialConfig) else cls.from_dict(config)
-
     def to_dict(self) -> dict[str, Any]:
         """The plain nested dict again (lists, dicts): `TrialConfig.from_dict(c).to_dict() == c`."""
         return plain(self)
