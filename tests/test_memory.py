@@ -38,12 +38,18 @@ def test_a_trials_peak_is_its_own_not_the_processes():
 
 
 def test_a_gpu_share_caps_cuda_memory_and_a_reused_worker_is_uncapped_again(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda fraction, device=None: calls.append(fraction))
+    calls, devices = [], []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        torch.cuda, "set_per_process_memory_fraction", lambda fraction, device=None: (calls.append(fraction), devices.append(device))
+    )
     for share in (0.25, 0.5, 0.0, 1.0):
         memory.cap_gpu_share(CUDA, share)
+    memory.cap_gpu_share(torch.device("cuda:1"), 0.25)
     memory.cap_gpu_share(torch.device("cpu"), 0.25)  # no card to cap
-    assert calls == [0.25, 0.5, 1.0, 1.0]
+    assert calls == [0.25, 0.5, 1.0, 1.0, 0.25]
+    # An index, never a bare `cuda` device: torch 2.11 raises "Expected a torch.device with a specified index".
+    assert devices == [0, 0, 0, 0, 1]
 
 
 def test_a_trial_caps_its_share_before_building_anything_and_records_it(monkeypatch, tmp_path):

@@ -67,7 +67,9 @@ def cap_gpu_share(device: torch.device, share: float) -> None:
     Set for every trial, not only shared ones: a reused worker keeps the cap of
     the trial before."""
     if device.type == "cuda":
-        torch.cuda.set_per_process_memory_fraction(share if 0 < share < 1 else 1.0, device)
+        # An index, not `device`: torch 2.11 (seen on an H200) refuses a cuda device without one.
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(share if 0 < share < 1 else 1.0, index)
 
 
 def is_cuda_oom(exc: BaseException) -> bool:
