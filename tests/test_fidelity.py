@@ -201,7 +201,7 @@ def _report(write_grid, tmp_path, cache_fast: str) -> tuple[pd.DataFrame, str]:
     for spec in Grid.load(grid_path).expand():
         fast = spec.axes["train.lr"] == 3e-3
         store.write(fake_row(spec, test_acc=(0.9 if fast else 0.7) + spec.seed / 100, train_s=(10.0 if fast else 20.0) + spec.seed,
-                             feature_cache=cache_fast if fast else "off"), [])  # fmt: skip
+                             feature_cache=cache_fast if fast else "off", data_warning=None if fast else "pool differs"), [])  # fmt: skip
     out = tmp_path / "report"
     assert report.main(["--grid", str(grid_path), "--results", str(tmp_path / "results"), "--out", str(out)]) == 0
     return pd.read_csv(out / "tables" / "claims.csv").set_index("claim"), (out / "index.md").read_text()
@@ -212,6 +212,8 @@ def test_the_reports_claims_and_ours_are_counted_apart_and_untested_ones_named(w
     assert claims.loc["fast beats slow", "source"] == "report" and claims.loc["From the table: slow beats fast", "source"] == "ours"
     assert claims.loc["fast and slow are alike", "verdict"] == "untested: a statement of no difference"
     assert claims.loc["fast is quicker", "verdict"] == "supported"  # both rows ran without the cache
+    assert "Claims of the report about this table: 2 supported, 1 untested; ours, from the table: 1 reversed" in markdown
+    assert "- warning, slow: pool differs" in markdown and "warning, fast" not in markdown  # the loader's, on its row
     # reading, numbers (5), the report's claims (supported, reversed, unresolved, pending, untested, not compared), ours
     line = next(line for line in markdown.splitlines() if line.startswith("| test.txt | – |"))
     assert line.endswith("| 2 | 0 | 0 | 0 | 1 | 0 | 0 | 1 | 0 | 0 | 0 | 0 |"), line

@@ -163,7 +163,9 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
             "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
             "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
-            "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip
+            "claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "report"),
+            "our_claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "ours"),
+            "report_anchor": _report_anchor(table.report)}  # fmt: skip
 
 
 def _report_anchor(report: str) -> str:
