@@ -3,6 +3,8 @@
 A trial id is the hash of its resolved config: if a change to the code (a new config key, a refactor of
 how configs are built or hashed) changes one, every finished trial of that config would rerun. A change
 that means to alter an experiment regenerates the file (the snippet below) and says why in its commit.
+New trials are appended, existing lines never changed: the third fidelity pass (issue 23) added 24 (full)
+and 8 (smoke) and kept every earlier config as a row or axis value of its own.
 
     python -c "import json; from tlbench.grid import Grid; g = Grid.load('grid/reports.yaml'); \\
       json.dump({p: sorted(f'{t.experiment} seed={t.seed} {t.trial_id}' for t in g.expand(profile=p)) \\

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FROZEN_TYPE: dict[str, Any] = {
     "int": int, "float": float, "bool": bool, "str": str,
     "list[int]": tuple[int, ...], "list[float]": tuple[float, ...], "list[str]": tuple[str, ...],
-    "freeze": str | Mapping[str, Any], "imbalance": Imbalance,
+    "freeze": str | Mapping[str, Any], "imbalance": Imbalance, "counts": Mapping[str, int],
 }  # fmt: skip
 
 

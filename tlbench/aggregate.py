@@ -87,6 +87,8 @@ class Row:
     note: str | None = None
     commits: list[str] = field(default_factory=list)  # the code its numbers came from (provenance.describe)
     machines: list[str] = field(default_factory=list)  # the accelerators they ran on
+    feature_cached: bool = False  # some of its trials ran on the feature cache: their times are not full runs
+    warnings: list[str] = field(default_factory=list)  # the loader's, as its trials recorded them (data_warning)
 
     @property
     def title(self) -> str:
@@ -153,7 +155,7 @@ class TrialColumns:
     """The results' columns a table needs, as arrays, with trial id -> position: a row takes its
     trials' values with one array index each, not a DataFrame lookup (thousands of rows stay fast)."""
 
-    TEXT = ("status", "error", "device", "per_class", "confusion", "accelerator")
+    TEXT = ("status", "error", "device", "per_class", "confusion", "accelerator", "feature_cache", "data_warning")
 
     def __init__(self, trials: pd.DataFrame, metrics: list[str]):
         self.position = pd.Index(trials["trial_id"] if len(trials) else [], dtype=object)
@@ -206,6 +208,8 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
         note=row.get("note"),
         commits=sorted(set(found.text["commit"][usable])),
         machines=sorted({m for m in found.text["accelerator"][usable] if m}),
+        feature_cached=any(str(c).startswith(("built", "hit")) for c in found.text["feature_cache"][usable] if c),
+        warnings=sorted({w for w in found.text["data_warning"][usable] if w}),
     )
     if len(usable) and table.get("extras"):
         out.extras = _extras(found.seeds[usable], found.text["per_class"][usable], found.text["confusion"][usable])

@@ -21,8 +21,9 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ class Splits:
     test: ImageSet
     classes: list[str]
     groups: list[str]  # group of each class (pets breed -> species); the class itself otherwise
+    # What the loader found worth saying about them: a pool whose class counts differ from the
+    # report's (dataset.expect_counts). A warning on the trial's row, never an error.
+    warnings: list[str] = field(default_factory=list)
 
 
 def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Splits:
@@ -105,7 +109,35 @@ def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Sp
         train_idx, _ = take(labels, train_idx, round(cfg.train_fraction * len(train_idx)), rng)
     if cfg.imbalance is not None and cfg.split_method != "greedy":
         train_idx = _drop_minority(labels, train_idx, groups, cfg.imbalance, rng)
-    return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups)
+    if cfg.imbalance is not None:
+        print(f"{cfg.name}: {split_counts(labels, groups, train_idx, val_idx)}", flush=True)
+    warnings = [] if cfg.source == "synthetic" else count_warnings(cfg, labels, classes)
+    return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups, warnings)
+
+
+def split_counts(labels: np.ndarray, groups: list[str], train_idx: np.ndarray, val_idx: np.ndarray) -> str:
+    """Train and val sizes, each by group: 002's text states its imbalanced splits' totals
+    (dog majority: train 2,227, val 712), which the greedy fill on the real Pets annotations
+    either gives exactly or not; printed so a run says which."""
+
+    def by_group(idx: np.ndarray) -> str:
+        found = Counter(groups[label] for label in labels[idx].tolist())
+        return ", ".join(f"{name} {found[name]:,}" for name in sorted(found))
+
+    return f"train {len(train_idx):,} ({by_group(train_idx)}), val {len(val_idx):,} ({by_group(val_idx)})"
+
+
+def count_warnings(cfg: DatasetConfig, labels: np.ndarray, classes: list[str]) -> list[str]:
+    """The pool's class counts against the report's (`dataset.expect_counts`): printed, and a warning where they differ."""
+    if cfg.expect_counts is None:
+        return []
+    found = Counter(classes[label] for label in labels.tolist())
+    got = ", ".join(f"{name} {found[name]:,}" for name in cfg.expect_counts)
+    expected = ", ".join(f"{name} {count:,}" for name, count in cfg.expect_counts.items())
+    print(f"{cfg.name}: pool class counts {got} (the report: {expected})", flush=True)
+    if all(found[name] == count for name, count in cfg.expect_counts.items()):
+        return []
+    return [f"the {cfg.name} pool has {got}, the report {expected} (dataset.expect_counts): not the report's images"]
 
 
 def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imbalance: Imbalance | None) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +150,7 @@ def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imba
     the minority group's classes (the text: val keeps 20% of every class, train
     25% of the rest of each cat breed: 0.25 x 0.8 = 0.2, the code's cat target).
 
-    Cats are the true cat breeds. The code's `target_to_binary` (new_main.py:26-29)
+    Cats are the true cat breeds. The code's `target_to_binary` (new_main.py:27-30)
     lists the 1-based breed ids of the cats against torchvision's 0-based labels, so
     as run its 12 "cat" breeds were 4 cats (Birman, Bombay, Russian Blue, Sphynx)
     and 8 dogs. The text and these imbalance tables mean species, and the totals

@@ -107,10 +107,12 @@ def find_cut(built: Built, plan: FreezePlan, train: TrainConfig, image_size: int
     """Where to cut, or why this trial cannot use the cache."""
     if len(plan.stages) > 1:
         return "gradual unfreezing moves the cut every stage"
-    if train.augment == "strong":
+    if train.augment not in ("none", "hflip"):
         return "random crops, rotations and colour jitter change the input every epoch"
     if train.train_mode_epochs is not None:
         return "frozen BatchNorm layers re-estimate their statistics (train.train_mode_epochs)"
+    if train.frozen_bn == "train":
+        return "frozen BatchNorm layers re-estimate their statistics (train.frozen_bn: train)"
     if train.augment_val:
         return "the validation split is augmented (train.augment_val)"
     network, trains = built.module, plan.trains(0)

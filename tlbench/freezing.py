@@ -42,6 +42,7 @@ class Network:
 class FreezePlan:
     stages: list[tuple[int, Predicate]]  # (first epoch, which parameters train), by epoch
     freeze_all_bn_stats: bool = False  # gradual unfreezing keeps every BN's ImageNet statistics
+    frozen_bn: str = "eval"  # train.frozen_bn: train puts frozen BatchNorm in train mode (plain model.train())
 
     def trains(self, epoch: int) -> Predicate:
         current = self.stages[0][1]

@@ -208,9 +208,10 @@ def network_of(built: Built) -> freezing.Network:
     )
 
 
-def freeze_plan(freeze: Freeze, built: Built) -> FreezePlan:
-    """Which parameters train from which epoch on: the strategy's plan (`freezing.STRATEGIES`) on this network."""
-    return freezing.plan(freeze, network_of(built))
+def freeze_plan(freeze: Freeze, built: Built, frozen_bn: str = "eval") -> FreezePlan:
+    """Which parameters train from which epoch on: the strategy's plan (`freezing.STRATEGIES`) on this network,
+    with the mode of its frozen BatchNorm layers (`train.frozen_bn`)."""
+    return replace(freezing.plan(freeze, network_of(built)), frozen_bn=frozen_bn)
 
 
 def apply_stage(built: Built, plan: FreezePlan, epoch: int) -> int:
@@ -230,11 +231,14 @@ def set_train_mode(built: Built, plan: FreezePlan, epoch: int = 0, train_mode_ep
     data would change the features the head learns from (and break caching).
     With `train_mode_epochs` k (002's code, see schema), the whole network is in
     train mode for the first k epochs, frozen BatchNorm included, and in eval
-    mode after."""
+    mode after. With the plan's `frozen_bn: train`, plain PyTorch: `model.train()`
+    puts every BatchNorm in train mode, frozen or not (004's code is unknown)."""
     if train_mode_epochs is not None:
         built.module.train(epoch < train_mode_epochs)
         return
     built.module.train()
+    if plan.frozen_bn == "train":
+        return
     for module in built.module.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             frozen = not any(p.requires_grad for p in module.parameters(recurse=False))
@@ -242,20 +246,24 @@ def set_train_mode(built: Built, plan: FreezePlan, epoch: int = 0, train_mode_ep
                 module.eval()
 
 
-def param_groups(built: Built, lr: float, block_lr_decay: float) -> list[dict[str, Any]]:
+def param_groups(built: Built, lr: float, block_lr_decay: float, head_lr: float | None = None) -> list[dict[str, Any]]:
     """Optimizer groups: the head at lr, each block further from it at lr * decay^k.
 
-    With decay 1 (the default) this is one group. Frozen parameters join too, so
-    gradual unfreezing needs no new optimizer (a parameter without grad is skipped)."""
+    With `head_lr` (002's intent, schema train.head_lr), the head trains at head_lr and the
+    block nearest it at lr, each further one times decay. With decay 1 and no head_lr (the
+    defaults) this is one group. Frozen parameters join too, so gradual unfreezing needs
+    no new optimizer (a parameter without grad is skipped)."""
     params = list(built.module.named_parameters())
-    if block_lr_decay == 1:
+    if block_lr_decay == 1 and head_lr is None:
         return [{"params": [p for _, p in params], "lr": lr}]
     order = [built.head, *built.info.blocks]
     groups: dict[int, list[torch.Tensor]] = {}
     for name, param in params:
         depth = next((k for k, prefix in enumerate(order) if under([prefix])(name)), len(order))
         groups.setdefault(depth, []).append(param)
-    return [{"params": ps, "lr": lr * block_lr_decay**depth} for depth, ps in sorted(groups.items())]
+    if head_lr is None:
+        return [{"params": ps, "lr": lr * block_lr_decay**depth} for depth, ps in sorted(groups.items())]
+    return [{"params": ps, "lr": head_lr if depth == 0 else lr * block_lr_decay ** (depth - 1)} for depth, ps in sorted(groups.items())]
 
 
 def count_params(module: nn.Module) -> int:

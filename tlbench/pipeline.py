@@ -60,17 +60,23 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torc
     if kind == "hflip":
         flip = torch.rand(len(images), generator=generator) < 0.5
         return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
-    size = images.shape[-1]
-    strong = v2.Compose([
-        v2.RandomResizedCrop(size, antialias=True),
+    transform = random_transform(kind, images.shape[-1])
+    # v2 draws from torch's global generator: fork it from ours so a seed fixes it.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        return torch.stack([transform(img) for img in images])
+
+
+def random_transform(kind: str, size: int) -> v2.Compose:
+    """strong: 002's code (new_main.py:18-25), RandomResizedCrop then flip, rotation 20, colour jitter 0.2;
+    flip_rotate_jitter: the same without the crop, what 002's text names."""
+    crop = [v2.RandomResizedCrop(size, antialias=True)] if kind == "strong" else []
+    return v2.Compose([
+        *crop,
         v2.RandomHorizontalFlip(),
         v2.RandomRotation(20),
         v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
     ])  # fmt: skip
-    # v2 draws from torch's global generator: fork it from ours so a seed fixes it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        return torch.stack([strong(img) for img in images])
 
 
 @functools.cache

@@ -32,7 +32,7 @@ SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its ver
                  "the reports' numbers or claims.")  # fmt: skip
 SHOWN_ROWS = 100  # rows of a table on the page; every row is in its CSV
 NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending")
-CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending")
+CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending", "untested", "not compared")
 
 
 def fmt(value: float | None, digits: int) -> str:
@@ -114,16 +114,18 @@ def per_seed_per_class(row: Any, reported: dict[str, dict[str, float]]) -> tuple
 def scoreboard(tables: list[Table], claims: list[ClaimResult]) -> list[dict[str, Any]]:
     """Per report (and per reading, side by side, where its tables follow both): verdict counts.
 
-    A row or claim with no reading belongs to every reading of its report."""
+    A row or claim with no reading belongs to every reading of its report. The report's own claims and
+    ours (read off its tables: claims.OWN_PREFIX) are counted apart."""
     lines = []
     for report in dict.fromkeys(t.report for t in tables):
         mine = [t for t in tables if t.report == report]
         readings = sorted({r for t in mine for r in t.readings if r}) or [None]
         for reading in readings:
             numbers = Counter(c.verdict for t in mine for r in t.rows if r.reading in (reading, None) for c in r.cells if c.verdict)
-            tested = Counter(c.short_verdict for c in claims if c.report == report and c.reading in (reading, None))
-            lines.append({"report": report, "reading": reading,
-                          "numbers": [numbers.get(k, 0) for k in NUMBER_COLUMNS], "claims": [tested.get(k, 0) for k in CLAIM_COLUMNS]})  # fmt: skip
+            mine_claims = [c for c in claims if c.report == report and c.reading in (reading, None)]
+            tested, ours = (Counter(c.short_verdict for c in mine_claims if c.source == source) for source in ("report", "ours"))
+            lines.append({"report": report, "reading": reading, "numbers": [numbers.get(k, 0) for k in NUMBER_COLUMNS],
+                          "claims": [tested.get(k, 0) for k in CLAIM_COLUMNS], "our_claims": [ours.get(k, 0) for k in CLAIM_COLUMNS]})  # fmt: skip
     return lines
 
 
@@ -154,13 +156,16 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
                   "ci": interval_text(c.seeds.ci, c.digits), "pi": interval_text(c.pi, c.digits), "verdict": c.verdict or "–"}
                  for c in row.cells]  # fmt: skip
         rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
-                     "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]]})  # fmt: skip
+                     "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]],
+                     "warnings": row.warnings})  # fmt: skip
     return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
             "mixes": table.mixes(),
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
             "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
             "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
-            "claims": Counter(c.short_verdict for c in claims if c.table == table.id), "report_anchor": _report_anchor(table.report)}  # fmt: skip
+            "claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "report"),
+            "our_claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "ours"),
+            "report_anchor": _report_anchor(table.report)}  # fmt: skip
 
 
 def _report_anchor(report: str) -> str:

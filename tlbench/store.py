@@ -69,6 +69,8 @@ RESULT_COLUMNS: dict[str, str] = {
     # how the trial ran: precision auto's decision (autotune.py), its own memory peak, the GPU fraction it asked for, its worker
     "memory_format_used": "str", "auto_choice": "str", "autotune_images_per_s": "json", "autotune_s": "float", "autotune_skipped": "str",
     "peak_mem_source": "str", "gpu_share": "float", "pid": "int",
+    # the train accuracy of the best-val epoch (000's summary may be best-epoch); the loader's warnings (data.Splits)
+    "train_acc_at_best_val": "float", "data_warning": "str",
 }  # fmt: skip
 CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
 CONFIG_COLUMNS["seed"] = "int"

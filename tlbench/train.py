@@ -61,6 +61,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+# PyTorch's TF32 switches as this process found them: a Ray worker runs trials of either setting in turn.
+TORCH_TF32 = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+
+def set_tf32(tf32: bool | None) -> None:
+    """The config's `tf32`: null restores PyTorch's defaults, false turns TF32 off in cuDNN and matmuls alike."""
+    cudnn, matmul = TORCH_TF32 if tf32 is None else (tf32, tf32)
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -230,7 +240,7 @@ class Runner:
 
 
 def make_optimizer(built: models.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    groups = models.param_groups(built, lr, train.block_lr_decay)
+    groups = models.param_groups(built, lr, train.block_lr_decay, train.head_lr)
     name, wd = train.optimizer, train.weight_decay
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
@@ -313,13 +323,14 @@ def build(
     """Seed, split the data, build the network with its head and freeze plan, and the runner on the device."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    set_tf32(config.tf32)
     gen = seed_everything(config.seed)
     splits = data.load(config.dataset, config.image_size, data_root, config.seed)
     binary = config.train.loss == "bce"
     if binary and len(splits.classes) != 2:
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
     built = models.build(config.model, 1 if binary else len(splits.classes))
-    plan = models.freeze_plan(config.train.freeze, built)
+    plan = models.freeze_plan(config.train.freeze, built, config.train.frozen_bn)
     runner = Runner(built, config, splits, device, plan, data_root, feature_cache, memory_format)
     if compile:
         runner.net = torch.compile(runner.net)
@@ -438,6 +449,7 @@ def summarise(trial: Trial, fitted: Fitted) -> dict[str, Any]:
     summary.update({
         "train_acc": last["train_acc"], "train_loss": last["train_loss"], "val_acc": last["val_acc"], "val_loss": last["val_loss"],
         "best_val_acc": best["val_acc"], "best_epoch": best["epoch"], "epochs_run": len(epochs),
+        "train_acc_at_best_val": best["train_acc"], "data_warning": "; ".join(splits.warnings) or None,
         "lr_chosen": progress["lr"], "probe_scores": progress["probe_scores"],
         "n_train": len(fitted.train_set), "n_val": len(splits.val), "n_test": len(splits.test),
         "train_s": progress["train_seconds"], "epoch_s_mean": progress["train_seconds"] / len(epochs),

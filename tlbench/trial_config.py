@@ -5,7 +5,7 @@ its trial id is the hash of that dict, its result columns that dict flattened).
 The worker trains from this typed tree instead, so a mistyped key is an
 attribute error in an editor or a test, not a KeyError in a Ray worker hours in.
 
-    TrialConfig(epochs, image_size, precision, dataset: DatasetConfig, model: ModelConfig, train: TrainConfig, seed)
+    TrialConfig(epochs, image_size, precision, tf32, dataset: DatasetConfig, model: ModelConfig, train: TrainConfig, seed)
 
 tlbench/grid/schema.py stays the one home of every key: its default, range and doc. The
 dataclasses below only name each key with its type and hold no defaults; they
@@ -55,6 +55,7 @@ class DatasetConfig:
     imbalance: Imbalance | None
     split_method: str
     train_resize: str | None
+    expect_counts: Mapping[str, int] | None
     resize: str
     n_train: int
     n_test: int
@@ -93,6 +94,8 @@ class TrainConfig:
     optimizer_per_epoch: bool
     train_mode_epochs: int | None
     block_lr_decay: float
+    head_lr: float | None
+    frozen_bn: str
     lr_step: int | None
     lr_gamma: float
     augment: str
@@ -114,6 +117,7 @@ class TrialConfig:
     epochs: int
     image_size: int
     precision: str
+    tf32: bool | None
     dataset: DatasetConfig
     model: ModelConfig
     train: TrainConfig

@@ -29,7 +29,11 @@ POWER = 0.80  # the power "seeds to resolve" aims at
 MAX_SEEDS = 1000  # beyond this, "seeds to resolve" is reported as None: not a practical number
 
 NUMBER_VERDICTS = ("consistent", "above", "below", "one run", "pending")
-CLAIM_VERDICTS = ("supported", "reversed", "unresolved", "pending")
+# untested: a "no difference" claim, named but not tested (that needs an equivalence margin no report gives);
+# not compared: the two rows' numbers cannot be set against each other (times of trials that ran differently).
+CLAIM_VERDICTS = ("supported", "reversed", "unresolved", "pending", "untested", "not compared")
+# Result fields that are times or speeds: what a run's way of running (the feature cache) changes.
+TIME_METRICS = ("wall_s", "train_s", "epoch_s_mean", "images_per_s")
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,25 @@ def compare(a: Summary, b: Summary, better: str = "higher") -> Comparison:
     return Comparison(diff, p, a.n, b.n, "supported" if a_wins else "reversed", None)
 
 
+def timing_difference(row_a: str, cached_a: bool, row_b: str, cached_b: bool) -> str | None:
+    """Why two rows' times do not compare, or None where they do.
+
+    A time is judged only between trials that ran the same way. The reports computed every
+    forward pass every epoch; a trial on the feature cache (features.py) runs its frozen base
+    once, so its time is not the time of the run the report timed, nor of the other row's."""
+    cached = [label for label, on in ((row_a, cached_a), (row_b, cached_b)) if on]
+    if not cached:
+        return None
+    return (f"{' and '.join(repr(c) for c in cached)} ran on the feature cache (its frozen base once, not every epoch); "
+            "times compare between runs with --no-feature-cache")  # fmt: skip
+
+
+def not_compared(a: Summary, b: Summary, why: str) -> Comparison:
+    """The claim's rows side by side, not judged: `not compared: <why>`."""
+    diff = a.mean - b.mean if a.n and b.n else None
+    return Comparison(diff, None, a.n, b.n, f"not compared: {why}", None)
+
+
 def seeds_to_resolve(effect: float, std_a: float, std_b: float, power: float = POWER) -> int | None:
     """Seeds per row for a two-sided t-test at level ALPHA to detect `effect` with `power`.
 
@@ -170,4 +193,5 @@ def seeds_to_resolve(effect: float, std_a: float, std_b: float, power: float = P
     return int(n[enough[0]]) if len(enough) else None
 
 
-__all__ = ["ALPHA", "LEVEL", "POWER", "Comparison", "Summary", "compare", "number_verdict", "seeds_to_resolve", "summarize"]
+__all__ = ["ALPHA", "LEVEL", "POWER", "TIME_METRICS", "Comparison", "Summary", "compare", "not_compared", "number_verdict",
+           "seeds_to_resolve", "summarize", "timing_difference"]  # fmt: skip

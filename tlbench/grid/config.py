@@ -136,6 +136,7 @@ def type_problem(spec: Field, value: Any) -> str | None:
         "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "freeze": lambda v: isinstance(v, (str, dict)),
         "imbalance": lambda v: isinstance(v, dict),
+        "counts": lambda v: isinstance(v, dict),
     }[kind](value)
     names = {
         "int": "an integer (int64)",

@@ -17,19 +17,20 @@ from typing import Any
 from .. import archs, freezing
 from ..datasets import DATASETS
 from ..registry import suggest
-from ..values import is_number
+from ..values import is_int, is_number
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LOSSES = ("cross_entropy", "bce")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("uniform", "oversample")
-AUGMENTS = ("none", "hflip", "strong")
+AUGMENTS = ("none", "hflip", "strong", "flip_rotate_jitter")
 NORMALIZE = ("imagenet", "half")
 RESIZE = ("squash", "crop")
 WEIGHTS = ("imagenet", "none")  # and any torchvision weights enum name of the arch
 SPLIT_METHODS = ("stratified", "random", "greedy")
 PRECISIONS = ("auto", "fp32", "bf16")
+FROZEN_BN = ("eval", "train")
 PROTOCOLS = ("standard", "lr_probe")
 SOURCES = ("real", "synthetic")
 
@@ -39,7 +40,7 @@ REQUIRED = object()  # a default that says: the grid file must set it
 
 @dataclass(frozen=True)
 class Field:
-    kind: str  # int | float | bool | str | list[int] | list[float] | list[str] | freeze | imbalance
+    kind: str  # int | float | bool | str | list[int] | list[float] | list[str] | freeze | imbalance | counts
     default: Any
     doc: str
     choices: tuple[str, ...] | None = None
@@ -48,6 +49,9 @@ class Field:
     # False for keys added after results were published: at their default they
     # stay out of the trial id, so every config that does not use them keeps its id.
     hashed_at_default: bool = True
+    # False for a key that checks a run and changes nothing in it (dataset.expect_counts):
+    # never in the trial id, so setting it on an experiment keeps its trials.
+    hashed: bool = True
 
     @property
     def scalar(self) -> bool:
@@ -88,6 +92,11 @@ def _nonneg_list(v: list[int]) -> str | None:
 
 def _nonempty_positive(v: list[float]) -> str | None:
     return None if v and all(x > 0 for x in v) else "a non-empty list of learning rates > 0"
+
+
+def _class_counts(value: dict[str, Any]) -> str | None:
+    fine = bool(value) and all(isinstance(k, str) and is_int(v) and v >= 0 for k, v in value.items())
+    return None if fine else "a mapping {class name: count >= 0}"
 
 
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding and most tools stop here
@@ -137,7 +146,21 @@ def _importable(module: str, function: str) -> str | None:
 SCHEMA: dict[str, Any] = {
     "epochs": Field("int", 10, "passes over the train split", check=_at_least(1)),
     "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16)),
-    "precision": Field("str", "auto", "auto: bf16 autocast where the device does it well", choices=PRECISIONS),
+    "precision": Field(
+        "str",
+        "auto",
+        "auto: bf16 autocast where the device does it well (measured per trial); fp32: no autocast, as every report "
+        "trained (PyTorch's default; with tf32: false for full fp32 on Ampere and later GPUs)",
+        choices=PRECISIONS,
+    ),
+    "tf32": Field(
+        "bool",
+        None,
+        "null: PyTorch's defaults (cuDNN convolutions may use TF32 on Ampere and later GPUs, matmuls do not); "
+        "false: no TF32 anywhere, full fp32 as the reports' GPUs (a T4: no TF32) and CPUs ran (the fidelity profile)",
+        nullable=True,
+        hashed_at_default=False,
+    ),
     "dataset": {
         "name": Field("str", REQUIRED, "dataset registry name", choices=DATASETS.names()),
         "source": Field("str", "real", "real data, or its synthetic twin (same classes and priors)", choices=SOURCES),
@@ -179,6 +202,16 @@ SCHEMA: dict[str, Any] = {
             nullable=True,
             choices=RESIZE,
             hashed_at_default=False,
+        ),
+        "expect_counts": Field(
+            "counts",
+            None,
+            "{class name: count}: the pool's class counts as the report states them (000: female 17320, male 12680). "
+            "A check, not a setting: the loader compares the pool it builds, prints both and records a warning on the "
+            "trial (column data_warning) where they differ; never part of the trial id",
+            nullable=True,
+            check=_class_counts,
+            hashed=False,
         ),
         "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=RESIZE),
         "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
@@ -248,12 +281,33 @@ SCHEMA: dict[str, Any] = {
         "block_lr_decay": Field(
             "float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed
         ),
+        "head_lr": Field(
+            "float",
+            None,
+            "null: the head trains at train.lr and block k from it at lr * block_lr_decay^k. A number: the head's own "
+            "lr, and the block nearest the head trains at train.lr, each further one times block_lr_decay (002's "
+            "intent, new_main.py:227, :252-254: fc at 1e-3, layer4 1e-2, layer3 1e-3, layer2 1e-4, layer1 1e-5)",
+            nullable=True,
+            check=_positive,
+            hashed_at_default=False,
+        ),
+        "frozen_bn": Field(
+            "str",
+            "eval",
+            "frozen BatchNorm layers (no trainable parameter) in eval mode, keeping their ImageNet statistics; "
+            "train: plain PyTorch model.train(), every BatchNorm re-estimates its running statistics on the new data, "
+            "frozen ones included (the features a frozen base gives then drift, so no feature cache). "
+            "train.train_mode_epochs, where set, decides instead",
+            choices=FROZEN_BN,
+            hashed_at_default=False,
+        ),
         "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
         "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
         "augment": Field(
             "str",
             "none",
-            "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: 002 new_main.py:18-25)",
+            "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: 002 new_main.py:18-25) "
+            "| flip_rotate_jitter (strong without the crop: what 002's text names)",
             choices=AUGMENTS,
         ),
         "augment_val": Field(
@@ -315,7 +369,7 @@ def hashed_items(config: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in node.items():
             spec = schema.get(key)
-            if isinstance(spec, Field) and not spec.hashed_at_default and value == spec.default:
+            if isinstance(spec, Field) and (not spec.hashed or (not spec.hashed_at_default and value == spec.default)):
                 continue
             out[key] = walk(value, spec) if isinstance(spec, dict) and isinstance(value, dict) else value
         return out

@@ -20,6 +20,7 @@ from .model import VARIANT_AXIS, Grid, TrialSpec, show_value
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
     "train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc", "best_val_acc": "best val acc",
+    "train_acc_at_best_val": "train acc at the best val epoch",
     "best_test_acc": "best-epoch test acc",
     "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
     "precision_weighted": "precision (weighted)", "recall_weighted": "recall (weighted)",
@@ -38,10 +39,13 @@ METRIC_KEYS = ("key", "label", "scale", "digits", "compare")
 ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs")
 PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # Which reading of a report a row reproduces: its text, or the code that produced its numbers.
-READINGS = ("as stated", "as run")
+# alternative: another reading of a choice the report leaves open where no code of it is known (004's frozen
+# BatchNorm mode); the row's note and the experiment's notes say which.
+READINGS = ("as stated", "as run", "alternative")
 # A claim of the report about its table: "row_a is better than row_b" on one metric (default the first),
 # higher or lower being better. Tested with Welch's t-test on our seeds (tlbench/verdicts.py).
-CLAIM_KEYS = ("claim", "row_a", "row_b", "metric", "better")
+# `untested: <why>`: a statement of no difference, listed and never tested (its rows are then optional).
+CLAIM_KEYS = ("claim", "row_a", "row_b", "metric", "better", "untested")
 CLAIM_BETTER = ("higher", "lower")
 
 
@@ -103,12 +107,17 @@ def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], m
                 raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(CLAIM_KEYS)}{suggest(key, CLAIM_KEYS)}", (*cpath, key))
         if not isinstance(claim.get("claim"), str) or not claim["claim"]:
             raise doc.error("every claim needs the report's words as a string `claim`", (*cpath, "claim"))
+        untested = "untested" in claim
+        if untested and (not isinstance(claim["untested"], str) or not claim["untested"]):
+            raise doc.error("expected why the claim is not tested, as a string", (*cpath, "untested"))
         for side in ("row_a", "row_b"):
+            if untested and side not in claim:
+                continue
             if claim.get(side) not in labels:
                 raise doc.error(
                     f"claim names a row this table lacks: {expected_one_of(claim.get(side), dict.fromkeys(labels))}", (*cpath, side)
                 )
-        if claim["row_a"] == claim["row_b"]:
+        if "row_a" in claim and claim["row_a"] == claim.get("row_b"):
             raise doc.error(f"a claim compares two different rows; both are {claim['row_a']!r}", (*cpath, "row_b"))
         if "metric" in claim and claim["metric"] not in metric_keys:
             raise doc.error(
