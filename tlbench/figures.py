@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .aggregate import Table, metric_label
-from .store import DONE
+from .aggregate import MEASURED, Table, metric_label
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -48,7 +47,7 @@ MAX_CURVES = 8  # configs drawn one line each; an experiment of more is drawn as
 def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Path | None:
     """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band.
     More than MAX_CURVES configs: one line, the mean over every trial, with the 10-90% band of the trials."""
-    mine = trials[(trials["experiment"] == experiment) & trials["status"].isin(DONE)]
+    mine = trials[(trials["experiment"] == experiment) & (trials["status"] == MEASURED)]  # a diverged trial's curve is no measurement
     if not len(mine) or not len(epochs):
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -206,7 +205,7 @@ def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
 
 def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
     """Thumbnails kept in the result of the best trial (by test acc) of the table's best row."""
-    done = trials[trials["status"].isin(DONE)]
+    done = trials[trials["status"] == MEASURED]
     best_row = max((r for r in table.rows if r.cells and r.cells[0].mean is not None), key=lambda r: r.cells[0].mean, default=None)
     if best_row is None:
         return None

@@ -31,7 +31,7 @@ SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its ver
                  "a real run, but they are about synthetic data: they test the pipeline, and say nothing about "
                  "the reports' numbers or claims.")  # fmt: skip
 SHOWN_ROWS = 100  # rows of a table on the page; every row is in its CSV
-NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending")
+NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending", "diverged")
 CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending", "untested", "not compared")
 
 
@@ -40,10 +40,15 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def cell_text(cell: Cell) -> str:
+    """`85.0 ± 7.1 (2)`; a diverged seed is named, never counted: `85.0 ± 7.1 (2; 1 diverged)`, `– (2 diverged)`;
+    a row that averages open axes on purpose says so: `85.0 ± 7.1 (4; averaged over train.lr)`."""
+    beside = ([f"{cell.diverged} diverged"] if cell.diverged else []) + (
+        [f"averaged over {', '.join(cell.averages)}"] if cell.averages else []
+    )
     if cell.mean is None:
-        return "–"
+        return "–" + (f" ({'; '.join(beside)})" if beside else "")
     spread = f" ± {cell.std:.{cell.digits}f}" if cell.std is not None and cell.n > 1 else ""
-    return f"{cell.mean:.{cell.digits}f}{spread} ({cell.n})"
+    return f"{cell.mean:.{cell.digits}f}{spread} ({'; '.join([str(cell.n), *beside])})"
 
 
 def diff_text(cell: Cell) -> str:
@@ -183,9 +188,15 @@ def claim_view(claim: ClaimResult) -> dict[str, Any]:
     r = claim.result
     return {**claim.as_dict(), "diff_text": "–" if r.diff is None else f"{r.diff:+.{claim.digits}f}",
             "p_text": "–" if r.p_value is None else (f"{r.p_value:.3f}" if r.p_value >= 0.001 else f"{r.p_value:.1e}"),
-            "seeds_text": _seeds_text(r),
+            "seeds_text": _seeds_text(r), "n_text": _claim_n_text(claim),
             "short": claim.short_verdict, "better_word": "higher" if claim.better == "higher" else "lower",
             "metric_label": claim.metric_label}  # fmt: skip
+
+
+def _claim_n_text(claim: ClaimResult) -> str:
+    """Seeds tested per side, and the diverged seeds left out: `3, 2 (1 diverged)`."""
+    r, diverged = claim.result, claim.diverged_a + claim.diverged_b
+    return f"{r.n_a}, {r.n_b}" + (f" ({claim.diverged_a}, {claim.diverged_b} diverged)" if diverged else "")
 
 
 def _seeds_text(result: Comparison) -> str:
