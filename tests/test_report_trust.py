@@ -12,7 +12,7 @@ from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import report
-from tlbench.grid import Grid
+from tlbench.grid import Grid, GridError
 from tlbench.store import Store
 
 CLAIM = "    claims: [{claim: fast beats slow, row_a: fast, row_b: slow}]\n"
@@ -45,3 +45,45 @@ def test_diverged_seeds_are_named_beside_the_cell_never_averaged_judged_or_claim
     claims = pd.read_csv(out / "tables" / "claims.csv").iloc[0]
     assert claims["n_a"] == 1 and claims["n_b"] == 0 and claims["diverged_a"] == 1 and claims["diverged_b"] == 2
     assert claims["verdict"] == "unresolved: every seed of 'slow' diverged"
+
+
+POOLING_ROW = "      - {label: pooled, experiment: tiny, reported: {test_acc: 85.0}}\n"
+
+
+def with_row(row: str) -> str:
+    return TINY_GRID.replace("profiles:\n", row + "profiles:\n")
+
+
+def test_a_row_that_leaves_an_axis_open_is_refused_naming_the_row_and_the_axis(write_grid, tmp_path, capsys):
+    text = with_row(POOLING_ROW)
+    grid_path = write_grid(text)
+    with pytest.raises(GridError, match=r"row 'pooled' leaves axis train\.lr of experiment 'tiny' open: its 2 configs") as caught:
+        Grid.load(grid_path)
+    assert caught.value.line == text.splitlines().index(POOLING_ROW.rstrip("\n")) + 1 and "averages: [train.lr]" in str(caught.value)
+    assert run_report(grid_path, tmp_path / "results", tmp_path / "report") == 2
+    assert "rows[2]" in capsys.readouterr().err
+
+
+def test_a_row_that_averages_an_axis_on_purpose_says_so_beside_its_cell(write_grid, tmp_path):
+    grid_path = write_grid(with_row(POOLING_ROW.replace("reported:", "averages: [train.lr], reported:")))
+    store = Store(tmp_path / "results")
+    for spec in Grid.load(grid_path).expand():
+        store.write(fake_row(spec, test_acc=0.8 if spec.axes["train.lr"] == 3e-3 else 0.9), [])
+    out = tmp_path / "report"
+    assert run_report(grid_path, store.root, out) == 0
+    table = pd.read_csv(out / "tables" / "t-tiny.csv").set_index("row")
+    assert table.loc["pooled", "n"] == 4 and table.loc["pooled", "averages"] == "train.lr" and pd.isna(table.loc["fast", "averages"])
+    for page in ("index.md", "index.html"):
+        assert "85.0 ± 5.8 (4; averaged over train.lr)" in (out / page).read_text(), page
+
+
+@pytest.mark.parametrize("averages, words", [
+    ("[model.arch]", "has no axis got 'model.arch', expected one of train.lr"),
+    ("train.lr", "expected a non-empty list"),
+])  # fmt: skip
+def test_averages_names_open_axes_of_the_experiment(write_grid, averages, words):
+    with pytest.raises(GridError, match=words):
+        Grid.load(write_grid(with_row(POOLING_ROW.replace("reported:", f"averages: {averages}, reported:"))))
+    fixed = "      - {label: f, experiment: tiny, where: {train.lr: 3.0e-3}, averages: [train.lr]}\n"
+    with pytest.raises(GridError, match="`where` fixes train.lr"):
+        Grid.load(write_grid(with_row(fixed)))

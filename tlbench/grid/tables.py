@@ -13,7 +13,7 @@ from typing import Any
 
 from ..registry import expected_one_of, suggest
 from ..values import is_int, is_number
-from .config import canonical_freeze
+from .config import canonical_freeze, get_path
 from .document import KeyPath, YamlDoc
 from .model import VARIANT_AXIS, Grid, TrialSpec, show_value
 
@@ -36,7 +36,11 @@ TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 METRIC_KEYS = ("key", "label", "scale", "digits", "compare")
 # `reported_runs`: the row's reported numbers are each the mean of that many of the authors' runs (002's
 # averages over depths), so our prediction interval is for a mean of that many runs.
-ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs")
+# `averages: [axis, ...]`: the row leaves these axes of its experiment open on purpose, so its cell is the mean
+# over their configs (and seeds), and the report says so beside it. Without it, an open axis whose values
+# are different configs is refused at load: its configs would pool as if they were seeds.
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs",
+            "averages")  # fmt: skip
 PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # Which reading of a report a row reproduces: its text, or the code that produced its numbers.
 # alternative: another reading of a choice the report leaves open where no code of it is known (004's frozen
@@ -52,6 +56,7 @@ CLAIM_BETTER = ("higher", "lower")
 def check_tables(grid: Grid, doc: YamlDoc) -> None:
     seen: set[str] = set()
     names = [e.name for e in grid.experiments]
+    index = RowIndex(grid)  # the rows' trials under the grid itself: where configs pool, they pool under any profile
     for i, table in enumerate(grid.tables):
         path: KeyPath = ("tables", i)
         if not isinstance(table, dict):
@@ -89,6 +94,7 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
             raise doc.error("expected a non-empty list of rows", (*path, "rows"))
         for j, row in enumerate(rows):
             _check_row(grid, doc, row, (*path, "rows", j), names, keys, table.get("extras", []))
+            _check_open_axes(grid, doc, row, (*path, "rows", j), index)
         _check_readings(doc, rows, path)
         _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
 
@@ -220,6 +226,42 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
             raise doc.error(f"got {value!r}, expected a number or null", (*path, "reported", key))
 
 
+def _check_open_axes(grid: Grid, doc: YamlDoc, row: dict[str, Any], path: KeyPath, index: RowIndex) -> None:
+    """A row's trials are seeds of one config, unless its `averages` names the open axes it pools on purpose."""
+    exp, where = grid.experiment(row["experiment"]), row.get("where") or {}
+    averages = row.get("averages", [])
+    if not (isinstance(averages, list) and averages and all(isinstance(a, str) for a in averages)) and "averages" in row:
+        raise doc.error("expected a non-empty list of the experiment's axes the row averages over", (*path, "averages"))
+    for axis in averages:
+        if axis not in exp.axes or axis in where:
+            fixed = f"`where` fixes {axis}" if axis in where else f"experiment {exp.name!r} has no axis {expected_one_of(axis, exp.axes)}"
+            raise doc.error(f"averages names an open axis of the experiment; {fixed}", (*path, "averages"))
+    configs = _configs_of(index.trials(row))
+    if len(configs) < 2:
+        return
+    open_axes = [a for a in exp.axes if a not in where]
+    varying = [a for a in open_axes if len({_axis_value_of(a, c) for c in configs}) > 1] or open_axes
+    unmeant = [a for a in varying if a not in averages]
+    if unmeant:
+        raise doc.error(
+            f"row {row['label']!r} leaves axis {', '.join(unmeant)} of experiment {exp.name!r} open: its {len(configs)} configs "
+            f"would pool as if they were seeds of one; fix {'it' if len(unmeant) == 1 else 'them'} in `where`, or say "
+            f"`averages: [{', '.join(varying)}]` to average over {'it' if len(varying) == 1 else 'them'} on purpose",
+            (*path, "where") if "where" in row else path,
+        )
+
+
+def _configs_of(trials: list[TrialSpec]) -> list[TrialSpec]:
+    """One trial per distinct config (the seeds of a config are one): the trials of the first seed."""
+    return [t for t in trials if t.seed == trials[0].seed] if trials else []
+
+
+def _axis_value_of(axis: str, trial: TrialSpec) -> str:
+    """What a trial's config holds at an axis (a variant: its name), comparable across trials."""
+    value = trial.axes.get(axis) if axis == VARIANT_AXIS else get_path(trial.config, axis)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
     """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`."""
     return RowIndex(grid, profile, overrides).trial_ids(row)
@@ -252,6 +294,10 @@ class RowIndex:
         self._contexts: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # a config per context seen
 
     def trial_ids(self, row: dict[str, Any]) -> list[str]:
+        return [t.trial_id for t in self.trials(row)]
+
+    def trials(self, row: dict[str, Any]) -> list[TrialSpec]:
+        """The row's trials, one per trial id, in the experiment's order."""
         name = row["experiment"]
         trials = self._experiment(name)
         chosen: set[int] | None = None
@@ -259,7 +305,10 @@ class RowIndex:
             matching = self._matching(name, axis, value)
             chosen = matching if chosen is None else chosen & matching
         positions = range(len(trials)) if chosen is None else sorted(chosen)
-        return list(dict.fromkeys(trials[i].trial_id for i in positions))
+        unique: dict[str, TrialSpec] = {}
+        for i in positions:
+            unique.setdefault(trials[i].trial_id, trials[i])
+        return list(unique.values())
 
     def _experiment(self, name: str) -> list[TrialSpec]:
         if name not in self._trials:
