@@ -87,3 +87,76 @@ def test_averages_names_open_axes_of_the_experiment(write_grid, averages, words)
     fixed = "      - {label: f, experiment: tiny, where: {train.lr: 3.0e-3}, averages: [train.lr]}\n"
     with pytest.raises(GridError, match="`where` fixes train.lr"):
         Grid.load(write_grid(with_row(fixed)))
+
+
+SECOND_TABLE = """  - id: {id}
+    metrics: [{{key: test_acc}}]
+    rows: [{{label: fast, experiment: tiny, where: {{train.lr: 3.0e-3}}}}]
+"""
+
+
+@pytest.mark.parametrize("table_id, words", [
+    ("../../../escaped", "table id '../../../escaped' becomes a file name: expected a letter or digit"),
+    ("/tmp/abs", "table id '/tmp/abs' becomes a file name"),
+    ("t tiny", r"table id 't tiny' becomes a file name: .* e\.g\. 't-tiny'"),
+    ("..", "table id '..' becomes a file name"),
+    ("-rf", "table id '-rf' becomes a file name"),
+    ("claims", r"would overwrite the report's tables/claims\.csv"),
+    ("Claims", r"would overwrite the report's tables/claims\.csv"),
+])  # fmt: skip
+def test_a_table_id_that_is_no_safe_file_name_is_refused_before_anything_is_written(write_grid, tmp_path, capsys, table_id, words):
+    grid_path = write_grid(TINY_GRID.replace("  - id: t-tiny", f"  - id: {table_id!r}".replace("'", '"')))
+    with pytest.raises(GridError, match=words) as caught:
+        Grid.load(grid_path)
+    assert caught.value.path == ("tables", 0, "id")
+    out = tmp_path / "deep" / "er" / "report"
+    assert run_report(grid_path, tmp_path / "results", out) == 2 and "tables[0].id" in capsys.readouterr().err
+    assert not (tmp_path / "escaped.csv").exists() and not out.exists()
+
+
+@pytest.mark.parametrize("first, second", [("t-tiny", "T-tiny"), ("t-tiny", "t-tiny")])
+def test_two_table_ids_that_name_one_file_are_refused(write_grid, first, second):
+    text = TINY_GRID.replace("profiles:\n", SECOND_TABLE.format(id=second) + "profiles:\n").replace("id: t-tiny", f"id: {first}", 1)
+    with pytest.raises(GridError, match="duplicate table id|name one file where case does not count") as caught:
+        Grid.load(write_grid(text))
+    assert caught.value.path == ("tables", 1, "id")
+
+
+@pytest.mark.parametrize("name, words", [
+    ("../../../x", "experiment name '../../../x' becomes a file name"),
+    ("/abs", "experiment name '/abs' becomes a file name"),
+    ("a b", r"experiment name 'a b' becomes a file name: .* e\.g\. 'a-b'"),
+])  # fmt: skip
+def test_an_experiment_name_that_is_no_safe_file_name_is_refused(write_grid, name, words):
+    text = TINY_GRID.replace("  - name: tiny", f"  - name: {name!r}".replace("'", '"')).replace(
+        "experiment: tiny", f"experiment: {name!r}".replace("'", '"')
+    )
+    with pytest.raises(GridError, match=words) as caught:
+        Grid.load(write_grid(text))
+    assert caught.value.path == ("experiments", 0, "name")
+
+
+def test_two_experiment_names_that_are_one_folder_where_case_does_not_count_are_refused(write_grid):
+    twin = TINY_GRID.split("experiments:\n")[1].split("tables:\n")[0].replace("name: tiny", "name: Tiny")
+    text = TINY_GRID.replace("tables:\n", twin + "tables:\n")
+    with pytest.raises(GridError, match=r"experiment name 'Tiny' \(first at experiments\[0\]: 'tiny', the same file name") as caught:
+        Grid.load(write_grid(text))
+    assert caught.value.path == ("experiments", 1, "name")
+
+
+@pytest.mark.slow
+def test_an_unsafe_experiment_name_read_from_results_draws_its_curve_inside_the_figures_folder(write_grid, tmp_path):
+    """Results are data, maybe another grid's: their experiment names still name files inside the report."""
+    grid_path = write_grid(TINY_GRID)
+    store = Store(tmp_path / "results")
+    spec = Grid.load(grid_path).expand()[0]
+    for experiment in ("../../../escaped", "a b", "a-b"):
+        row = fake_row(spec, test_acc=0.9)
+        row["experiment"], row["trial_id"] = experiment, f"{abs(hash(experiment)):016x}"[:16]
+        store.write(row, [{"trial_id": row["trial_id"], "experiment": experiment, "seed": 0, "epoch": 1,
+                           "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "val_acc": 0.5}])  # fmt: skip
+    out = tmp_path / "report"
+    assert run_report(grid_path, store.root, out) == 0
+    curves = sorted(p.name for p in (out / "figures").glob("curves-*.png"))
+    assert len(curves) == 3 and "curves-a-b.png" in curves, curves
+    assert not list(tmp_path.rglob("escaped*")) and all(p.parent == out / "figures" for p in out.rglob("curves-*.png"))

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -27,6 +28,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from .aggregate import MEASURED, Table, metric_label
+from .grid.model import SAFE_NAME
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -39,6 +41,15 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def file_slug(text: str) -> str:
+    """`text` where it is a safe file name (every grid name is, checked at load), else its slug and a hash
+    of it: an experiment name read from a results folder (data, maybe another grid's) still names one
+    file of its own inside the figures folder, never `..` or a twin of another name's."""
+    if SAFE_NAME.fullmatch(text):
+        return text
+    return f"{slug(text)[:60].strip('.')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}".lstrip("-")
 
 
 MAX_CURVES = 8  # configs drawn one line each; an experiment of more is drawn as one summary line
@@ -78,7 +89,7 @@ def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame,
     ax_acc.legend(fontsize=6, loc="best")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save(fig, out / f"curves-{slug(experiment)}.png")
+    return _save(fig, out / f"curves-{file_slug(experiment)}.png")
 
 
 def axis_of_rows(table: dict[str, Any]) -> str | None:
@@ -113,7 +124,7 @@ def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     ax.set(xlabel=axis, ylabel=metric_label(table.metrics[0]))
     ax.set_title("\n".join(textwrap.wrap(table.title, 60)), fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, out / f"table-{slug(table.id)}.png")
+    return _save(fig, out / f"table-{file_slug(table.id)}.png")
 
 
 MAX_INTERVAL_ROWS = 60  # rows in one interval figure; a larger table shows its flagged rows first
@@ -168,7 +179,7 @@ def table_intervals(table: Table, out: Path) -> Path:
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     height = 1.1 + 0.42 * len(labels)
     fig.tight_layout(rect=(0, 0.9 / height * 0.6, 1, 1 - (0.3 / height if len(rows) < len(table.rows) else 0)))
-    path = out / f"intervals-{slug(table.id)}.png"
+    path = out / f"intervals-{file_slug(table.id)}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -221,4 +232,4 @@ def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
         ax.set_title(f"true {item['label']}\npred {item['pred']}", fontsize=8)
         ax.axis("off")
     fig.suptitle(f"{table.id}: misclassified test images, best model ({best_row.label})", fontsize=9)
-    return _save(fig, out / f"misclassified-{slug(table.id)}.png")
+    return _save(fig, out / f"misclassified-{file_slug(table.id)}.png")

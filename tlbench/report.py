@@ -166,7 +166,7 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
     return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
             "mixes": table.mixes(),
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
-            "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
+            "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{figures.file_slug(table.id)}.csv",
             "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
             "claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "report"),
             "our_claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "ours"),
@@ -238,7 +238,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     synthetic = synthetic_profile(trials)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table_id, frame in tables_frame(tables).items():
-        frame.to_csv(out / "tables" / f"{table_id}.csv", index=False)
+        frame.to_csv(out / "tables" / f"{figures.file_slug(table_id)}.csv", index=False)  # ids are checked at load; this keeps it so
     claims_frame(claims).to_csv(out / "tables" / "claims.csv", index=False)
     figure_dir = out / "figures"
     views = []

@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,30 @@ SOURCE_KEYS = ("report", "tables", "section")
 VARIANT_AXIS = "variant"  # an axis of named override sets: [{name: ..., set: {...}}]
 
 DEFAULT_SEEDS = [0]
+
+# Experiment names and table ids become file and folder names (tables/<id>.csv, figures/curves-<name>.png,
+# TensorBoard's <name>/..., MLflow's and W&B's run names): a letter or digit, then letters, digits, `.`, `_`, `-`.
+# No `/`, no `..`, no leading `-` or `.`; short enough for a prefix and a suffix within a file name's 255 bytes.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SAFE_NAME_RULE = "a letter or digit, then letters, digits, '.', '_' or '-' (at most 100 characters)"
+
+
+def name_problem(what: str, name: str) -> str | None:
+    """Why `name` cannot be a file name, or None where it can."""
+    if SAFE_NAME.fullmatch(name):
+        return None
+    hint = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:100]
+    return f"{what} {name!r} becomes a file name: expected {SAFE_NAME_RULE}" + (f", e.g. {hint!r}" if hint else "")
+
+
+def file_name_twins(names: list[str]) -> tuple[int, int] | None:
+    """The first two positions whose names are one file on a case-insensitive file system (macOS, Windows)."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name.casefold(), i)
+        if j != i:
+            return j, i
+    return None
 
 
 @dataclass(frozen=True)
@@ -213,13 +238,16 @@ def _parse(doc: YamlDoc) -> Grid:
     experiments: list[Experiment] = []
     for i, raw in enumerate(raw_experiments):
         experiments.append(_parse_experiment(checker, raw, ("experiments", i), i))
-    seen: dict[str, int] = {}
-    for exp in experiments:
-        if exp.name in seen:
-            raise doc.error(
-                f"duplicate experiment name {exp.name!r} (first at experiments[{seen[exp.name]}])", ("experiments", exp.index, "name")
-            )
-        seen[exp.name] = exp.index
+    twins = file_name_twins([e.name for e in experiments])
+    if twins:
+        first, second = (experiments[k] for k in twins)
+        same = "duplicate experiment name" if first.name == second.name else "experiment name"
+        raise doc.error(
+            f"{same} {second.name!r} (first at experiments[{first.index}]"
+            + ("" if first.name == second.name else f": {first.name!r}, the same file name where case does not count")
+            + ")",
+            ("experiments", second.index, "name"),
+        )
     profiles: dict[str, dict[str, Any]] = {}
     raw_profiles = data.get("profiles") or {}
     if not isinstance(raw_profiles, dict):
@@ -241,6 +269,9 @@ def _parse_experiment(checker: Checker, raw: Any, path: KeyPath, index: int) -> 
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise checker.error("every experiment needs a non-empty string `name`", (*path, "name"))
+    problem = name_problem("experiment name", name)
+    if problem:
+        raise checker.error(problem, (*path, "name"))
     source = raw.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("report"), str):
         raise checker.error("expected source: {report: <report file name>, ...}", (*path, "source"))

@@ -15,7 +15,7 @@ from ..registry import expected_one_of, suggest
 from ..values import is_int, is_number
 from .config import canonical_freeze, get_path
 from .document import KeyPath, YamlDoc
-from .model import VARIANT_AXIS, Grid, TrialSpec, show_value
+from .model import VARIANT_AXIS, Grid, TrialSpec, file_name_twins, name_problem, show_value
 
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
@@ -31,6 +31,8 @@ METRICS = {
 }  # fmt: skip
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
+# Files the report writes beside tables/<id>.csv: no table id may name them.
+REPORT_FILES = ("claims",)
 # `compare: false`: the reported number is shown beside ours but never judged (a wall time on the
 # authors' hardware says nothing about whether we reproduced their experiment).
 METRIC_KEYS = ("key", "label", "scale", "digits", "compare")
@@ -54,7 +56,6 @@ CLAIM_BETTER = ("higher", "lower")
 
 
 def check_tables(grid: Grid, doc: YamlDoc) -> None:
-    seen: set[str] = set()
     names = [e.name for e in grid.experiments]
     index = RowIndex(grid)  # the rows' trials under the grid itself: where configs pool, they pool under any profile
     for i, table in enumerate(grid.tables):
@@ -67,9 +68,7 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
         table_id = table.get("id")
         if not isinstance(table_id, str) or not table_id:
             raise doc.error("every table needs a string `id`", (*path, "id"))
-        if table_id in seen:
-            raise doc.error(f"duplicate table id {table_id!r}", (*path, "id"))
-        seen.add(table_id)
+        _check_table_id(doc, table_id, [t["id"] for t in grid.tables[:i]], (*path, "id"))
         for extra in table.get("extras", []):
             if extra not in TABLE_EXTRAS:
                 raise doc.error(expected_one_of(extra, TABLE_EXTRAS), (*path, "extras"))
@@ -97,6 +96,20 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
             _check_open_axes(grid, doc, row, (*path, "rows", j), index)
         _check_readings(doc, rows, path)
         _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
+
+
+def _check_table_id(doc: YamlDoc, table_id: str, earlier: list[str], path: KeyPath) -> None:
+    """A table id names tables/<id>.csv and its figures: a safe file name, distinct from the others and the report's own."""
+    problem = name_problem("table id", table_id)
+    if problem:
+        raise doc.error(problem, path)
+    if table_id.casefold() in REPORT_FILES:
+        raise doc.error(f"table id {table_id!r} would overwrite the report's tables/{table_id.casefold()}.csv; choose another id", path)
+    twins = file_name_twins([*earlier, table_id])
+    if twins:
+        other = earlier[twins[0]]
+        same = "duplicate table id" if other == table_id else f"table id {table_id!r} and {other!r} (tables[{twins[0]}]) name one file"
+        raise doc.error(f"{same} {table_id!r}" if other == table_id else f"{same} where case does not count (macOS, Windows)", path)
 
 
 def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], metric_keys: list[str]) -> None:
