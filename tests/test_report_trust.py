@@ -6,6 +6,8 @@ are escaped for Markdown and for matplotlib; a profile may not collapse an axis.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from helpers import TINY_GRID
@@ -160,3 +162,42 @@ def test_an_unsafe_experiment_name_read_from_results_draws_its_curve_inside_the_
     curves = sorted(p.name for p in (out / "figures").glob("curves-*.png"))
     assert len(curves) == 3 and "curves-a-b.png" in curves, curves
     assert not list(tmp_path.rglob("escaped*")) and all(p.parent == out / "figures" for p in out.rglob("curves-*.png"))
+
+
+METRIC = "metrics: [{key: test_acc, scale: 100, digits: 1}]"
+
+
+@pytest.mark.parametrize("edit, key, words", [
+    ((METRIC, "metrics: [{key: test_acc, scale: 0, digits: 1}]"), "scale", "got 0, expected a finite number > 0"),
+    ((METRIC, "metrics: [{key: test_acc, scale: -100, digits: 1}]"), "scale", "got -100, expected a finite number > 0"),
+    ((METRIC, "metrics: [{key: test_acc, scale: x, digits: 1}]"), "scale", "got 'x', expected a finite number > 0"),
+    ((METRIC, "metrics: [{key: test_acc, scale: .nan, digits: 1}]"), "scale", "got nan, expected a finite number > 0"),
+    ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: -1}]"), "digits", "got -1, expected a whole number"),
+    ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: 2.5}]"), "digits", "got 2.5, expected a whole number"),
+    ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: 1, label: [1]}]"), "label", "got [1], expected a non-empty string"),
+    (("    title: tiny\n", "    title: null\n"), "title", "got None, expected a string"),
+    (("    title: tiny\n", "    title: 123\n"), "title", "got 123, expected a string"),
+    (("    title: tiny\n", "    title: tiny\n    notes: [1]\n"), "notes", "expected a list of strings"),
+])  # fmt: skip
+def test_a_tables_display_keys_are_checked_at_load_naming_file_line_and_key(write_grid, tmp_path, capsys, edit, key, words):
+    text = TINY_GRID.replace(*edit)
+    grid_path = write_grid(text)
+    with pytest.raises(GridError, match=re.escape(words)) as caught:
+        Grid.load(grid_path)
+    assert caught.value.path[-1] == key and caught.value.file == str(grid_path)
+    assert caught.value.line == next(i for i, line in enumerate(text.splitlines(), 1) if edit[1].splitlines()[-1] in line)
+    assert run_report(grid_path, tmp_path / "results", tmp_path / "report") == 2
+    assert f"{grid_path}:{caught.value.line}: tables[0]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_matplotlib_math_in_a_grid_string_is_drawn_as_written(write_grid, tmp_path):
+    text = TINY_GRID.replace("title: tiny", 'title: "$a_b_c$ tiny"').replace("digits: 1}]", 'digits: 1, label: "$x_y_z$"}]')
+    text = text.replace("label: fast,", 'label: "$f_a_st$",')
+    grid_path = write_grid(text)
+    store = Store(tmp_path / "results")
+    for spec in Grid.load(grid_path).expand():
+        store.write(fake_row(spec, test_acc=0.8 + spec.seed / 10), [])
+    out = tmp_path / "report"
+    assert run_report(grid_path, store.root, out) == 0
+    assert {"intervals-t-tiny.png", "table-t-tiny.png"} <= {p.name for p in (out / "figures").iterdir()}

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -29,6 +30,18 @@ from matplotlib.ticker import MaxNLocator
 
 from .aggregate import MEASURED, Table, metric_label
 from .grid.model import SAFE_NAME
+
+
+def literal_text(draw):
+    """Draw with every string as written: a grid's title or label, a class name from results, is text, not
+    matplotlib math (`$a_b_c$` parsed as math fails the whole report). Text reads the setting when created."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -55,6 +68,7 @@ def file_slug(text: str) -> str:
 MAX_CURVES = 8  # configs drawn one line each; an experiment of more is drawn as one summary line
 
 
+@literal_text
 def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Path | None:
     """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band.
     More than MAX_CURVES configs: one line, the mean over every trial, with the 10-90% band of the trials."""
@@ -102,6 +116,7 @@ def axis_of_rows(table: dict[str, Any]) -> str | None:
     return axis if len(values) > 1 else None
 
 
+@literal_text
 def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     """The first metric against the rows' axis, one line per experiment; reported dashed."""
     axis = axis_of_rows(spec)
@@ -141,6 +156,7 @@ def interval_rows(table: Table) -> list[Any]:
     return [table.rows[i] for i in sorted(chosen)]
 
 
+@literal_text
 def table_intervals(table: Table, out: Path) -> Path:
     """One panel per metric, one line per row: the prediction interval for one run (thin), the CI of our
     mean (thick), our mean (dot) and the reported number (red diamond). A reported number off the thin
@@ -193,6 +209,7 @@ def _axis_label(value: Any) -> str:
     return str(value)
 
 
+@literal_text
 def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
     """Every accuracy cell with both numbers, in percent (tables show fractions or percent): ideally on the diagonal."""
     points = [
@@ -214,6 +231,7 @@ def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
     return _save(fig, out / "reported-vs-reproduced.png")
 
 
+@literal_text
 def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
     """Thumbnails kept in the result of the best trial (by test acc) of the table's best row."""
     done = trials[trials["status"] == MEASURED]

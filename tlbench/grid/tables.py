@@ -69,6 +69,12 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
         if not isinstance(table_id, str) or not table_id:
             raise doc.error("every table needs a string `id`", (*path, "id"))
         _check_table_id(doc, table_id, [t["id"] for t in grid.tables[:i]], (*path, "id"))
+        for key in ("title",):
+            if key in table and not isinstance(table[key], str):
+                raise doc.error(f"got {table[key]!r}, expected a string", (*path, key))
+        notes = table.get("notes", [])
+        if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+            raise doc.error(f"expected a list of strings, got {notes!r}", (*path, "notes"))
         for extra in table.get("extras", []):
             if extra not in TABLE_EXTRAS:
                 raise doc.error(expected_one_of(extra, TABLE_EXTRAS), (*path, "extras"))
@@ -87,6 +93,7 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
                 raise doc.error(expected_one_of(metric["key"], METRICS), (*mpath, "key"))
             if not isinstance(metric.get("compare", True), bool):
                 raise doc.error(f"expected true or false, got {metric['compare']!r}", (*mpath, "compare"))
+            _check_display(doc, metric, mpath)
             keys.append(metric["key"])
         rows = table.get("rows")
         if not isinstance(rows, list) or not rows:
@@ -96,6 +103,22 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
             _check_open_axes(grid, doc, row, (*path, "rows", j), index)
         _check_readings(doc, rows, path)
         _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
+
+
+MAX_DIGITS = 12  # a double has about 16 significant digits; more after the point only prints noise
+
+
+def _check_display(doc: YamlDoc, metric: dict[str, Any], path: KeyPath) -> None:
+    """How a metric is shown: scale (a finite factor > 0: 100 for percent, 1e-6 for millions), digits after
+    the point (a whole number in [0, MAX_DIGITS]), label (a string). Each reaches arithmetic or a format."""
+    scale = metric.get("scale", 1)
+    if not is_number(scale) or scale <= 0:
+        raise doc.error(f"got {scale!r}, expected a finite number > 0 (100: percent, 1.0e-6: millions)", (*path, "scale"))
+    digits = metric.get("digits", 4)
+    if not is_int(digits) or not 0 <= digits <= MAX_DIGITS:
+        raise doc.error(f"got {digits!r}, expected a whole number of digits after the point in [0, {MAX_DIGITS}]", (*path, "digits"))
+    if "label" in metric and not (isinstance(metric["label"], str) and metric["label"]):
+        raise doc.error(f"got {metric['label']!r}, expected a non-empty string", (*path, "label"))
 
 
 def _check_table_id(doc: YamlDoc, table_id: str, earlier: list[str], path: KeyPath) -> None:
