@@ -201,3 +201,27 @@ def test_matplotlib_math_in_a_grid_string_is_drawn_as_written(write_grid, tmp_pa
     out = tmp_path / "report"
     assert run_report(grid_path, store.root, out) == 0
     assert {"intervals-t-tiny.png", "table-t-tiny.png"} <= {p.name for p in (out / "figures").iterdir()}
+
+
+def test_index_md_escapes_grid_strings_for_markdown_as_index_html_escapes_them_for_html(write_grid, tmp_path):
+    text = TINY_GRID.replace("title: tiny", 'title: "<script>alert(1)</script> t|x"\n    notes: ["*not bold* <b>x</b>"]')
+    text = text.replace("source: {report: test.txt}", 'source: {report: "r<img src=x>.txt"}')
+    text = text.replace("label: fast,", 'label: "a|b <b>x</b>", note: "first\\n# not a heading\\n| not | a | row |",')
+    grid_path = write_grid(text)
+    store = Store(tmp_path / "results")
+    for spec in Grid.load(grid_path).expand():
+        store.write(fake_row(spec, test_acc=0.8 + spec.seed / 10, error="boom `x` | <i>y</i>\nnext"), [])
+    out = tmp_path / "report"
+    assert run_report(grid_path, store.root, out) == 0
+    md = (out / "index.md").read_text()
+    for raw in ("<script>", "<img", "<b>"):
+        assert not re.search(rf"(?<!\\){re.escape(raw)}", md), raw  # written as text (\<b\>), never as raw HTML
+    assert r"\<script\>alert(1)\</script\> t\|x" in md and r"\*not bold\*" in md and r"r\<img src=x\>.txt" in md
+    row = next(line for line in md.splitlines() if line.startswith(r"| a\|b"))
+    header = next(line for line in md.splitlines() if line.startswith("| row |"))
+    unescaped = re.compile(r"(?<!\\)\|")
+    assert len(unescaped.findall(row)) == len(unescaped.findall(header))  # one cell per column: `|` in a label stays in it
+    assert not any(line.startswith(("# not a heading", "| not |")) for line in md.splitlines())  # a newline ends no block
+    assert "`` boom `x` | <i>y</i> next ``" in md  # an error is a code span, whatever backticks it holds
+    html = (out / "index.html").read_text()
+    assert "&lt;script&gt;" in html and "<script>" not in html

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -163,7 +164,7 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
         rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]],
                      "warnings": row.warnings})  # fmt: skip
-    return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
+    return {"id": table.id, "title": table.title, "report": table.report, "anchor": Markdown(f"table-{figures.slug(table.id)}"), "notes": table.notes,
             "mixes": table.mixes(),
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
             "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{figures.file_slug(table.id)}.csv",
@@ -173,8 +174,8 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
             "report_anchor": _report_anchor(table.report)}  # fmt: skip
 
 
-def _report_anchor(report: str) -> str:
-    return f"claims-{figures.slug(report)}"
+def _report_anchor(report: str) -> Markdown:
+    return Markdown(f"claims-{figures.slug(report)}")  # a slug: letters, digits, . _ -, the same in HTML and Markdown
 
 
 def claims_by_report(claims: list[ClaimResult]) -> list[dict[str, Any]]:
@@ -210,15 +211,41 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _markdown_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+class Markdown(str):
+    """Text already written as Markdown (a slug, a code span, a row of escaped cells): index.md writes it as is."""
 
 
-def templates() -> jinja2.Environment:
+# What Markdown (CommonMark, and GitHub's ~ and $) reads as syntax or raw HTML; `\` first, so escapes stay escapes.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#&$~])")
+
+
+def markdown_text(value: Any) -> Markdown:
+    """Any value as literal Markdown text, as autoescape makes it literal HTML: a newline becomes a space (it would
+    end a table row or start a block), and each character Markdown reads as syntax or raw HTML is backslash-escaped."""
+    if isinstance(value, Markdown):
+        return value
+    return Markdown(MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines())))
+
+
+def markdown_cells(values: list[Any]) -> Markdown:
+    """A table row's cells, each escaped, between the pipes that separate them."""
+    return Markdown(" | ".join(markdown_text(v) for v in values))
+
+
+def markdown_code(value: Any) -> Markdown:
+    """A code span whose fence outruns any run of backticks inside it."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return Markdown(f"{fence} {text} {fence}" if "`" in text else f"{fence}{text}{fence}")
+
+
+def templates(markdown: bool = False) -> jinja2.Environment:
+    """The page templates: HTML autoescaped, Markdown escaped the same way (every `{{ }}` through markdown_text)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("tlbench", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
+                             finalize=markdown_text if markdown else None,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
     env.filters["data_uri"] = _data_uri
-    env.filters["md"] = _markdown_cell
+    env.filters.update(md=markdown_text, cells=markdown_cells, code=markdown_code)
     return env
 
 
@@ -264,9 +291,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
         "level": round(LEVEL * 100), "power": round(POWER * 100),
     }  # fmt: skip
-    env = templates()
-    (out / "index.md").write_text(env.get_template("report.md.j2").render(**context))
-    (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
+    (out / "index.md").write_text(templates(markdown=True).get_template("report.md.j2").render(**context))
+    (out / "index.html").write_text(templates().get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
     return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
 
