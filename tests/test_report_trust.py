@@ -225,3 +225,37 @@ def test_index_md_escapes_grid_strings_for_markdown_as_index_html_escapes_them_f
     assert "`` boom `x` | <i>y</i> next ``" in md  # an error is a code span, whatever backticks it holds
     html = (out / "index.html").read_text()
     assert "&lt;script&gt;" in html and "<script>" not in html
+
+
+@pytest.mark.parametrize("profile", ["{train: {lr: 0.01}}", "{train.lr: 0.01, epochs: 1}"])
+def test_a_profile_that_sets_an_axis_key_is_refused_naming_profile_and_axis(write_grid, tmp_path, capsys, profile):
+    text = TINY_GRID.replace("  quick: {seeds: [0], epochs: 1}", f"  quick: {{seeds: [0], epochs: 1}}\n  flat: {profile}")
+    grid_path = write_grid(text)
+    words = "profile 'flat' sets train.lr, which axis train.lr of experiment 'tiny' sets: train.lr=0.003 and train.lr=0.001 would run as one config"
+    with pytest.raises(GridError, match=re.escape(words)) as caught:
+        Grid.load(grid_path)
+    assert caught.value.path[:2] == ("profiles", "flat") and caught.value.line == len(text.splitlines())
+    assert run_report(grid_path, tmp_path / "results", tmp_path / "report") == 2 and "profile 'flat'" in capsys.readouterr().err
+
+
+VARIANTS = """    axes:
+      variant:
+        - {name: plain}
+        - {name: decayed, set: {train.weight_decay: 0.1}}
+        - {name: sgd, set: {train.optimizer: sgd, train.lr: 0.1}}
+tables:
+  - id: t-v
+    metrics: [{key: test_acc}]
+    rows: [{label: plain, experiment: tiny, where: {variant: plain}}]
+profiles:
+"""
+
+
+def test_a_profile_that_merges_two_variants_is_refused_one_that_keeps_them_apart_is_not(write_grid):
+    base = TINY_GRID.split("    axes:\n")[0] + VARIANTS
+    with pytest.raises(
+        GridError, match=r"profile 'nodecay' sets train\.weight_decay, which axis variant .* variant=plain and variant=decayed"
+    ):
+        Grid.load(write_grid(base + "  nodecay: {train: {weight_decay: 0.0}}\n"))
+    grid = Grid.load(write_grid(base + "  sgd: {train: {optimizer: sgd}}\n"))  # sets what variant sgd sets; each stays its own config
+    assert len({t.trial_id for t in grid.expand(profile="sgd")}) == 3 * 2

@@ -23,7 +23,7 @@ from ..registry import expected_one_of, suggest
 from .config import Checker, canonical_freeze, check_resolved, check_seeds, merge, set_path, undot
 from .document import GridError, KeyPath, YamlDoc
 from .overrides import parse_overrides
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults, hashed_items
+from .schema import EXPERIMENT_KEYS, FIELDS, SECTIONS, defaults, hashed_items
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
@@ -115,6 +115,9 @@ class Grid:
         # cross-key errors (an arch too small for a profile's image size) at load.
         for profile in [None, *grid.profiles]:
             grid.expand(profile=profile)
+        for profile in grid.profiles:
+            for exp in grid.experiments:
+                grid._check_profile_keeps_axes(profile, exp)
         from .tables import check_tables  # tables.py reads this model: imported here, the dependency stays one way
 
         check_tables(grid, doc)
@@ -186,6 +189,30 @@ class Grid:
         self._expanded[key] = trials
         return list(trials)
 
+    def _check_profile_keeps_axes(self, profile: str, exp: Experiment) -> None:
+        """A profile that sets what an axis sets runs that axis's values as one config: its trials would stand
+        for every value of the axis, silently. Refused, naming the profile, the axis and the keys."""
+        points = _axis_points(exp)
+        if len(points) < 2:
+            return
+        plain, profiled = self.points(exp), self.points(exp, profile)
+        stride_plain, stride_profiled = len(plain) // len(points), len(profiled) // len(points)
+        first: dict[str, int] = {}
+        for k in range(len(points)):
+            j = first.setdefault(profiled[k * stride_profiled].trial_id, k)
+            if j == k or plain[j * stride_plain].trial_id == plain[k * stride_plain].trial_id:
+                continue  # a config of its own, or one already without the profile (l=0 and l=1 of ResNet50)
+            (values_a, config_a), (values_b, config_b) = points[j], points[k]
+            axes = [a for a in values_a if values_a[a] != values_b[a]]
+            profile_keys = _dotted_keys(self._profile(profile)[0])
+            keys = sorted(profile_keys & (_dotted_keys(config_a) | _dotted_keys(config_b))) or sorted(profile_keys)
+            where = " and ".join(f"{', '.join(f'{a}={show_value(v[a])}' for a in axes)}" for v in (values_a, values_b))
+            message = (f"profile {profile!r} sets {', '.join(keys)}, which axis {', '.join(axes)} of experiment {exp.name!r} sets: "
+                       f"{where} would run as one config, its trials standing for both; drop {'it' if len(keys) == 1 else 'them'} "
+                       f"from the profile")  # fmt: skip
+            path = ("profiles", profile, *keys[0].split(".")) if keys else ("profiles", profile)
+            raise self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path)
+
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
             return {}, None
@@ -193,6 +220,13 @@ class Grid:
             raise GridError(f"unknown profile: {expected_one_of(name, ['full', *self.profiles])}", file=self.file, path=("profiles",))
         profile = self.profiles[name]
         return {k: v for k, v in profile.items() if k != "seeds"}, profile.get("seeds")
+
+
+def _dotted_keys(config: dict[str, Any]) -> set[str]:
+    """The dotted keys a nested (partial) config sets: {'train': {'lr': 1}} -> {'train.lr'}."""
+    return {f"{key}.{sub}" for key, value in config.items() if key in SECTIONS and isinstance(value, dict) for sub in value} | {
+        key for key, value in config.items() if not (key in SECTIONS and isinstance(value, dict))
+    }
 
 
 def show_value(value: Any) -> str:
