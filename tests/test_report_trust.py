@@ -175,6 +175,7 @@ METRIC = "metrics: [{key: test_acc, scale: 100, digits: 1}]"
     ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: -1}]"), "digits", "got -1, expected a whole number"),
     ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: 2.5}]"), "digits", "got 2.5, expected a whole number"),
     ((METRIC, "metrics: [{key: test_acc, scale: 100, digits: 1, label: [1]}]"), "label", "got [1], expected a non-empty string"),
+    ((METRIC, "metrics: [{key: [1]}]"), "key", "got [1], expected one of"),
     (("    title: tiny\n", "    title: null\n"), "title", "got None, expected a string"),
     (("    title: tiny\n", "    title: 123\n"), "title", "got 123, expected a string"),
     (("    title: tiny\n", "    title: tiny\n    notes: [1]\n"), "notes", "expected a list of strings"),

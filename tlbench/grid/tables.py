@@ -89,7 +89,7 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
             for key in metric:
                 if key not in METRIC_KEYS:
                     raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(METRIC_KEYS)}", (*mpath, key))
-            if metric["key"] not in METRICS:
+            if not isinstance(metric["key"], str) or metric["key"] not in METRICS:  # a list is no key (and unhashable)
                 raise doc.error(expected_one_of(metric["key"], METRICS), (*mpath, "key"))
             if not isinstance(metric.get("compare", True), bool):
                 raise doc.error(f"expected true or false, got {metric['compare']!r}", (*mpath, "compare"))
