@@ -57,7 +57,7 @@ def test_claims_are_supported_reversed_or_unresolved_with_a_seed_count(write_gri
     assert (
         "## Claims" in markdown
         and "unresolved at 3 seeds" in markdown
-        and "| test.txt | – | 1 | 0 | 1 | 0 | 0 | 1 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in markdown
+        and "| test.txt | – | 1 | 0 | 1 | 0 | 0 | 0 | 1 | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 0 |" in markdown
     )  # the scoreboard
 
 

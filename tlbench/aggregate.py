@@ -4,8 +4,11 @@
 
 A row's trials are the ones its experiment expands to (all seeds); missing
 ones count as pending (k of n), errored and diverged ones are counted and
-named, never dropped silently. Works on partial results. Each cell keeps its
-seeds' values, its intervals and its verdict (tlbench/verdicts.py).
+named, never dropped silently. Only `ok` trials are measurements: a diverged
+trial still has a test accuracy (every NaN logit predicts class 0), so it is
+counted beside the cell and kept out of its mean, intervals, verdict and
+claims. Works on partial results. Each cell keeps its seeds' values, its
+intervals and its verdict (tlbench/verdicts.py).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import pandas as pd
 from .grid import Grid
 from .grid.tables import METRICS, PER_CLASS_KEYS, RowIndex
 from .provenance import describe
-from .store import DONE
 from .verdicts import Summary, number_verdict, summarize
+
+MEASURED = "ok"  # the one status whose numbers are measurements of the row's config
 
 
 @dataclass
@@ -35,6 +39,8 @@ class Cell:
     scale: float = 1.0  # the table shows the result field times this (100 for percent)
     runs: int = 1  # the reported number is the mean of this many of its authors' runs
     compared: bool = True  # False: shown beside ours, never judged (a time on the authors' hardware)
+    diverged: int = 0  # seeds that diverged: counted beside the cell, never part of its numbers
+    averages: tuple[str, ...] = ()  # open axes the row averages on purpose (its configs pool as seeds)
 
     @property
     def mean(self) -> float | None:
@@ -65,6 +71,8 @@ class Cell:
         reported. The reported number is known to half a unit of its last printed digit."""
         if not self.compared and self.reported is not None:
             return "not compared"
+        if self.n == 0 and self.diverged and self.reported is not None:
+            return "diverged"  # not pending: the seeds ran, and none gave a measurement
         return number_verdict(self.reported, self.seeds, resolution=0.5 * 10**-self.digits, runs=self.runs)
 
     @property
@@ -176,7 +184,8 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
     statuses = {"pending": len(ids) - len(present)}
     for value, count in Counter(status.tolist()).items():
         statuses[str(value)] = count
-    usable = present[np.isin(status, DONE)]
+    usable = present[status == MEASURED]  # diverged trials ran, but their numbers measure nothing
+    averages = tuple(row.get("averages", ()))
     cells = []
     for metric in table["metrics"]:
         scale, digits = metric.get("scale", 1), metric.get("digits", 4)
@@ -192,6 +201,8 @@ def _row(table: dict[str, Any], row: dict[str, Any], ids: list[str], found: Tria
                 scale,
                 runs=row.get("reported_runs", 1),
                 compared=metric.get("compare", True),
+                diverged=statuses.get("diverged", 0),
+                averages=averages,
             )
         )
     errors = [str(e) for e in found.text["error"][present] if e is not None]
@@ -267,7 +278,7 @@ def tables_frame(tables: list[Table]) -> dict[str, pd.DataFrame]:
                     "expected": row.expected, "diff": cell.diff, "flag": cell.flagged, "status": row.status_text(),
                     "device": "; ".join(row.devices),
                     "ci_low": ci_low, "ci_high": ci_high, "pi_low": pi_low, "pi_high": pi_high,
-                    "verdict": cell.verdict,
+                    "verdict": cell.verdict, "diverged": cell.diverged, "averages": ", ".join(cell.averages) or None,
                 })  # fmt: skip
         frames[table.id] = pd.DataFrame(lines)
     return frames

@@ -13,21 +13,24 @@ read off its table, whose text starts with OWN_PREFIX ("From the table: ...").
 A claim with `untested: <why>` is the report's "no difference" statement: listed,
 never tested. A claim on a time (verdicts.TIME_METRICS) is judged only between
 rows whose trials ran the same way (no feature cache on either side), else it
-is `not compared` with the reason.
+is `not compared` with the reason. Diverged seeds are not in the cells' values
+(aggregate.py), so not in the test; a claim counts them beside n, and one whose
+side has only diverged seeds is `unresolved`, not `pending` (they ran).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from .aggregate import Row, Table
+from .aggregate import Cell, Row, Table
 from .verdicts import TIME_METRICS, Comparison, compare, not_compared, timing_difference
 
 CLAIM_COLUMNS = ["report", "table", "claim", "row_a", "row_b", "diff", "p_value", "n_a", "n_b", "verdict",
-                 "metric", "better", "reading", "seeds_to_resolve", "mean_a", "mean_b", "source"]  # fmt: skip
+                 "metric", "better", "reading", "seeds_to_resolve", "mean_a", "mean_b", "source",
+                 "diverged_a", "diverged_b"]  # fmt: skip
 # A claim whose text starts so is ours, read off the report's table, not a statement the report makes.
 OWN_PREFIX = "From the table:"
 
@@ -47,6 +50,8 @@ class ClaimResult:
     mean_b: float | None
     digits: int
     result: Comparison
+    diverged_a: int = 0  # seeds of row_a that diverged: left out of the test
+    diverged_b: int = 0
 
     @property
     def short_verdict(self) -> str:
@@ -65,6 +70,7 @@ class ClaimResult:
             "diff": r.diff, "p_value": r.p_value, "n_a": r.n_a, "n_b": r.n_b, "verdict": r.verdict,
             "metric": self.metric, "better": self.better, "reading": self.reading,
             "seeds_to_resolve": r.seeds_to_resolve, "mean_a": self.mean_a, "mean_b": self.mean_b, "source": self.source,
+            "diverged_a": self.diverged_a, "diverged_b": self.diverged_b,
         }  # fmt: skip
 
 
@@ -84,7 +90,8 @@ def evaluate_claims(tables: list[Table]) -> list[ClaimResult]:
                 cell_a, cell_b = a.cells[column], b.cells[column]
                 better = claim.get("better", "higher")
                 out.append(ClaimResult(table.report, table.id, claim["claim"], a.label, b.label, metric, cell_a.label, better, reading,
-                                       cell_a.mean, cell_b.mean, cell_a.digits, _judge(column, a, b, better)))  # fmt: skip
+                                       cell_a.mean, cell_b.mean, cell_a.digits, _judge(column, a, b, better),
+                                       cell_a.diverged, cell_b.diverged))  # fmt: skip
     return out
 
 
@@ -95,7 +102,15 @@ def _judge(column: int, a: Row, b: Row, better: str) -> Comparison:
         why = timing_difference(a.label, a.feature_cached, b.label, b.feature_cached)
         if why:
             return not_compared(seeds_a, seeds_b, why)
-    return compare(seeds_a, seeds_b, better)
+    return _diverged_sides(compare(seeds_a, seeds_b, better), (a.label, a.cells[column]), (b.label, b.cells[column]))
+
+
+def _diverged_sides(result: Comparison, *sides: tuple[str, Cell]) -> Comparison:
+    """A claim with a side whose every seed diverged is unresolved (its seeds ran), not pending."""
+    gone = [label for label, cell in sides if cell.n == 0 and cell.diverged]
+    if result.verdict != "pending" or not gone:
+        return result
+    return replace(result, verdict=f"unresolved: every seed of {' and '.join(map(repr, gone))} diverged")
 
 
 def _untested(table: Table, claim: dict[str, Any], metric: str, column: int) -> ClaimResult:

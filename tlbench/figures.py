@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import io
 import json
 import re
@@ -26,8 +28,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from .aggregate import Table, metric_label
-from .store import DONE
+from .aggregate import MEASURED, Table, metric_label
+from .grid.model import SAFE_NAME
+
+
+def literal_text(draw):
+    """Draw with every string as written: a grid's title or label, a class name from results, is text, not
+    matplotlib math (`$a_b_c$` parsed as math fails the whole report). Text reads the setting when created."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
@@ -42,13 +56,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
+def file_slug(text: str) -> str:
+    """`text` where it is a safe file name (every grid name is, checked at load), else its slug and a hash
+    of it: an experiment name read from a results folder (data, maybe another grid's) still names one
+    file of its own inside the figures folder, never `..` or a twin of another name's."""
+    if SAFE_NAME.fullmatch(text):
+        return text
+    return f"{slug(text)[:60].strip('.')}-{hashlib.sha256(text.encode()).hexdigest()[:8]}".lstrip("-")
+
+
 MAX_CURVES = 8  # configs drawn one line each; an experiment of more is drawn as one summary line
 
 
+@literal_text
 def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame, out: Path) -> Path | None:
     """One figure per experiment: a line per config (its axis values), mean over seeds with a min-max band.
     More than MAX_CURVES configs: one line, the mean over every trial, with the 10-90% band of the trials."""
-    mine = trials[(trials["experiment"] == experiment) & trials["status"].isin(DONE)]
+    mine = trials[(trials["experiment"] == experiment) & (trials["status"] == MEASURED)]  # a diverged trial's curve is no measurement
     if not len(mine) or not len(epochs):
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -79,7 +103,7 @@ def learning_curves(experiment: str, trials: pd.DataFrame, epochs: pd.DataFrame,
     ax_acc.legend(fontsize=6, loc="best")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save(fig, out / f"curves-{slug(experiment)}.png")
+    return _save(fig, out / f"curves-{file_slug(experiment)}.png")
 
 
 def axis_of_rows(table: dict[str, Any]) -> str | None:
@@ -92,6 +116,7 @@ def axis_of_rows(table: dict[str, Any]) -> str | None:
     return axis if len(values) > 1 else None
 
 
+@literal_text
 def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     """The first metric against the rows' axis, one line per experiment; reported dashed."""
     axis = axis_of_rows(spec)
@@ -114,7 +139,7 @@ def table_figure(spec: dict[str, Any], table: Table, out: Path) -> Path | None:
     ax.set(xlabel=axis, ylabel=metric_label(table.metrics[0]))
     ax.set_title("\n".join(textwrap.wrap(table.title, 60)), fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, out / f"table-{slug(table.id)}.png")
+    return _save(fig, out / f"table-{file_slug(table.id)}.png")
 
 
 MAX_INTERVAL_ROWS = 60  # rows in one interval figure; a larger table shows its flagged rows first
@@ -131,6 +156,7 @@ def interval_rows(table: Table) -> list[Any]:
     return [table.rows[i] for i in sorted(chosen)]
 
 
+@literal_text
 def table_intervals(table: Table, out: Path) -> Path:
     """One panel per metric, one line per row: the prediction interval for one run (thin), the CI of our
     mean (thick), our mean (dot) and the reported number (red diamond). A reported number off the thin
@@ -169,7 +195,7 @@ def table_intervals(table: Table, out: Path) -> Path:
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
     height = 1.1 + 0.42 * len(labels)
     fig.tight_layout(rect=(0, 0.9 / height * 0.6, 1, 1 - (0.3 / height if len(rows) < len(table.rows) else 0)))
-    path = out / f"intervals-{slug(table.id)}.png"
+    path = out / f"intervals-{file_slug(table.id)}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -183,6 +209,7 @@ def _axis_label(value: Any) -> str:
     return str(value)
 
 
+@literal_text
 def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
     """Every accuracy cell with both numbers, in percent (tables show fractions or percent): ideally on the diagonal."""
     points = [
@@ -204,9 +231,10 @@ def reported_vs_reproduced(tables: list[Table], out: Path) -> Path | None:
     return _save(fig, out / "reported-vs-reproduced.png")
 
 
+@literal_text
 def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
     """Thumbnails kept in the result of the best trial (by test acc) of the table's best row."""
-    done = trials[trials["status"].isin(DONE)]
+    done = trials[trials["status"] == MEASURED]
     best_row = max((r for r in table.rows if r.cells and r.cells[0].mean is not None), key=lambda r: r.cells[0].mean, default=None)
     if best_row is None:
         return None
@@ -222,4 +250,4 @@ def misclassified(table: Table, trials: pd.DataFrame, out: Path) -> Path | None:
         ax.set_title(f"true {item['label']}\npred {item['pred']}", fontsize=8)
         ax.axis("off")
     fig.suptitle(f"{table.id}: misclassified test images, best model ({best_row.label})", fontsize=9)
-    return _save(fig, out / f"misclassified-{slug(table.id)}.png")
+    return _save(fig, out / f"misclassified-{file_slug(table.id)}.png")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import re
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,7 @@ SMOKE_WARNING = ("This report ran on synthetic data with random weights. Its ver
                  "a real run, but they are about synthetic data: they test the pipeline, and say nothing about "
                  "the reports' numbers or claims.")  # fmt: skip
 SHOWN_ROWS = 100  # rows of a table on the page; every row is in its CSV
-NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending")
+NUMBER_COLUMNS = ("consistent", "above", "below", "one run", "pending", "diverged")
 CLAIM_COLUMNS = ("supported", "reversed", "unresolved", "pending", "untested", "not compared")
 
 
@@ -40,10 +41,15 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def cell_text(cell: Cell) -> str:
+    """`85.0 ± 7.1 (2)`; a diverged seed is named, never counted: `85.0 ± 7.1 (2; 1 diverged)`, `– (2 diverged)`;
+    a row that averages open axes on purpose says so: `85.0 ± 7.1 (4; averaged over train.lr)`."""
+    beside = ([f"{cell.diverged} diverged"] if cell.diverged else []) + (
+        [f"averaged over {', '.join(cell.averages)}"] if cell.averages else []
+    )
     if cell.mean is None:
-        return "–"
+        return "–" + (f" ({'; '.join(beside)})" if beside else "")
     spread = f" ± {cell.std:.{cell.digits}f}" if cell.std is not None and cell.n > 1 else ""
-    return f"{cell.mean:.{cell.digits}f}{spread} ({cell.n})"
+    return f"{cell.mean:.{cell.digits}f}{spread} ({'; '.join([str(cell.n), *beside])})"
 
 
 def diff_text(cell: Cell) -> str:
@@ -158,18 +164,18 @@ def table_view(table: Table, figure_paths: list[Path], claims: list[ClaimResult]
         rows.append({"label": row.label, "reading": row.reading, "note": row.note, "cells": cells, "status": row.status_text(),
                      "device": "; ".join(row.devices) or "–", "errors": [e[:300] for e in row.errors[:3]],
                      "warnings": row.warnings})  # fmt: skip
-    return {"id": table.id, "title": table.title, "report": table.report, "anchor": f"table-{figures.slug(table.id)}", "notes": table.notes,
+    return {"id": table.id, "title": table.title, "report": table.report, "anchor": Markdown(f"table-{figures.slug(table.id)}"), "notes": table.notes,
             "mixes": table.mixes(),
             "metrics": [metric_label(m) for m in table.metrics], "rows": rows, "has_readings": table.readings != [None],
-            "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{table.id}.csv",
+            "hidden_rows": len(table.rows) - len(shown), "csv": f"tables/{figures.file_slug(table.id)}.csv",
             "extras": extra_tables(table, shown), "figures": [figure_view(p) for p in figure_paths],
             "claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "report"),
             "our_claims": Counter(c.short_verdict for c in claims if c.table == table.id and c.source == "ours"),
             "report_anchor": _report_anchor(table.report)}  # fmt: skip
 
 
-def _report_anchor(report: str) -> str:
-    return f"claims-{figures.slug(report)}"
+def _report_anchor(report: str) -> Markdown:
+    return Markdown(f"claims-{figures.slug(report)}")  # a slug: letters, digits, . _ -, the same in HTML and Markdown
 
 
 def claims_by_report(claims: list[ClaimResult]) -> list[dict[str, Any]]:
@@ -183,9 +189,15 @@ def claim_view(claim: ClaimResult) -> dict[str, Any]:
     r = claim.result
     return {**claim.as_dict(), "diff_text": "–" if r.diff is None else f"{r.diff:+.{claim.digits}f}",
             "p_text": "–" if r.p_value is None else (f"{r.p_value:.3f}" if r.p_value >= 0.001 else f"{r.p_value:.1e}"),
-            "seeds_text": _seeds_text(r),
+            "seeds_text": _seeds_text(r), "n_text": _claim_n_text(claim),
             "short": claim.short_verdict, "better_word": "higher" if claim.better == "higher" else "lower",
             "metric_label": claim.metric_label}  # fmt: skip
+
+
+def _claim_n_text(claim: ClaimResult) -> str:
+    """Seeds tested per side, and the diverged seeds left out: `3, 2 (1 diverged)`."""
+    r, diverged = claim.result, claim.diverged_a + claim.diverged_b
+    return f"{r.n_a}, {r.n_b}" + (f" ({claim.diverged_a}, {claim.diverged_b} diverged)" if diverged else "")
 
 
 def _seeds_text(result: Comparison) -> str:
@@ -199,15 +211,41 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def _markdown_cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+class Markdown(str):
+    """Text already written as Markdown (a slug, a code span, a row of escaped cells): index.md writes it as is."""
 
 
-def templates() -> jinja2.Environment:
+# What Markdown (CommonMark, and GitHub's ~ and $) reads as syntax or raw HTML; `\` first, so escapes stay escapes.
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#&$~])")
+
+
+def markdown_text(value: Any) -> Markdown:
+    """Any value as literal Markdown text, as autoescape makes it literal HTML: a newline becomes a space (it would
+    end a table row or start a block), and each character Markdown reads as syntax or raw HTML is backslash-escaped."""
+    if isinstance(value, Markdown):
+        return value
+    return Markdown(MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines())))
+
+
+def markdown_cells(values: list[Any]) -> Markdown:
+    """A table row's cells, each escaped, between the pipes that separate them."""
+    return Markdown(" | ".join(markdown_text(v) for v in values))
+
+
+def markdown_code(value: Any) -> Markdown:
+    """A code span whose fence outruns any run of backticks inside it."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return Markdown(f"{fence} {text} {fence}" if "`" in text else f"{fence}{text}{fence}")
+
+
+def templates(markdown: bool = False) -> jinja2.Environment:
+    """The page templates: HTML autoescaped, Markdown escaped the same way (every `{{ }}` through markdown_text)."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("tlbench", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
+                             finalize=markdown_text if markdown else None,
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)  # fmt: skip
     env.filters["data_uri"] = _data_uri
-    env.filters["md"] = _markdown_cell
+    env.filters.update(md=markdown_text, cells=markdown_cells, code=markdown_code)
     return env
 
 
@@ -227,7 +265,7 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     synthetic = synthetic_profile(trials)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table_id, frame in tables_frame(tables).items():
-        frame.to_csv(out / "tables" / f"{table_id}.csv", index=False)
+        frame.to_csv(out / "tables" / f"{figures.file_slug(table_id)}.csv", index=False)  # ids are checked at load; this keeps it so
     claims_frame(claims).to_csv(out / "tables" / "claims.csv", index=False)
     figure_dir = out / "figures"
     views = []
@@ -253,9 +291,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
         "level": round(LEVEL * 100), "power": round(POWER * 100),
     }  # fmt: skip
-    env = templates()
-    (out / "index.md").write_text(env.get_template("report.md.j2").render(**context))
-    (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
+    (out / "index.md").write_text(templates(markdown=True).get_template("report.md.j2").render(**context))
+    (out / "index.html").write_text(templates().get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
     return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
 

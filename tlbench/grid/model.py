@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,37 @@ from ..registry import expected_one_of, suggest
 from .config import Checker, canonical_freeze, check_resolved, check_seeds, merge, set_path, undot
 from .document import GridError, KeyPath, YamlDoc
 from .overrides import parse_overrides
-from .schema import EXPERIMENT_KEYS, FIELDS, defaults, hashed_items
+from .schema import EXPERIMENT_KEYS, FIELDS, SECTIONS, defaults, hashed_items
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
 SOURCE_KEYS = ("report", "tables", "section")
 VARIANT_AXIS = "variant"  # an axis of named override sets: [{name: ..., set: {...}}]
 
 DEFAULT_SEEDS = [0]
+
+# Experiment names and table ids become file and folder names (tables/<id>.csv, figures/curves-<name>.png,
+# TensorBoard's <name>/..., MLflow's and W&B's run names): a letter or digit, then letters, digits, `.`, `_`, `-`.
+# No `/`, no `..`, no leading `-` or `.`; short enough for a prefix and a suffix within a file name's 255 bytes.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SAFE_NAME_RULE = "a letter or digit, then letters, digits, '.', '_' or '-' (at most 100 characters)"
+
+
+def name_problem(what: str, name: str) -> str | None:
+    """Why `name` cannot be a file name, or None where it can."""
+    if SAFE_NAME.fullmatch(name):
+        return None
+    hint = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:100]
+    return f"{what} {name!r} becomes a file name: expected {SAFE_NAME_RULE}" + (f", e.g. {hint!r}" if hint else "")
+
+
+def file_name_twins(names: list[str]) -> tuple[int, int] | None:
+    """The first two positions whose names are one file on a case-insensitive file system (macOS, Windows)."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name.casefold(), i)
+        if j != i:
+            return j, i
+    return None
 
 
 @dataclass(frozen=True)
@@ -90,6 +115,9 @@ class Grid:
         # cross-key errors (an arch too small for a profile's image size) at load.
         for profile in [None, *grid.profiles]:
             grid.expand(profile=profile)
+        for profile in grid.profiles:
+            for exp in grid.experiments:
+                grid._check_profile_keeps_axes(profile, exp)
         from .tables import check_tables  # tables.py reads this model: imported here, the dependency stays one way
 
         check_tables(grid, doc)
@@ -161,6 +189,30 @@ class Grid:
         self._expanded[key] = trials
         return list(trials)
 
+    def _check_profile_keeps_axes(self, profile: str, exp: Experiment) -> None:
+        """A profile that sets what an axis sets runs that axis's values as one config: its trials would stand
+        for every value of the axis, silently. Refused, naming the profile, the axis and the keys."""
+        points = _axis_points(exp)
+        if len(points) < 2:
+            return
+        plain, profiled = self.points(exp), self.points(exp, profile)
+        stride_plain, stride_profiled = len(plain) // len(points), len(profiled) // len(points)
+        first: dict[str, int] = {}
+        for k in range(len(points)):
+            j = first.setdefault(profiled[k * stride_profiled].trial_id, k)
+            if j == k or plain[j * stride_plain].trial_id == plain[k * stride_plain].trial_id:
+                continue  # a config of its own, or one already without the profile (l=0 and l=1 of ResNet50)
+            (values_a, config_a), (values_b, config_b) = points[j], points[k]
+            axes = [a for a in values_a if values_a[a] != values_b[a]]
+            profile_keys = _dotted_keys(self._profile(profile)[0])
+            keys = sorted(profile_keys & (_dotted_keys(config_a) | _dotted_keys(config_b))) or sorted(profile_keys)
+            where = " and ".join(f"{', '.join(f'{a}={show_value(v[a])}' for a in axes)}" for v in (values_a, values_b))
+            message = (f"profile {profile!r} sets {', '.join(keys)}, which axis {', '.join(axes)} of experiment {exp.name!r} sets: "
+                       f"{where} would run as one config, its trials standing for both; drop {'it' if len(keys) == 1 else 'them'} "
+                       f"from the profile")  # fmt: skip
+            path = ("profiles", profile, *keys[0].split(".")) if keys else ("profiles", profile)
+            raise self.doc.error(message, path) if self.doc else GridError(message, file=self.file, path=path)
+
     def _profile(self, name: str | None) -> tuple[dict[str, Any], list[int] | None]:
         if name is None or name == "full" and "full" not in self.profiles:
             return {}, None
@@ -168,6 +220,13 @@ class Grid:
             raise GridError(f"unknown profile: {expected_one_of(name, ['full', *self.profiles])}", file=self.file, path=("profiles",))
         profile = self.profiles[name]
         return {k: v for k, v in profile.items() if k != "seeds"}, profile.get("seeds")
+
+
+def _dotted_keys(config: dict[str, Any]) -> set[str]:
+    """The dotted keys a nested (partial) config sets: {'train': {'lr': 1}} -> {'train.lr'}."""
+    return {f"{key}.{sub}" for key, value in config.items() if key in SECTIONS and isinstance(value, dict) for sub in value} | {
+        key for key, value in config.items() if not (key in SECTIONS and isinstance(value, dict))
+    }
 
 
 def show_value(value: Any) -> str:
@@ -213,13 +272,16 @@ def _parse(doc: YamlDoc) -> Grid:
     experiments: list[Experiment] = []
     for i, raw in enumerate(raw_experiments):
         experiments.append(_parse_experiment(checker, raw, ("experiments", i), i))
-    seen: dict[str, int] = {}
-    for exp in experiments:
-        if exp.name in seen:
-            raise doc.error(
-                f"duplicate experiment name {exp.name!r} (first at experiments[{seen[exp.name]}])", ("experiments", exp.index, "name")
-            )
-        seen[exp.name] = exp.index
+    twins = file_name_twins([e.name for e in experiments])
+    if twins:
+        first, second = (experiments[k] for k in twins)
+        same = "duplicate experiment name" if first.name == second.name else "experiment name"
+        raise doc.error(
+            f"{same} {second.name!r} (first at experiments[{first.index}]"
+            + ("" if first.name == second.name else f": {first.name!r}, the same file name where case does not count")
+            + ")",
+            ("experiments", second.index, "name"),
+        )
     profiles: dict[str, dict[str, Any]] = {}
     raw_profiles = data.get("profiles") or {}
     if not isinstance(raw_profiles, dict):
@@ -241,6 +303,9 @@ def _parse_experiment(checker: Checker, raw: Any, path: KeyPath, index: int) -> 
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise checker.error("every experiment needs a non-empty string `name`", (*path, "name"))
+    problem = name_problem("experiment name", name)
+    if problem:
+        raise checker.error(problem, (*path, "name"))
     source = raw.get("source")
     if not isinstance(source, dict) or not isinstance(source.get("report"), str):
         raise checker.error("expected source: {report: <report file name>, ...}", (*path, "source"))

@@ -13,9 +13,9 @@ from typing import Any
 
 from ..registry import expected_one_of, suggest
 from ..values import is_int, is_number
-from .config import canonical_freeze
+from .config import canonical_freeze, get_path
 from .document import KeyPath, YamlDoc
-from .model import VARIANT_AXIS, Grid, TrialSpec, show_value
+from .model import VARIANT_AXIS, Grid, TrialSpec, file_name_twins, name_problem, show_value
 
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
@@ -31,12 +31,18 @@ METRICS = {
 }  # fmt: skip
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
+# Files the report writes beside tables/<id>.csv: no table id may name them.
+REPORT_FILES = ("claims",)
 # `compare: false`: the reported number is shown beside ours but never judged (a wall time on the
 # authors' hardware says nothing about whether we reproduced their experiment).
 METRIC_KEYS = ("key", "label", "scale", "digits", "compare")
 # `reported_runs`: the row's reported numbers are each the mean of that many of the authors' runs (002's
 # averages over depths), so our prediction interval is for a mean of that many runs.
-ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs")
+# `averages: [axis, ...]`: the row leaves these axes of its experiment open on purpose, so its cell is the mean
+# over their configs (and seeds), and the report says so beside it. Without it, an open axis whose values
+# are different configs is refused at load: its configs would pool as if they were seeds.
+ROW_KEYS = ("label", "experiment", "where", "reported", "reading", "note", "reported_per_class", "reported_confusion", "reported_runs",
+            "averages")  # fmt: skip
 PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # Which reading of a report a row reproduces: its text, or the code that produced its numbers.
 # alternative: another reading of a choice the report leaves open where no code of it is known (004's frozen
@@ -50,8 +56,8 @@ CLAIM_BETTER = ("higher", "lower")
 
 
 def check_tables(grid: Grid, doc: YamlDoc) -> None:
-    seen: set[str] = set()
     names = [e.name for e in grid.experiments]
+    index = RowIndex(grid)  # the rows' trials under the grid itself: where configs pool, they pool under any profile
     for i, table in enumerate(grid.tables):
         path: KeyPath = ("tables", i)
         if not isinstance(table, dict):
@@ -62,9 +68,13 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
         table_id = table.get("id")
         if not isinstance(table_id, str) or not table_id:
             raise doc.error("every table needs a string `id`", (*path, "id"))
-        if table_id in seen:
-            raise doc.error(f"duplicate table id {table_id!r}", (*path, "id"))
-        seen.add(table_id)
+        _check_table_id(doc, table_id, [t["id"] for t in grid.tables[:i]], (*path, "id"))
+        for key in ("title",):
+            if key in table and not isinstance(table[key], str):
+                raise doc.error(f"got {table[key]!r}, expected a string", (*path, key))
+        notes = table.get("notes", [])
+        if not (isinstance(notes, list) and all(isinstance(n, str) for n in notes)):
+            raise doc.error(f"expected a list of strings, got {notes!r}", (*path, "notes"))
         for extra in table.get("extras", []):
             if extra not in TABLE_EXTRAS:
                 raise doc.error(expected_one_of(extra, TABLE_EXTRAS), (*path, "extras"))
@@ -79,18 +89,50 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
             for key in metric:
                 if key not in METRIC_KEYS:
                     raise doc.error(f"unknown key {key!r}; valid keys: {', '.join(METRIC_KEYS)}", (*mpath, key))
-            if metric["key"] not in METRICS:
+            if not isinstance(metric["key"], str) or metric["key"] not in METRICS:  # a list is no key (and unhashable)
                 raise doc.error(expected_one_of(metric["key"], METRICS), (*mpath, "key"))
             if not isinstance(metric.get("compare", True), bool):
                 raise doc.error(f"expected true or false, got {metric['compare']!r}", (*mpath, "compare"))
+            _check_display(doc, metric, mpath)
             keys.append(metric["key"])
         rows = table.get("rows")
         if not isinstance(rows, list) or not rows:
             raise doc.error("expected a non-empty list of rows", (*path, "rows"))
         for j, row in enumerate(rows):
             _check_row(grid, doc, row, (*path, "rows", j), names, keys, table.get("extras", []))
+            _check_open_axes(grid, doc, row, (*path, "rows", j), index)
         _check_readings(doc, rows, path)
         _check_claims(doc, table.get("claims"), (*path, "claims"), [r["label"] for r in rows], keys)
+
+
+MAX_DIGITS = 12  # a double has about 16 significant digits; more after the point only prints noise
+
+
+def _check_display(doc: YamlDoc, metric: dict[str, Any], path: KeyPath) -> None:
+    """How a metric is shown: scale (a finite factor > 0: 100 for percent, 1e-6 for millions), digits after
+    the point (a whole number in [0, MAX_DIGITS]), label (a string). Each reaches arithmetic or a format."""
+    scale = metric.get("scale", 1)
+    if not is_number(scale) or scale <= 0:
+        raise doc.error(f"got {scale!r}, expected a finite number > 0 (100: percent, 1.0e-6: millions)", (*path, "scale"))
+    digits = metric.get("digits", 4)
+    if not is_int(digits) or not 0 <= digits <= MAX_DIGITS:
+        raise doc.error(f"got {digits!r}, expected a whole number of digits after the point in [0, {MAX_DIGITS}]", (*path, "digits"))
+    if "label" in metric and not (isinstance(metric["label"], str) and metric["label"]):
+        raise doc.error(f"got {metric['label']!r}, expected a non-empty string", (*path, "label"))
+
+
+def _check_table_id(doc: YamlDoc, table_id: str, earlier: list[str], path: KeyPath) -> None:
+    """A table id names tables/<id>.csv and its figures: a safe file name, distinct from the others and the report's own."""
+    problem = name_problem("table id", table_id)
+    if problem:
+        raise doc.error(problem, path)
+    if table_id.casefold() in REPORT_FILES:
+        raise doc.error(f"table id {table_id!r} would overwrite the report's tables/{table_id.casefold()}.csv; choose another id", path)
+    twins = file_name_twins([*earlier, table_id])
+    if twins:
+        other = earlier[twins[0]]
+        same = "duplicate table id" if other == table_id else f"table id {table_id!r} and {other!r} (tables[{twins[0]}]) name one file"
+        raise doc.error(f"{same} {table_id!r}" if other == table_id else f"{same} where case does not count (macOS, Windows)", path)
 
 
 def _check_claims(doc: YamlDoc, claims: Any, path: KeyPath, labels: list[str], metric_keys: list[str]) -> None:
@@ -220,6 +262,42 @@ def _check_row(grid: Grid, doc: YamlDoc, row: Any, path: KeyPath, names: list[st
             raise doc.error(f"got {value!r}, expected a number or null", (*path, "reported", key))
 
 
+def _check_open_axes(grid: Grid, doc: YamlDoc, row: dict[str, Any], path: KeyPath, index: RowIndex) -> None:
+    """A row's trials are seeds of one config, unless its `averages` names the open axes it pools on purpose."""
+    exp, where = grid.experiment(row["experiment"]), row.get("where") or {}
+    averages = row.get("averages", [])
+    if not (isinstance(averages, list) and averages and all(isinstance(a, str) for a in averages)) and "averages" in row:
+        raise doc.error("expected a non-empty list of the experiment's axes the row averages over", (*path, "averages"))
+    for axis in averages:
+        if axis not in exp.axes or axis in where:
+            fixed = f"`where` fixes {axis}" if axis in where else f"experiment {exp.name!r} has no axis {expected_one_of(axis, exp.axes)}"
+            raise doc.error(f"averages names an open axis of the experiment; {fixed}", (*path, "averages"))
+    configs = _configs_of(index.trials(row))
+    if len(configs) < 2:
+        return
+    open_axes = [a for a in exp.axes if a not in where]
+    varying = [a for a in open_axes if len({_axis_value_of(a, c) for c in configs}) > 1] or open_axes
+    unmeant = [a for a in varying if a not in averages]
+    if unmeant:
+        raise doc.error(
+            f"row {row['label']!r} leaves axis {', '.join(unmeant)} of experiment {exp.name!r} open: its {len(configs)} configs "
+            f"would pool as if they were seeds of one; fix {'it' if len(unmeant) == 1 else 'them'} in `where`, or say "
+            f"`averages: [{', '.join(varying)}]` to average over {'it' if len(varying) == 1 else 'them'} on purpose",
+            (*path, "where") if "where" in row else path,
+        )
+
+
+def _configs_of(trials: list[TrialSpec]) -> list[TrialSpec]:
+    """One trial per distinct config (the seeds of a config are one): the trials of the first seed."""
+    return [t for t in trials if t.seed == trials[0].seed] if trials else []
+
+
+def _axis_value_of(axis: str, trial: TrialSpec) -> str:
+    """What a trial's config holds at an axis (a variant: its name), comparable across trials."""
+    value = trial.axes.get(axis) if axis == VARIANT_AXIS else get_path(trial.config, axis)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def row_trial_ids(grid: Grid, row: dict[str, Any], profile: str | None = None, overrides: list[str] | None = None) -> list[str]:
     """The trial ids (all seeds) of a table row: its experiment's own trials, matching `where`."""
     return RowIndex(grid, profile, overrides).trial_ids(row)
@@ -252,6 +330,10 @@ class RowIndex:
         self._contexts: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # a config per context seen
 
     def trial_ids(self, row: dict[str, Any]) -> list[str]:
+        return [t.trial_id for t in self.trials(row)]
+
+    def trials(self, row: dict[str, Any]) -> list[TrialSpec]:
+        """The row's trials, one per trial id, in the experiment's order."""
         name = row["experiment"]
         trials = self._experiment(name)
         chosen: set[int] | None = None
@@ -259,7 +341,10 @@ class RowIndex:
             matching = self._matching(name, axis, value)
             chosen = matching if chosen is None else chosen & matching
         positions = range(len(trials)) if chosen is None else sorted(chosen)
-        return list(dict.fromkeys(trials[i].trial_id for i in positions))
+        unique: dict[str, TrialSpec] = {}
+        for i in positions:
+            unique.setdefault(trials[i].trial_id, trials[i])
+        return list(unique.values())
 
     def _experiment(self, name: str) -> list[TrialSpec]:
         if name not in self._trials:
