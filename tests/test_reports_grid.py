@@ -90,8 +90,9 @@ def test_plan_costs_every_experiment_and_totals_them():
     rows = {
         line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:] if line and line.split()[0].startswith(("r0", "total"))
     }
-    assert len(rows) == 24  # 23 experiments with trials of their own (smoke: 004 scratch = pretrained) and the total
-    assert int(rows["total"][0]) == 73 == sum(int(v[0]) for k, v in rows.items() if k != "total")
+    # 26 experiments with trials of their own (smoke: 004 scratch = pretrained) and the total
+    assert len(rows) == 27
+    assert int(rows["total"][0]) == 81 == sum(int(v[0]) for k, v in rows.items() if k != "total")
     tflops = {k: float(v[2].replace(",", "")) for k, v in rows.items()}
     assert tflops["r000-celeba-vgg16"] > tflops["r002-binary"] > 0  # VGG16 at 4 configs outweighs one head-only ResNet18
 
