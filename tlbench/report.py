@@ -24,6 +24,7 @@ from . import figures
 from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
 from .grid import Grid, GridError
+from .regular_files import replace_file
 from .store import DONE, Store
 from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 
@@ -222,8 +223,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     synthetic = synthetic_profile(trials)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table_id, frame in tables_frame(tables).items():
-        frame.to_csv(out / "tables" / f"{table_id}.csv", index=False)
-    claims_frame(claims).to_csv(out / "tables" / "claims.csv", index=False)
+        replace_file(out / "tables" / f"{table_id}.csv", frame.to_csv(index=False))
+    replace_file(out / "tables" / "claims.csv", claims_frame(claims).to_csv(index=False))
     figure_dir = out / "figures"
     views = []
     for spec, table in zip(grid.tables, tables):
@@ -249,8 +250,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         "level": round(LEVEL * 100), "power": round(POWER * 100),
     }  # fmt: skip
     env = templates()
-    (out / "index.md").write_text(env.get_template("report.md.j2").render(**context))
-    (out / "index.html").write_text(env.get_template("report.html.j2").render(**context))
+    replace_file(out / "index.md", env.get_template("report.md.j2").render(**context))
+    replace_file(out / "index.html", env.get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
     return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
 
