@@ -312,3 +312,18 @@ def test_16bit_pngs_are_scaled_to_8_bits_not_clipped(tmp_path):
     splits = load_imagefolder(tmp_path, val_fraction=0.0)
     by_class = {int(label): splits.train.images()[i] for i, label in enumerate(splits.train.labels)}
     assert (by_class[0] == 128).all() and (by_class[1] == 40000 >> 8).all()  # clipped, both would read 255
+
+
+def test_map_npy_takes_any_length_where_the_shape_says_none(tmp_path):
+    np.save(tmp_path / "f.npy", np.arange(24, dtype=np.float32).reshape(4, 3, 2))
+    mapped = regular_files.map_npy(tmp_path / "f.npy", np.float32, (4, None, None))
+    assert mapped.shape == (4, 3, 2) and float(mapped[3, 2, 1]) == 23.0
+    with pytest.raises(regular_files.UnusableCache, match=r"holds float32 \(4, 3, 2\), expected float32 \(5, 'any', 'any'\)"):
+        regular_files.map_npy(tmp_path / "f.npy", np.float32, (5, None, None))
+
+
+def test_a_pool_with_fewer_labels_than_images_is_refused_whatever_its_loader():
+    from tlbench.sources import Pool
+
+    with pytest.raises(data.DataError, match=r"some/pool: 2 labels for 3 images"):
+        Pool("some/pool", np.array([0, 1]), lambda i: None, ["a.png", "b.png", "c.png"])

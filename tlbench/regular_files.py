@@ -85,8 +85,9 @@ def replace_file(path: str | Path, content: bytes | str | Callable[[BinaryIO], o
             os.unlink(tmp)
 
 
-def map_npy(path: str | Path, dtype: np.dtype | type, shape: tuple[int, ...]) -> np.ndarray:
+def map_npy(path: str | Path, dtype: np.dtype | type, shape: tuple[int | None, ...]) -> np.ndarray:
     """A cache .npy tlbench wrote, mapped copy-on-write (lazy like a read-only map; torch.from_numpy accepts it).
+    A None in `shape` takes any length on that axis (a feature map's size, known only from the file).
 
     Raises UnusableCache, saying why, for anything but a regular file holding exactly that array (a link, a FIFO,
     a truncated file, another dtype, shape or layout); FileNotFoundError where there is none. The header is read
@@ -104,16 +105,18 @@ def map_npy(path: str | Path, dtype: np.dtype | type, shape: tuple[int, ...]) ->
             found_shape, fortran_order, found_dtype = readers[version](fh)
         except (ValueError, EOFError, SyntaxError) as exc:
             raise UnusableCache(f"{path} is no .npy array ({exc})") from None
-        if found_dtype != np.dtype(dtype) or tuple(found_shape) != tuple(shape) or fortran_order:
+        fits = len(found_shape) == len(shape) and all(want in (None, got) for got, want in zip(found_shape, shape))
+        if found_dtype != np.dtype(dtype) or not fits or fortran_order:
             order = ", Fortran order" if fortran_order else ""
-            raise UnusableCache(f"{path} holds {found_dtype} {tuple(found_shape)}{order}, expected {np.dtype(dtype)} {tuple(shape)}")
+            wanted = tuple("any" if n is None else n for n in shape)
+            raise UnusableCache(f"{path} holds {found_dtype} {tuple(found_shape)}{order}, expected {np.dtype(dtype)} {wanted}")
         offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
-        expected = offset + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        expected = offset + int(np.prod(found_shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if size != expected:
             raise UnusableCache(f"{path} has {size} bytes, expected {expected} (truncated or overwritten)")
         if expected == offset:  # nothing to map: an empty pool
-            return np.empty(shape, dtype=dtype)
-        return np.memmap(fh, dtype=dtype, mode="c", shape=shape, offset=offset)  # the map outlives the closed file
+            return np.empty(found_shape, dtype=dtype)
+        return np.memmap(fh, dtype=dtype, mode="c", shape=found_shape, offset=offset)  # the map outlives the closed file
 
 
 def _open_no_link(path: str | Path, flags: int) -> int:
