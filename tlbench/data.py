@@ -4,7 +4,11 @@
 
 Images are decoded and resized once per (pool, its files' sizes and mtimes, size, resize mode) into a
 memory-mapped .npy under `<data>/.tlbench-cache/`, shared by every trial and
-rerun on the machine; a trial then only indexes tensors. Splits are seeded by
+rerun on the machine; a trial then only indexes tensors. A cache that does not
+read back as exactly that uint8 array (truncated, another dtype or shape, a
+link or a FIFO planted there) is rebuilt, with a warning naming it. A split
+left empty (no train or test image, or no val image where val is asked for)
+is an error naming the counts, never a trial that trains or tests on nothing. Splits are seeded by
 the trial's seed and, by default (`split_method: stratified`), stratified:
 - val: `val_fraction` of the train pool, every class in proportion;
 - train: `train_fraction` of what is left, every class in proportion;
