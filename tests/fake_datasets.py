@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from tlbench import datasets
+from tlbench.sources import ArraysOnly
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -37,12 +38,25 @@ def write_cifar10(root: Path, per_class_train: int = 5, per_class_test: int = 2)
         return {"data": data, "labels": labels, "batch_label": "fake"}
 
     for i in range(1, 6):
-        with open(base / f"data_batch_{i}", "wb") as fh:
-            pickle.dump(batch(per_class_train, 1000 * i), fh)
-    with open(base / "test_batch", "wb") as fh:
-        pickle.dump(batch(per_class_test, 99), fh)
+        write_cifar10_batch(base / f"data_batch_{i}", batch(per_class_train, 1000 * i))
+    write_cifar10_batch(base / "test_batch", batch(per_class_test, 99))
     with open(base / "batches.meta", "wb") as fh:
         pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, fh)
+
+
+def write_cifar10_batch(path: Path, batch: dict) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(batch, fh)
+
+
+def read_cifar10_batch(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        return ArraysOnly(fh).load()
+
+
+def write_png16(path: Path, values: np.ndarray) -> None:
+    """A 16-bit greyscale PNG (PIL reads it back as mode I;16) holding these uint16 values."""
+    Image.fromarray(np.asarray(values, dtype=np.uint16)).save(path)
 
 
 def write_pets(root: Path, trainval_per_breed: int | dict[str, int] = 4, test_per_breed: int = 2) -> None:

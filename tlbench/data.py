@@ -4,7 +4,11 @@
 
 Images are decoded and resized once per (pool, its files' sizes and mtimes, size, resize mode) into a
 memory-mapped .npy under `<data>/.tlbench-cache/`, shared by every trial and
-rerun on the machine; a trial then only indexes tensors. Splits are seeded by
+rerun on the machine; a trial then only indexes tensors. A cache that does not
+read back as exactly that uint8 array (truncated, another dtype or shape, a
+link or a FIFO planted there) is rebuilt, with a warning naming it. A split
+left empty (no train or test image, or no val image where val is asked for)
+is an error naming the counts, never a trial that trains or tests on nothing. Splits are seeded by
 the trial's seed and, by default (`split_method: stratified`), stratified:
 - val: `val_fraction` of the train pool, every class in proportion;
 - train: `train_fraction` of what is left, every class in proportion;
@@ -20,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -31,7 +36,8 @@ import numpy as np
 import torch
 
 from .datasets import DATASETS, target_of
-from .sources import DataError, DatasetMissing, Pool  # noqa: F401  (callers catch these from here)
+from .regular_files import NotRegularFile, UnusableCache, map_npy, open_lock
+from .sources import DataError, DatasetMissing, ImageTooLarge, Pool, check_labels, to_rgb  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 from .trial_config import DatasetConfig, Imbalance
 
@@ -112,7 +118,10 @@ def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Sp
     if cfg.imbalance is not None:
         print(f"{cfg.name}: {split_counts(labels, groups, train_idx, val_idx)}", flush=True)
     warnings = [] if cfg.source == "synthetic" else count_warnings(cfg, labels, classes)
-    return Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups, warnings)
+    splits = Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups, warnings)
+    val_share = cfg.split[1] if test_pool is None else cfg.val_fraction
+    require_images(splits, cfg, val_share > 0, (len(train_pool), None if test_pool is None else len(test_pool)))
+    return splits
 
 
 def split_counts(labels: np.ndarray, groups: list[str], train_idx: np.ndarray, val_idx: np.ndarray) -> str:
@@ -138,6 +147,23 @@ def count_warnings(cfg: DatasetConfig, labels: np.ndarray, classes: list[str]) -
     if all(found[name] == count for name, count in cfg.expect_counts.items()):
         return []
     return [f"the {cfg.name} pool has {got}, the report {expected} (dataset.expect_counts): not the report's images"]
+
+
+def require_images(splits: Splits, cfg: DatasetConfig, val_asked: bool, pool_sizes: tuple[int, int | None]) -> None:
+    """A DataError naming each empty split and every count: a trial with no training image, or none to test
+    on, would otherwise finish `ok` with a test accuracy of 0 or of an untrained network."""
+    counts = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
+    empty = [name for name, n in counts.items() if n == 0 and (name != "val" or val_asked)]
+    if not empty:
+        return
+    train_pool, test_pool = pool_sizes
+    pools = f"a pool of {train_pool} images" if test_pool is None else f"a train pool of {train_pool} and a test pool of {test_pool} images"
+    where = cfg.name + (f" ({cfg.path})" if cfg.path else "")
+    raise DataError(
+        f"dataset {where}: the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty "
+        f"({', '.join(f'{name} {n}' for name, n in counts.items())} images, from {pools}; "
+        f"train_fraction {cfg.train_fraction}, val_fraction {cfg.val_fraction}, split {cfg.split})"
+    )
 
 
 def greedy_fill(labels: np.ndarray, groups: list[str], val_fraction: float, imbalance: Imbalance | None) -> tuple[np.ndarray, np.ndarray]:
@@ -212,7 +238,7 @@ def _pools(cfg: DatasetConfig, target: str, size: int, root: Path) -> tuple[Imag
 @contextlib.contextmanager
 def _exclusive(root: Path, name: str) -> Iterator[None]:
     (root / CACHE_DIR).mkdir(parents=True, exist_ok=True)
-    with open(root / CACHE_DIR / f"{name}.lock", "w") as lock:
+    with open_lock(root / CACHE_DIR / f"{name}.lock") as lock:  # a planted link is refused, never truncated through
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -224,6 +250,9 @@ def _real_pools(cfg: DatasetConfig, target: str, size: int, root: Path) -> tuple
     info = DATASETS[cfg.name]
     found = info.load(root, cfg, target)
     classes = found.classes or info.classes(target, info.targets[target])
+    for pool in (found.train, found.test):
+        if pool is not None:  # every loader's labels index its classes (each loader names the file where it can)
+            check_labels(pool.labels, len(classes), len(pool), pool.identity)
     train_set = decode(found.train, size, cfg.train_resize or cfg.resize, root)
     test_set = decode(found.test, size, cfg.resize, root) if found.test is not None else None
     return train_set, test_set, classes
@@ -262,14 +291,29 @@ def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
     identity = f"{pool.identity}|{len(pool)}|{size}|{resize}|{content_key(pool)}"
     key = hashlib.sha256(identity.encode()).hexdigest()[:20]
     cache = root / CACHE_DIR / f"{key}.npy"
-    if not cache.exists():
+    shape = (len(pool), 3, size, size)
+    images = _cached(cache, shape)
+    if images is None:
         _write_cache(pool, size, resize, cache)
-    # Copy-on-write: lazy like a read-only map, but torch.from_numpy accepts it.
-    images = np.load(cache, mmap_mode="c")
-    if images.shape != (len(pool), 3, size, size):
-        raise DataError(f"decode cache {cache} has shape {images.shape}, expected {(len(pool), 3, size, size)}: delete it")
+        try:
+            images = map_npy(cache, np.uint8, shape)
+        except (OSError, UnusableCache) as exc:  # replaced again since, or a disk that lost it
+            raise DataError(f"decode cache {cache}, just written, does not read back: {exc}") from None
     labels = torch.from_numpy(pool.labels.astype(np.int64))
     return ImageSet.whole(torch.from_numpy(images), labels, list(pool.names) or _names(len(pool), "pool"), identity)
+
+
+def _cached(cache: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A decoded pool from its cache (uint8, copy-on-write: lazy like a read-only map, but torch.from_numpy accepts
+    it); None where there is none yet, or where it is unusable (truncated, another dtype or shape, not a regular
+    file): that one is rebuilt, with a warning naming it, never used."""
+    try:
+        return map_npy(cache, np.uint8, shape)
+    except FileNotFoundError:
+        return None
+    except UnusableCache as exc:
+        print(f"warning: rebuilding an unusable decode cache: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def content_key(pool: Pool) -> str:
@@ -279,7 +323,8 @@ def content_key(pool: Pool) -> str:
     digest = hashlib.sha256(pool.version.encode())
     for path in pool.files:
         stat = os.stat(path)
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        # os.fsencode: a name that is not UTF-8 keys by its bytes (str.encode refuses it)
+        digest.update(os.fsencode(path.name) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -294,7 +339,7 @@ def _write_cache(pool: Pool, size: int, resize: str, cache: Path) -> None:
             try:
                 out[i] = resize_image(pool.read(i), size, resize)
             except (OSError, ValueError, SyntaxError) as exc:  # what PIL raises on truncated or foreign files
-                bad.append(f"{pool.describe(i)} ({type(exc).__name__})")
+                bad.append(f"{pool.describe(i)} ({exc if isinstance(exc, (NotRegularFile, ImageTooLarge)) else type(exc).__name__})")
         if bad:
             raise DataError(f"{len(bad)} unreadable image(s) in {pool.identity}: {'; '.join(bad[:5])}" + (" ..." if len(bad) > 5 else ""))
         out.flush()
@@ -311,7 +356,7 @@ def resize_image(image: Any, size: int, mode: str) -> np.ndarray:
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
-    image = image.convert("RGB")
+    image = to_rgb(image)
     if mode == "squash":
         image = image.resize((size, size), Image.BILINEAR)
     else:  # "crop": torchvision's weights transforms, Resize(256) + CenterCrop(224), scaled to size

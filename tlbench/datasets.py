@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from .registry import Registry
-from .sources import ArraysOnly, DataError, DatasetMissing, Pool, download_failed, file_pool, images_in
+from .regular_files import open_regular, read_regular_text
+from .sources import ArraysOnly, DataError, DatasetMissing, Pool, check_labels, download_failed, file_pool, images_in, printable
 from .trial_config import DatasetConfig
 
 
@@ -107,25 +108,31 @@ def _cifar10_pool(root: Path, train: bool) -> Pool:
                 "cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extracted)",
                 exc,
             ) from None
-    arrays, labels = [], []
-    for name in names:
-        with open(base / name, "rb") as fh:
-            try:
-                batch = ArraysOnly(fh, encoding="latin1").load()
-                arrays.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                labels += list(batch["labels"])
-            except Exception as exc:
-                raise DataError(f"{base / name}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
-    data = np.concatenate(arrays).transpose(0, 2, 3, 1)  # HWC, as images are read
+    batches = [_cifar10_batch(base / name) for name in names]
+    data = np.concatenate([rows for rows, _ in batches]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # HWC, as images are read
     split = "train" if train else "test"
     return Pool(
         f"cifar10/{split}",
-        np.asarray(labels, dtype=np.int64),
+        np.concatenate([labels for _, labels in batches]),
         lambda i: data[i],
         [f"{split}/{i}" for i in range(len(data))],
         lambda i: f"{base} ({split} #{i})",
         [base / n for n in names],
     )
+
+
+def _cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file: (rows of 3,072 bytes, their labels 0-9), checked per file, so a batch one label short is
+    refused rather than shifting every later label onto the wrong image."""
+    with open_regular(path) as fh:
+        try:
+            batch = ArraysOnly(fh, encoding="latin1").load()
+            rows, labels = np.asarray(batch["data"]), batch["labels"]
+        except Exception as exc:
+            raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
+    if rows.dtype != np.uint8 or rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: expected data of N rows of 3072 bytes (uint8), found {rows.dtype} {rows.shape}")
+    return rows, check_labels(labels, 10, len(rows), path)
 
 
 # -- STL-10 (the labelled splits: 5,000 train and 8,000 test images of 96x96, 10 classes) ----------------
@@ -152,10 +159,14 @@ def _stl10_pool(root: Path, split: str) -> Pool:
         except Exception as exc:
             raise download_failed("STL-10", base, "train_X.bin, train_y.bin, test_X.bin and test_y.bin (stl10_binary.tar.gz "
                                   "from https://cs.stanford.edu/~acoates/stl10/, extracted)", exc) from None  # fmt: skip
-    labels = np.fromfile(labels_file, dtype=np.uint8).astype(np.int64) - 1
-    images = np.memmap(images_file, dtype=np.uint8, mode="r")
-    if not len(labels) or images.size != len(labels) * 3 * 96 * 96 or labels.min() < 0 or labels.max() > 9:
-        raise DataError(f"{images_file}, {labels_file}: expected {len(labels)} images of 3 x 96 x 96 bytes and one label 1-10 each")
+    image_bytes = 3 * 96 * 96
+    with open_regular(images_file) as fh:
+        n_bytes = os.fstat(fh.fileno()).st_size
+        if n_bytes % image_bytes:
+            raise DataError(f"{images_file}: {n_bytes} bytes, not a whole number of 3 x 96 x 96 images")
+        images = np.memmap(fh, dtype=np.uint8, mode="r") if n_bytes else np.zeros(0, np.uint8)  # the map outlives the file
+    with open_regular(labels_file) as fh:
+        labels = check_labels(np.fromfile(fh, dtype=np.uint8), 10, n_bytes // image_bytes, f"{labels_file} (for {images_file})", first=1)
     planes = images.reshape(-1, 3, 96, 96)  # (image, channel, column, row)
     return Pool(f"stl10/{split}", labels, lambda i: np.ascontiguousarray(planes[i].transpose(2, 1, 0)),  # HWC, as images are read
                 [f"{split}/{i}" for i in range(len(labels))], lambda i: f"{images_file} #{i}", [images_file, labels_file])  # fmt: skip
@@ -202,12 +213,14 @@ def _pets_pool(root: Path, split: str, target: str) -> Pool:
             ) from None
     names, breeds, species = [], [], []
     list_file = base / "annotations" / f"{split}.txt"
-    for n, line in enumerate(list_file.read_text().splitlines(), 1):
+    for n, line in enumerate(read_regular_text(list_file).splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
         if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]) or not 1 <= int(parts[1]) <= 37 or parts[2] not in ("1", "2"):
             raise DataError(f"{list_file}:{n}: expected 4 columns 'image class_id(1-37) species(1-2) breed_id', got {line!r}")
+        if PET_SPECIES_OF_BREED[int(parts[1]) - 1] != ("cat", "dog")[int(parts[2]) - 1]:  # the two targets must agree
+            raise DataError(f"{list_file}:{n}: class {parts[1]} is {PET_BREEDS[int(parts[1]) - 1]}, not species {parts[2]}: {line!r}")
         names.append(parts[0] + ".jpg")
         breeds.append(int(parts[1]) - 1)
         species.append(int(parts[2]) - 1)  # 1 cat, 2 dog -> 0 cat, 1 dog
@@ -248,9 +261,12 @@ def celeba30k(root: Path, cfg: DatasetConfig, target: str) -> Pools:
                 "img_align_celeba/*.jpg and list_attr_celeba.txt (from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)",
                 exc,
             ) from None
-    lines = attr_file.read_text().splitlines()
+    lines = read_regular_text(attr_file).splitlines()
     if len(lines) < 3:
         raise DataError(f"{attr_file}: expected a count line, a header of attribute names, then one row per image")
+    n_rows = sum(1 for line in lines[2:] if line.strip())
+    if lines[0].strip() != str(n_rows):  # a row lost or doubled is seen here, not as labels off by one
+        raise DataError(f"{attr_file}: its first line says {lines[0].strip()!r} images, it has {n_rows} rows")
     header = lines[1].split()
     if target not in header:
         raise DataError(f"{attr_file}: no column {target!r}; the header names {', '.join(header)}")
@@ -259,6 +275,8 @@ def celeba30k(root: Path, cfg: DatasetConfig, target: str) -> Pools:
     names, labels = [], []
     for n, line in enumerate(lines[2:], 3):
         parts = line.split()
+        if not parts:
+            continue
         if len(parts) != len(header) + 1 or parts[1 + column] not in ("-1", "1"):
             raise DataError(f"{attr_file}:{n}: expected an image name and {len(header)} values of -1/1, got {line[:80]!r}")
         names.append(parts[0])
@@ -306,7 +324,7 @@ def _celeba_hq_hub(base: Path, limit: int | None) -> Pool:
     rows = datasets.concatenate_datasets([parts[k] for k in sorted(parts)])
     if limit:
         rows = rows.select(range(min(limit, len(rows))))
-    labels = np.asarray(rows["label"], dtype=np.int64)
+    labels = check_labels(rows["label"], 2, len(rows), f"{HF_CELEBA_HQ} (its label column)")
     return Pool(
         f"celeba_hq/hub/{limit}",
         labels,
@@ -335,15 +353,16 @@ def _folder_pool(root: Path, path: str, split: str) -> tuple[Pool, list[str]]:
         raise DatasetMissing(
             f"imagefolder: no folder {base}; expected {root / path}/train/<class>/*.jpg and {root / path}/test/<class>/*.jpg"
         )
-    classes = sorted(d.name for d in base.iterdir() if d.is_dir())
-    if not classes:
+    folders = sorted(d for d in base.iterdir() if d.is_dir())
+    if not folders:
         raise DatasetMissing(f"imagefolder: {base} has no class folders; expected {base}/<class>/*.jpg")
     files, labels = [], []
-    for label, cls in enumerate(classes):
-        found = images_in(base / cls)
+    for label, folder in enumerate(folders):
+        found = images_in(folder)
         files += found
         labels += [label] * len(found)
-    return file_pool(f"imagefolder/{(root / path).resolve()}/{base.name}", np.asarray(labels, dtype=np.int64), files), classes
+    identity = f"imagefolder/{printable(str((root / path).resolve()))}/{base.name}"
+    return file_pool(identity, np.asarray(labels, dtype=np.int64), files), [printable(d.name) for d in folders]
 
 
 # -- Synthetic: no real data; its classes and priors come from the config --------------------------------

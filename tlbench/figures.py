@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .aggregate import MEASURED, Table, metric_label
 from .grid.model import SAFE_NAME
+from .regular_files import replace_file
 
 
 def literal_text(draw):
@@ -47,7 +48,7 @@ def literal_text(draw):
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    replace_file(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
 
@@ -197,7 +198,7 @@ def table_intervals(table: Table, out: Path) -> Path:
     fig.tight_layout(rect=(0, 0.9 / height * 0.6, 1, 1 - (0.3 / height if len(rows) < len(table.rows) else 0)))
     path = out / f"intervals-{file_slug(table.id)}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    replace_file(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
 

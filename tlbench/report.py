@@ -25,6 +25,7 @@ from . import figures
 from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
 from .grid import Grid, GridError
+from .regular_files import replace_file
 from .store import DONE, Store
 from .verdicts import LEVEL, MAX_SEEDS, POWER, Comparison
 
@@ -265,8 +266,9 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
     synthetic = synthetic_profile(trials)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for table_id, frame in tables_frame(tables).items():
-        frame.to_csv(out / "tables" / f"{figures.file_slug(table_id)}.csv", index=False)  # ids are checked at load; this keeps it so
-    claims_frame(claims).to_csv(out / "tables" / "claims.csv", index=False)
+        # ids are checked at load; the slug keeps it so
+        replace_file(out / "tables" / f"{figures.file_slug(table_id)}.csv", frame.to_csv(index=False))
+    replace_file(out / "tables" / "claims.csv", claims_frame(claims).to_csv(index=False))
     figure_dir = out / "figures"
     views = []
     for spec, table in zip(grid.tables, tables):
@@ -291,8 +293,8 @@ def write_report(grid: Grid, results: Path, out: Path, profile: str | None) -> d
         "tables": views, "claims": claims_by_report(claims), "figures": general, "with_readings": any(c.reading for c in claims),
         "level": round(LEVEL * 100), "power": round(POWER * 100),
     }  # fmt: skip
-    (out / "index.md").write_text(templates(markdown=True).get_template("report.md.j2").render(**context))
-    (out / "index.html").write_text(templates().get_template("report.html.j2").render(**context))
+    replace_file(out / "index.md", templates(markdown=True).get_template("report.md.j2").render(**context))
+    replace_file(out / "index.html", templates().get_template("report.html.j2").render(**context))
     n_figures = len(general) + sum(len(v["figures"]) for v in views)
     return {"tables": len(tables), "figures": n_figures, "claims": len(claims), "notices": notices, "profile": profile}
 

@@ -186,7 +186,7 @@ class Claims:
                 held = list(self.held)
             for trial_id in held:
                 try:
-                    os.utime(self.path(trial_id))
+                    os.utime(self.path(trial_id), follow_symlinks=False)  # a link swapped in: never touch its target
                 except OSError:
                     pass
 
