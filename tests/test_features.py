@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+
+import numpy as np
 import pytest
 import torch
+import traced_models
 from helpers import changed, typed
+from test_planted_files import finishes, unblock
 
 from tlbench import features, models, train
+from tlbench.data import DataError
 from tlbench.trial_config import TrialConfig
 
 
@@ -141,3 +148,143 @@ def test_an_untraceable_network_runs_uncached_and_says_why(tmp_path):
     assert outcome.status == "ok"
     assert outcome.summary["feature_cache"].startswith("not cacheable: cannot trace traced_models:data_dependent_net: TraceError")
     assert not (tmp_path / ".tlbench-cache" / "features").exists()
+
+
+# -- the cache's key: what the features are a function of ---------------------------------------------------
+
+
+def editable(**train) -> TrialConfig:
+    return typed(
+        model={"arch": "traced_models:editable_net", "weights": "none"},
+        image_size=16,
+        precision="fp32",
+        epochs=2,
+        train={"freeze": "head", "lr": 1e-2, "batch_size": 16, **train},
+        dataset={"n_classes": 3, "n_train": 60, "n_test": 30},
+    )
+
+
+@pytest.mark.parametrize("change, value", [("ACTIVATION", torch.nn.Tanh), ("STEM_SCALE", 3.0)])
+def test_a_custom_arch_changed_under_its_name_misses_the_cache(tmp_path, monkeypatch, change, value):
+    """ReLU -> Tanh in the frozen part, or other weights: a miss with the uncached run's numbers, never the old
+    network's features (the key held the arch's name, not what its prefix computes)."""
+    config = editable()
+    assert train.run_trial(config, tmp_path).summary["feature_cache"] == "built (cut before fc)"
+    assert train.run_trial(config, tmp_path).summary["feature_cache"] == "hit (cut before fc)"
+    monkeypatch.setattr(traced_models, change, value)
+    cached = train.run_trial(config, tmp_path)
+    plain = train.run_trial(config, tmp_path, feature_cache=False)
+    assert cached.summary["feature_cache"] == "built (cut before fc)"
+    assert cached.summary["test_loss"] == plain.summary["test_loss"] and cached.summary["confusion"] == plain.summary["confusion"]
+    assert len(list((tmp_path / ".tlbench-cache" / "features").glob("*.npy"))) == 2 * 2  # two networks, train and test pools
+
+
+def test_the_key_follows_the_prefix_not_the_arch_name():
+    """The fingerprint reads code, module settings and every tensor: equal for two builds with equal weights,
+    different for another activation, another weight, another buffer."""
+
+    def prefix_of(**edits) -> torch.nn.Module:
+        torch.manual_seed(0)
+        for name, value in edits.items():
+            setattr(traced_models, name, value)
+        try:
+            built = models.build(editable().model, 3)
+        finally:
+            traced_models.ACTIVATION, traced_models.STEM_SCALE = torch.nn.ReLU, 1.0
+        return features.find_cut(built, models.freeze_plan("head", built), editable().train, 16).prefix
+
+    base = features.fingerprint(prefix_of())
+    assert features.fingerprint(prefix_of()) == base
+    assert features.fingerprint(prefix_of(ACTIVATION=torch.nn.Tanh)) != base
+    assert features.fingerprint(prefix_of(ACTIVATION=torch.nn.LeakyReLU)) != base
+    assert features.fingerprint(prefix_of(STEM_SCALE=1.0 + 1e-6)) != base
+
+
+# -- why a trial does not cache, and what finding out costs -----------------------------------------------------
+
+
+@pytest.mark.parametrize("arch, reason", [
+    # EfficientNet-Lite-like: a BatchNorm fx traces through (frozen: eval mode) and drop-connect in its second block
+    ("lite_net", "blocks.1.bernoulli_ is random in train mode, and the cut before it (blocks.1) would cache features larger than the image"),
+    ("stochastic_depth_net", "depth (StochasticDepth) is random in train mode, and the cut before it (block) would cache features larger than the image"),
+    ("sequence_first_net", "drop (Dropout) is random in train mode, and the cut before it (permute) would cache features larger than the image"),
+])  # fmt: skip
+def test_a_frozen_random_op_is_named_as_what_stops_the_cut(arch, reason):
+    built = models.build(typed(model={"arch": f"traced_models:{arch}", "weights": "none"}).model, 3)
+    assert features.find_cut(built, models.freeze_plan("head", built), editable().train, 16) == reason
+
+
+def test_a_failed_cut_search_runs_the_frozen_layers_once(monkeypatch):
+    """Every point between the stem and the dropout is rejected (no row per image): the search's work is two
+    traces and one pass of the frozen layers, not a pass per rejected point (seconds per trial on a big net)."""
+    built = models.build(typed(model={"arch": "traced_models:sequence_first_net", "weights": "none"}).model, 3)
+    runs, traces = [], []
+    built.module.stem.register_forward_hook(lambda *_: runs.append(1))
+    trace = features.NodePathTracer.trace
+    monkeypatch.setattr(features.NodePathTracer, "trace", lambda *args, **kwargs: traces.append(1) or trace(*args, **kwargs))
+    reason = features.find_cut(built, models.freeze_plan("head", built), editable().train, 16)
+    assert (len(traces), len(runs)) == (2, 1)
+    assert reason.startswith("drop (Dropout) is random")
+
+
+def test_the_first_layer_trains_only_where_it_does():
+    built = models.build(editable().model, 3)
+    assert features.find_cut(built, models.freeze_plan("none", built), editable().train, 16) == "the first layer trains"
+
+
+# -- a cache file that is not what a build writes: rebuilt with a warning, never used -------------------------
+
+
+def _cache_files(root) -> list:
+    return sorted((root / ".tlbench-cache" / "features").glob("*.npy"))
+
+
+def _few_rows(path) -> None:
+    np.save(path, np.load(path)[:-5])  # a valid .npy of too few rows: an IndexError mid-training, before
+
+
+def _float64(path) -> None:
+    np.save(path, np.load(path).astype(np.float64))
+
+
+def _truncated(path) -> None:
+    os.truncate(path, os.path.getsize(path) - 16)
+
+
+def _garbage(path) -> None:
+    path.write_bytes(b"not an npy file")
+
+
+def _fifo(path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize("spoil", [_few_rows, _float64, _truncated, _garbage, _fifo])
+def test_a_spoiled_feature_cache_is_rebuilt_with_a_warning_naming_it(tmp_path, spoil):
+    config = editable()
+    first = train.run_trial(config, tmp_path)
+    spoiled = _cache_files(tmp_path)[0]
+    spoil(spoiled)
+    try:
+        with pytest.warns(UserWarning, match=f"rebuilding the feature cache {spoiled}"):
+            again = finishes(train.run_trial, config, tmp_path)  # a FIFO read blocks: fail, not hang
+    finally:
+        if spoiled.is_fifo():
+            unblock(spoiled)
+    assert again.summary["feature_cache"] == "built (cut before fc)"
+    assert again.summary["test_loss"] == first.summary["test_loss"] and again.summary["confusion"] == first.summary["confusion"]
+    assert spoiled.is_file() and not spoiled.is_fifo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rebuilt once: the next run is a plain hit
+        assert train.run_trial(config, tmp_path).summary["feature_cache"] == "hit (cut before fc)"
+
+
+def test_a_folder_at_a_feature_cache_is_an_error_naming_it(tmp_path):
+    config = editable()
+    train.run_trial(config, tmp_path)
+    planted = _cache_files(tmp_path)[0]
+    planted.unlink()
+    (planted / "inside").mkdir(parents=True)
+    with pytest.warns(UserWarning, match=str(planted)), pytest.raises(DataError, match=f"cannot replace the feature cache {planted}"):
+        train.run_trial(config, tmp_path)
