@@ -72,3 +72,15 @@ def test_003s_approach_2_never_calls_model_train_and_the_note_says_so(grid):
     assert "model.train()" in lines[92 - 1]  # approach 1's loop does
     notes = " ".join(grid.experiment("r003-full-finetune-as-run").notes)
     assert "after the first" not in notes and "never calls model.train()" in notes
+
+
+def test_the_reports_higher_lr_is_worst_against_every_other_strategy_1_factor(grid):
+    """'being the worst during strategy one': below the baseline, L2 and the augmentation alike."""
+    labels = {r["label"] for r in _table(grid, "r002-s1-factors")["rows"] if "reported" in r} - {"higher lr (0.01)"}
+    assert _claim_pairs(grid, "r002-s1-factors", "worst during strategy one") == {(label, "higher lr (0.01)") for label in labels}
+
+
+def test_002s_lr_per_layer_statement_is_listed_untested(grid):
+    claims = [c for c in _table(grid, "r002-s2-factors")["claims"] if "negligible effect" in c["claim"]]
+    assert len(claims) == 1 and "untested" in claims[0]
+    assert {claims[0]["row_a"], claims[0]["row_b"]} == {"different lr per layer", "baseline"}
