@@ -84,3 +84,11 @@ def test_002s_lr_per_layer_statement_is_listed_untested(grid):
     claims = [c for c in _table(grid, "r002-s2-factors")["claims"] if "negligible effect" in c["claim"]]
     assert len(claims) == 1 and "untested" in claims[0]
     assert {claims[0]["row_a"], claims[0]["row_b"]} == {"different lr per layer", "baseline"}
+
+
+def test_004s_last_only_fastest_is_a_time_claim_against_every_other_strategy(grid):
+    table = _table(grid, "r004-c-freeze")
+    others = {r["label"] for r in table["rows"]} - {"last layer only"}
+    claims = [c for c in table["claims"] if "'Fastest'" in c["claim"]]
+    assert {(c["row_a"], c["row_b"]) for c in claims} == {("last layer only", label) for label in others}
+    assert {(c["metric"], c["better"]) for c in claims} == {("epoch_s_mean", "lower")}
