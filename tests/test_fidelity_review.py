@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tlbench import cli
 from tlbench.grid import Grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +93,10 @@ def test_004s_last_only_fastest_is_a_time_claim_against_every_other_strategy(gri
     claims = [c for c in table["claims"] if "'Fastest'" in c["claim"]]
     assert {(c["row_a"], c["row_b"]) for c in claims} == {("last layer only", label) for label in others}
     assert {(c["metric"], c["better"]) for c in claims} == {("epoch_s_mean", "lower")}
+
+
+@pytest.mark.parametrize("args", [["--only", "r003-*", "r004-c-*"], ["--only", "r003-*", "--only", "r004-c-*"]])
+def test_only_takes_several_globs_after_one_flag_or_repeated(args):
+    """`run --only 'r003-full-finetune-as-*' 'r004-c-freeze-bn-train'` (several globs, as --set takes several keys)."""
+    parsed = cli.build_parser().parse_args(["list", *args])
+    assert parsed.only == ["r003-*", "r004-c-*"]
