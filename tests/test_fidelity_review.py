@@ -100,3 +100,14 @@ def test_only_takes_several_globs_after_one_flag_or_repeated(args):
     """`run --only 'r003-full-finetune-as-*' 'r004-c-freeze-bn-train'` (several globs, as --set takes several keys)."""
     parsed = cli.build_parser().parse_args(["list", *args])
     assert parsed.only == ["r003-*", "r004-c-*"]
+
+
+def test_000s_final_or_best_argument_quotes_what_the_text_says_of_exp_2(grid):
+    """Exp. 2's 0.9520 lies inside the 95-95.5% band the text gives (and is its 'plateaued around 95.2%'),
+    not below it: the notes' case for final numbers must rest on what the text says."""
+    text = (_reports_dir() / "000_fdf072d3ade648fb.txt").read_text()
+    assert "plateaued around 95.2%" in text and "stagnates around 95–95.5%" in text
+    experiment_note = next(n for n in grid.experiment("r000-celeba-vgg16").notes if "final or best-epoch" in n)
+    table_note = next(n for n in _table(grid, "r000-summary")["notes"] if n.startswith("Final or best epoch?"))
+    for note in (experiment_note, table_note):
+        assert "below the 95-95.5%" not in note and "'plateaued around' ('around 95.2%')" in note
