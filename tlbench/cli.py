@@ -30,7 +30,10 @@ DEFAULT_PROFILE = "full"
 def _selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", default=DEFAULT_GRID, help="grid file (default %(default)s)")
     parser.add_argument("--profile", default=DEFAULT_PROFILE, help="override set from the grid's profiles (default %(default)s)")
-    parser.add_argument("--only", action="append", metavar="GLOB", help="experiments whose name matches (repeatable)")
+    # Several globs after one flag, as --set takes several keys; the flag may also repeat.
+    parser.add_argument(
+        "--only", action="extend", nargs="+", metavar="GLOB", help="experiments whose name matches any of these (repeatable)"
+    )
     parser.add_argument("--results", default="results", help="results directory (default %(default)s)")
     parser.add_argument("--data", default="data", help="dataset root (default %(default)s)")
     parser.add_argument(
