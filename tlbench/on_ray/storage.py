@@ -69,7 +69,7 @@ def check_shared(storage: str, checkpoints: bool) -> None:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     sees = ray.remote(num_cpus=0)(_sees)  # made here: importing this module must not import Ray
-    nodes = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    nodes = {n["NodeID"]: f"node {n['NodeID'][:8]} at {n['NodeManagerAddress']}" for n in ray.nodes() if n["Alive"]}
     if len(nodes) < 2:
         return
     path.mkdir(parents=True, exist_ok=True)
