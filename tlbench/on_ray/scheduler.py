@@ -454,9 +454,9 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     ordered = longest_first(pending)
     check_resources(ordered, options, cluster_gpus)
-    prepare_data(ordered, options.data)
     storage = location(options.storage, options.results)
     check_shared(storage, options.checkpoints)  # before submitting: a node-local path would fail each trial's checkpoint
+    prepare_data(ordered, options.data)
     resume = earlier_checkpoints(storage)
     counts: dict[str, int] = {}
     points = []

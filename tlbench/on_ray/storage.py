@@ -72,14 +72,17 @@ def check_shared(storage: str, checkpoints: bool) -> None:
     nodes = {n["NodeID"]: f"node {n['NodeID'][:8]} at {n['NodeManagerAddress']}" for n in ray.nodes() if n["Alive"]}
     if len(nodes) < 2:
         return
-    path.mkdir(parents=True, exist_ok=True)
     marker = path / f".tlbench-shared-{uuid.uuid4().hex}"
-    marker.touch()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError as exc:
+        raise GridError(f"cannot write to {path}: {exc.strerror or exc}; pass a folder you can write to", file=FLAG) from None
     try:
         probes = {
             node: sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(str(marker)) for node in nodes
         }
-        blind = sorted({nodes[node] for node, probe in probes.items() if not ray.get(probe, timeout=120)})
+        blind = sorted({nodes[node] for node, probe in probes.items() if not _answer(ray, probe)})
     finally:
         marker.unlink(missing_ok=True)
     if blind:
@@ -93,3 +96,11 @@ def check_shared(storage: str, checkpoints: bool) -> None:
 
 def _sees(marker: str) -> bool:
     return os.path.exists(marker)
+
+
+def _answer(ray, probe) -> bool:
+    """A node's answer; one that cannot answer in two minutes (dead, or its task failed) counts as not seeing it."""
+    try:
+        return ray.get(probe, timeout=120)
+    except (ray.exceptions.RayError, TimeoutError):
+        return False
