@@ -320,7 +320,10 @@ def wait_for_workers(laptop: Laptop, count: int, timeout_s: float = 300) -> str:
         time.sleep(5)
 
 
-def test_ray_up_run_report_rsync_down_ray_down_on_three_hosts(hosts, capsys):
+# ~4 min on 2 cores: three venvs, `ray up` and two workers' setup, the grid, and a minute for the workers'
+# raylets to notice their head is gone after `ray down`.
+@pytest.mark.timeout(900)
+def test_ray_up_run_report_rsync_down_ray_down_on_three_hosts(hosts):
     clone = checkout_copy(hosts.root / "tlbench")
     laptop = Laptop(clone, filled_in(clone, hosts), hosts.root)
     laptop.ray("get-auth-token", "--generate")
