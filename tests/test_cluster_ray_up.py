@@ -1,5 +1,6 @@
-"""The README's cluster workflow, as a user runs it: `ray up` on the shipped cluster-onprem.yaml, a grid run
-with `ray exec`, the report, `ray rsync-down`, `ray down`, against three hosts made on this machine.
+"""The README's cluster workflow, as a user runs it: the on-prem commands the README lists (read from it) --
+`ray up` on the shipped cluster-onprem.yaml, `ray exec` of `ray status`, a grid run and the report,
+`ray rsync-down`, `ray down` -- against three hosts made on this machine.
 
 Each host (a head and two workers) is a network namespace of its own (10.231.0.10-12 on a bridge this test
 creates; nothing else is reachable from them) running an SSH daemon in its own PID, mount and UTS namespace, so
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -308,6 +310,26 @@ class Laptop:
         return self.ray("exec", str(self.config), command, timeout=timeout)
 
 
+def readme_steps() -> list[list[str]]:
+    """The on-prem commands the README's cluster section lists, in order, split as a shell would."""
+    text = (REPO / "README.md").read_text().split("On your own machines", 1)[1]
+    block = text.split("```bash", 1)[1].split("```", 1)[0]
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+def as_the_test_runs(args: list[str], hosts: Hosts) -> list[str]:
+    """A README step with what the test adds: -y (no prompt), a tiny grid of 2 epochs, results into its folder."""
+    if args[0] in ("up", "down"):
+        return [args[0], "-y", *(["--no-config-cache"] if args[0] == "up" else []), *args[1:]]
+    if args[0] == "exec" and "tlbench.grid run" in args[-1]:
+        return [*args[:-1], args[-1] + " --grid grid/tiny.yaml --set epochs=2"]
+    if args[0] == "exec" and "tlbench.report" in args[-1]:
+        return [*args[:-1], args[-1] + " --grid grid/tiny.yaml"]
+    if args[0] == "rsync-down":
+        return [*args[:-1], str(hosts.root / "results") + "/"]
+    return args
+
+
 def wait_for_workers(laptop: Laptop, count: int, timeout_s: float = 300) -> str:
     deadline = time.time() + timeout_s
     while True:
@@ -326,16 +348,18 @@ def wait_for_workers(laptop: Laptop, count: int, timeout_s: float = 300) -> str:
 def test_ray_up_run_report_rsync_down_ray_down_on_three_hosts(hosts):
     clone = checkout_copy(hosts.root / "tlbench")
     laptop = Laptop(clone, filled_in(clone, hosts), hosts.root)
-    laptop.ray("get-auth-token", "--generate")
-    laptop.ray("up", "-y", "--no-config-cache", str(laptop.config))
-    wait_for_workers(laptop, 2)
-    run = laptop.exec(
-        "cd ~/tlbench && ~/venv/bin/python -m tlbench.grid run --address auto --storage /mnt/tlbench --grid grid/tiny.yaml --set epochs=2"
-    )
-    assert "summary: 4 ok of 4 run" in run
-    laptop.exec("cd ~/tlbench && ~/venv/bin/python -m tlbench.report --grid grid/tiny.yaml")
-    laptop.ray("rsync-down", str(laptop.config), "~/tlbench/results/", str(hosts.root / "results") + "/")
-    laptop.ray("down", "-y", str(laptop.config))
+    steps = readme_steps()
+    assert [step[:2] for step in steps] == [["cp", "cluster-onprem.yaml"], ["ray", "get-auth-token"], ["ray", "up"],
+        ["ray", "exec"], ["ray", "exec"], ["ray", "exec"], ["ray", "rsync-down"], ["ray", "down"]], steps  # fmt: skip
+    out = {}
+    for step in steps[1:]:  # the first, `cp` then fill in, is filled_in's
+        args = [str(laptop.config) if arg == "cluster-onprem.local.yaml" else arg for arg in step[1:]]
+        if args[0] == "exec" and args[-1] == "ray status":
+            wait_for_workers(laptop, 2)  # through token auth: the YAML's login shell sets it
+            continue
+        args = as_the_test_runs(args, hosts)
+        out[" ".join(args[:1] + args[2:])] = laptop.ray(*args)
+    assert any("summary: 4 ok of 4 run" in text for command, text in out.items() if "tlbench.grid run" in command), out.keys()
 
     files = sorted(p for p in (hosts.root / "results" / "trials").glob("*.parquet") if not p.name.startswith(("_", ".")))
     rows = pd.concat(pd.read_parquet(p) for p in files)  # one file per trial (the index, _index.parquet, left out)
