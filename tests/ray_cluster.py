@@ -67,14 +67,14 @@ class Cluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, name: str, args: list[str], cpus: int, gpus: int | None = None) -> Node:
+    def _start(self, name: str, args: list[str], cpus: int, gpus: int | None = None, wrap: tuple[str, ...] = ()) -> Node:
         ports = [free_port() for _ in range(6)]
         # One temp dir per node under the cluster's: nodes of one session on one
         # host would otherwise share socket paths and crash each other.
         temp_dir = self.temp_dir / name
         temp_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            RAY, "start", "--block", f"--num-cpus={cpus}", f"--resources={json.dumps({name: 1})}",
+            *wrap, RAY, "start", "--block", f"--num-cpus={cpus}", f"--resources={json.dumps({name: 1})}",
             *([f"--num-gpus={gpus}"] if gpus is not None else []),
             f"--temp-dir={temp_dir}", "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--node-manager-port={ports[0]}",
             f"--object-manager-port={ports[1]}", f"--dashboard-agent-listen-port={ports[2]}",
@@ -91,8 +91,9 @@ class Cluster:
     def start_head(self, cpus: int = 0, gpus: int | None = None) -> Node:
         return self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false"], cpus, gpus)
 
-    def add_worker(self, name: str, cpus: int = 1, gpus: int | None = None) -> Node:
-        return self._start(name, [f"--address={self.address}"], cpus, gpus)
+    # `wrap`: a command the node's `ray start` runs under (it must exec it, keeping the pid: its process group).
+    def add_worker(self, name: str, cpus: int = 1, gpus: int | None = None, wrap: tuple[str, ...] = ()) -> Node:
+        return self._start(name, [f"--address={self.address}"], cpus, gpus, wrap)
 
     def alive_nodes(self) -> int:
         probe = (f"import ray; ray.init(address={self.address!r}, logging_level='ERROR'); "

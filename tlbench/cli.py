@@ -20,6 +20,7 @@ from .grid import Grid, GridError, TrialSpec
 from .grid.schema import WEIGHTS
 from .grid.tables import table_rows_of_trials
 from .makespan import Job, arch_gpu_share, cpu_seconds, gpu_seconds, hours, longest_first, makespan
+from .on_ray import storage
 from .provenance import repository_state
 from .store import DONE, FAILED, UNWRITTEN_PREFIX, Store, flatten_config
 
@@ -306,6 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:  # before Ray starts: nothing it ran could be kept
         print(f"error: {problem}; free space or make it writable (or pass --results DIR), then rerun", file=sys.stderr)
         return 1
+    storage.check_form(args.storage)  # before Ray starts: a relative path or unknown scheme would fail after it
     from .on_ray.scheduler import RunOptions, run
 
     options = RunOptions(

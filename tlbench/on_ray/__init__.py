@@ -2,6 +2,7 @@
 
     scheduler.py   the Ray Tune run: one trial per Tune trial with its resources, results into the store
     loggers.py     the Tune logger callbacks: TensorBoard by default, MLflow and W&B on request
+    storage.py     --storage checked before anything is submitted: its form, and that every node sees a path
 
 A trial itself (`execute.execute` -> `train.run_trial`) is plain Python that a test calls directly.
 """

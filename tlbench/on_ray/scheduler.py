@@ -46,6 +46,7 @@ from ..regular_files import is_regular
 from ..store import Store
 from ..trial_claims import Claims
 from . import loggers
+from .storage import check_shared, location
 
 STATE_FILE = "state.pt"
 
@@ -453,8 +454,9 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     ordered = longest_first(pending)
     check_resources(ordered, options, cluster_gpus)
+    storage = location(options.storage, options.results)
+    check_shared(storage, options.checkpoints)  # before submitting: a node-local path would fail each trial's checkpoint
     prepare_data(ordered, options.data)
-    storage = options.storage or str((Path(options.results) / ".tune").resolve())
     resume = earlier_checkpoints(storage)
     counts: dict[str, int] = {}
     points = []
