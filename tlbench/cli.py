@@ -366,9 +366,17 @@ def write_kept_rows(store: Store) -> None:
         print(f"warning: the row kept in {path} still cannot be written ({problem}); its trial counts as pending", file=sys.stderr)
 
 
+def check_results_folder(results: str) -> None:
+    """Every command, before anything else: a --results that is not a folder would read as no results at all."""
+    problem = Store(Path(results)).not_a_folder()
+    if problem:
+        raise GridError(f"{problem}; pass --results DIR, a results folder (made by `grid run` where missing)", file="--results")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_results_folder(args.results)
         code = {"run": cmd_run, "list": cmd_list, "plan": cmd_plan, "status": cmd_status}[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code

@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from . import provenance
 from .grid.schema import FIELDS, arrow_kind
-from .regular_files import open_regular, read_regular_text
+from .regular_files import folder_problem, open_regular, read_regular_text
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
 
@@ -211,6 +211,15 @@ class Store:
     @property
     def epochs_dir(self) -> Path:
         return self.root / "epochs"
+
+    def not_a_folder(self) -> str | None:
+        """Why this path cannot hold results (something other than a folder there or in the place of trials/,
+        epochs/ or claims/), or None: read as empty, every trial would look pending."""
+        for place in (self.root, self.trials_dir, self.epochs_dir, self.root / "claims"):
+            problem = folder_problem(place)
+            if problem:
+                return problem
+        return None
 
     def unwritable(self) -> str | None:
         """Why results cannot be written here (a read-only or full disk, a file in the way), or None."""
