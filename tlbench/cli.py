@@ -117,7 +117,12 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 
 def preflight(trials: list[TrialSpec]) -> None:
-    """Checks that need torch, still before anything runs: weights names and module paths that the arch has."""
+    """Checks that need torch or run the grid's code, still before anything runs: custom archs' modules import,
+    weights names and module paths that the arch has. Only `run` calls it: the commands that only read run no code."""
+    for arch, spec in {t.config["model"]["arch"]: t for t in trials if archs.is_custom(t.config["model"]["arch"])}.items():
+        problem = archs.import_problem(arch)
+        if problem:
+            raise GridError(f"experiment {spec.experiment!r}: model.arch: got {arch!r}, expected {problem}", file="grid")
     named = [t for t in trials if t.config["model"]["weights"] not in WEIGHTS and not archs.is_custom(t.config["model"]["arch"])]
     if named:
         from .models import weights_enum
