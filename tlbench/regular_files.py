@@ -47,6 +47,17 @@ def is_regular(path: str | Path) -> bool:
         return False
 
 
+def _kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISDIR: "a folder",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a device",
+        stat.S_ISBLK: "a device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
 def folder_problem(path: str | Path) -> str | None:
     """Why `path` cannot be used as a folder (a file, a FIFO, a dangling link is there, or above it), or None.
 
@@ -65,14 +76,3 @@ def folder_problem(path: str | Path) -> str | None:
             return None
         return f"{place} is {_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, not a folder"
     return None
-
-
-def _kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISFIFO: "a FIFO",
-        stat.S_ISDIR: "a folder",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a device",
-        stat.S_ISBLK: "a device",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "not a plain file")

@@ -11,8 +11,10 @@ the file's name, size and mtime, so that a command reads one file, not
 thousands. It is a cache: the files stay the truth. Every read lists the folder
 and stats each file; a file the index lacks or holds at another size or mtime
 (new, rewritten) is read anew, a file gone is dropped, and the index is
-rewritten (atomically). A missing, unreadable or outdated index is rebuilt from
-the files. The leading underscore hides it from pyarrow's directory reader. A file is
+rewritten (atomically). A missing index is rebuilt from the files; one that is
+not a regular file or not one this version wrote whole (a row twice, another
+file's row, other columns, truncated) is rebuilt too, with a warning naming it.
+The leading underscore hides it from pyarrow's directory reader. A file is
 written under a hidden temporary name and renamed into place (atomic on one
 filesystem), so a crash leaves the old state or the new, never half a file;
 the epochs go first and the trial file last, so a trial file means done.
