@@ -106,23 +106,6 @@ def test_the_largest_seed_is_accepted(tiny_grid):
     assert [t.seed for t in Grid.load(tiny_grid).expand(overrides=["seeds=[4294967295]"])] == [4294967295] * 2
 
 
-@pytest.mark.parametrize("arch, expected", [
-    ("no_such_pkg.models:net", r"an importable module: importing no_such_pkg.models failed \(ModuleNotFoundError"),
-    ("tlbench.tiny:no_such_function", "a function no_such_function in tlbench.tiny"),
-])  # fmt: skip
-def test_a_custom_arch_is_imported_at_load_with_an_error_at_its_line(write_grid, arch, expected):
-    path = write_grid(TINY_GRID.replace("tlbench.tiny:small_cnn", arch))
-    with pytest.raises(GridError, match=rf"grid.yaml:10: experiments\[0\].model.arch: got '{arch}', expected {expected}"):
-        Grid.load(path)
-
-
-def test_a_custom_arch_is_imported_not_called(write_grid, tmp_path, monkeypatch):
-    (tmp_path / "costly_arch.py").write_text("IMPORTED = True\ndef build(weights):\n    raise SystemExit('called at load')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    Grid.load(write_grid(TINY_GRID.replace("tlbench.tiny:small_cnn", "costly_arch:build")))
-    assert sys.modules["costly_arch"].IMPORTED
-
-
 @pytest.mark.parametrize(
     "flag, value",
     [

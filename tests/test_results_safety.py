@@ -258,9 +258,9 @@ def test_results_that_cannot_be_written_stop_the_run_before_ray_starts(tiny_grid
     blocker.write_text("in the way")
     monkeypatch.setattr("tlbench.cli.preflight", lambda pending: None)
     monkeypatch.setattr("tlbench.on_ray.scheduler.run", lambda pending, options: pytest.fail("Ray must not start"))
-    assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(blocker / "results")]) == 1
+    assert grid_cli.main(["run", "--grid", str(tiny_grid), "--results", str(blocker / "results")]) == 2  # bad input: before anything
     err = capsys.readouterr().err
-    assert f"error: cannot write to {blocker / 'results'}" in err and "Traceback" not in err
+    assert f"error: --results: {blocker} is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_a_claim_the_disk_refuses_stops_handing_out_trials(tmp_path, trials):

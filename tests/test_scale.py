@@ -7,17 +7,19 @@ import random
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import TINY_GRID
 from test_store import fake_row
 
 from tlbench import report
+from tlbench import store as store_module
 from tlbench.aggregate import build_tables
 from tlbench.grid import Grid, TrialSpec
 from tlbench.grid.model import VARIANT_AXIS
 from tlbench.grid.tables import RowIndex, canonical_value
-from tlbench.scale import scale_grid
+from tlbench.scale import bench_first_read, scale_grid
 from tlbench.store import INDEX_FILE, Store
 
 
@@ -161,3 +163,57 @@ def test_a_fifo_among_the_trial_files_is_named_not_read_as_part_of_a_batch(tmp_p
     statuses, unreadable = store.statuses()  # returns: nothing opens the FIFO in bulk
     assert statuses == {trials[0].trial_id: "ok"}
     assert [p for p, _ in unreadable] == [fifo]
+
+
+def test_new_files_read_together_keep_every_per_file_check(tmp_path, trials):
+    """A folder no command indexed yet: good rows of two sets of columns (an older file lacks some) are read, and
+    each file that is no trial row of its own (two rows, another trial's row, a null id, another type) is named."""
+    store = Store(tmp_path)
+    for spec in trials:
+        store.write(fake_row(spec), [{"trial_id": spec.trial_id, "epoch": 1, "train_loss": 0.5}])
+    older = store.trials_dir / f"{trials[1].trial_id}.parquet"
+    pq.write_table(pq.read_table(older).drop_columns(["wall_s"]), older)
+    row = pq.read_table(store.trials_dir / f"{trials[0].trial_id}.parquet")
+    planted = {
+        "aaaaaaaaaaaaaaaa": pa.concat_tables([row, row]).set_column(0, "trial_id", pa.array(["aaaaaaaaaaaaaaaa"] * 2)),
+        "bbbbbbbbbbbbbbbb": row,  # trial 0's row under another name
+        "cccccccccccccccc": row.set_column(0, "trial_id", pa.nulls(1, pa.string())),
+        "dddddddddddddddd": row.set_column(0, "trial_id", pa.array(["dddddddddddddddd"])).set_column(
+            row.schema.get_field_index("test_acc"), "test_acc", pa.array(["high"])),
+    }  # fmt: skip
+    for name, table in planted.items():
+        pq.write_table(table, store.trials_dir / f"{name}.parquet")
+    pq.write_table(pa.table({"trial_id": [trials[0].trial_id], "epoch": [1]}), store.epochs_dir / f"{trials[2].trial_id}.parquet")
+    table, bad = store.read()
+    assert sorted(table.column("trial_id").to_pylist()) == sorted(t.trial_id for t in trials)
+    assert table.column("wall_s").to_pylist().count(None) == 1  # the older file's, filled in
+    problems = {path.stem: problem for path, problem in bad}
+    assert problems.keys() == planted.keys()
+    assert "2 rows" in problems["aaaaaaaaaaaaaaaa"] and "holds trial" in problems["bbbbbbbbbbbbbbbb"]
+    assert "holds trial None" in problems["cccccccccccccccc"] and "column 'test_acc' is string" in problems["dddddddddddddddd"]
+    epochs_bad = store.bad_epoch_files()
+    assert [(p.stem, "rows of other trials" in why) for p, why in epochs_bad] == [(trials[2].trial_id, True)]
+    assert sorted(store.read_epochs().column("trial_id").to_pylist()) == sorted(t.trial_id for t in trials if t != trials[2])
+
+
+@pytest.mark.slow
+def test_the_first_read_bench_times_a_list_over_unindexed_results(tmp_path, trials):
+    spec = trials[0]
+    lines = {}
+    template = (fake_row(spec), [{"trial_id": spec.trial_id, "epoch": 1, "train_loss": 0.5}])
+    seconds = bench_first_read(tmp_path, template, 20, lambda name, value: lines.__setitem__(name, value))
+    assert lines == {"scale_first_read_20_s": seconds, "scale_first_read_files_per_s": pytest.approx(20 / seconds)}
+    assert pq.read_table(tmp_path / "results-first-read-20" / "trials" / INDEX_FILE).num_rows == 20  # it read them all
+
+
+def test_good_new_files_are_read_together_not_one_by_one(tmp_path, trials, monkeypatch):
+    """The per-file reader is for files the checks together doubt: before, every new file went through it (22 ms each)."""
+    store = Store(tmp_path)
+    for spec in trials:
+        store.write(fake_row(spec), [{"trial_id": spec.trial_id, "epoch": 1, "train_loss": 0.5}])
+    alone = []
+    for name in ("read_trial_file", "read_epoch_file"):
+        reader = getattr(store_module, name)
+        monkeypatch.setattr(store_module, name, lambda path, reader=reader: alone.append(path) or reader(path))
+    assert len(store.read()[0]) == len(trials) and store.read_epochs().num_rows == len(trials)
+    assert alone == []

@@ -17,6 +17,7 @@ is one `ARCHS.register(Arch(...))` below, checked by `tests/test_registries.py`.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,30 @@ UNSUPPORTED = _register_torchvision()
 
 def is_custom(arch: str) -> bool:
     return ":" in arch
+
+
+def custom_shape_problem(arch: str) -> str | None:
+    """What a custom arch's string should look like where it does not (`package.module:function`), or None.
+
+    Only its shape: the commands that only read (`list`, `plan`, `status`, the report) never import it."""
+    module, _, function = arch.partition(":")
+    if all(part.isidentifier() for part in module.split(".")) and function.isidentifier():
+        return None
+    return f"'package.module:function' for a custom model (dotted names), got {arch!r}"
+
+
+def import_problem(arch: str) -> str | None:
+    """Import a custom arch's module, on the driver before any trial starts (`grid run`'s preflight), so a typo
+    fails now and not in a worker hours in; why it failed, or None.
+
+    Importing runs the module's code: only `run` does it (a grid file is code, like a script; see the README's
+    trust boundary). The function is not called: that would build the network, which may be costly."""
+    module, _, function = arch.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), function, None)
+    except Exception as exc:  # ImportError, or whatever the module raised while importing
+        return f"an importable module: importing {module} failed ({type(exc).__name__}: {exc})"
+    return None if callable(found) else f"a function {function} in {module} (it has no such callable)"
 
 
 def is_known(arch: str) -> bool:

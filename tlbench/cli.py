@@ -121,7 +121,12 @@ def load_trials(args: argparse.Namespace) -> tuple[Grid, list[TrialSpec]]:
 
 
 def preflight(trials: list[TrialSpec]) -> None:
-    """Checks that need torch, still before anything runs: weights names and module paths that the arch has."""
+    """Checks that need torch or run the grid's code, still before anything runs: custom archs' modules import,
+    weights names and module paths that the arch has. Only `run` calls it: the commands that only read run no code."""
+    for arch, spec in {t.config["model"]["arch"]: t for t in trials if archs.is_custom(t.config["model"]["arch"])}.items():
+        problem = archs.import_problem(arch)
+        if problem:
+            raise GridError(f"experiment {spec.experiment!r}: model.arch: got {arch!r}, expected {problem}", file="grid")
     named = [t for t in trials if t.config["model"]["weights"] not in WEIGHTS and not archs.is_custom(t.config["model"]["arch"])]
     if named:
         from .models import weights_enum
@@ -371,9 +376,17 @@ def write_kept_rows(store: Store) -> None:
         print(f"warning: the row kept in {path} still cannot be written ({problem}); its trial counts as pending", file=sys.stderr)
 
 
+def check_results_folder(results: str) -> None:
+    """Every command, before anything else: a --results that is not a folder would read as no results at all."""
+    problem = Store(Path(results)).not_a_folder()
+    if problem:
+        raise GridError(f"{problem}; pass --results DIR, a results folder (made by `grid run` where missing)", file="--results")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_results_folder(args.results)
         code = {"run": cmd_run, "list": cmd_list, "plan": cmd_plan, "status": cmd_status}[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
         return code

@@ -151,3 +151,23 @@ def _kind(mode: int) -> str:
         stat.S_ISBLK: "a device",
     }
     return next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+
+
+def folder_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be used as a folder (a file, a FIFO, a dangling link is there, or above it), or None.
+
+    A path not there yet is fine where its nearest existing ancestor is a folder (it can be created)."""
+    path = Path(path)
+    for place in (path, *path.parents):
+        try:
+            mode = place.stat().st_mode  # follows links: a link to a folder is a folder
+        except (FileNotFoundError, NotADirectoryError):  # not there (or below a file): its parent tells
+            if place.is_symlink():
+                return f"{place} is a link to nothing, not a folder"
+            continue
+        except OSError as exc:
+            return f"{place} cannot be read as a folder ({exc.strerror or exc})"
+        if stat.S_ISDIR(mode):
+            return None
+        return f"{place} is {_kind(mode) if not stat.S_ISREG(mode) else 'a file'}, not a folder"
+    return None

@@ -24,6 +24,7 @@ import pyarrow as pa
 from . import figures
 from .aggregate import Cell, Row, Table, build_tables, commit_labels, metric_label, tables_frame
 from .claims import ClaimResult, claims_frame, evaluate_claims
+from .cli import check_results_folder
 from .grid import Grid, GridError
 from .regular_files import replace_file
 from .store import DONE, Store
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="profile the results were run with (default: the one recorded in them)")
     args = parser.parse_args(argv)
     try:
+        check_results_folder(args.results)
         grid = Grid.load(args.grid)
         if args.profile is not None:
             grid.expand(profile=args.profile)  # an unknown profile: exit 2 naming the valid ones

@@ -13,6 +13,13 @@ trains), then times, each in a fresh process as a user runs it:
 
 each printed with the size as suffix (`scale_report_s_10000_trials`), plus the
 10k/1k ratio (`scale_report_s_growth`): about 10 means linear in the trials.
+
+Then results copied in from a cluster: 5,000 finished trials no command has
+indexed yet (quick: 100), and the first `grid list` over them, which reads every
+trial and epochs file once and builds the folder's index:
+
+  scale_first_read_5000_s        its seconds (quick: scale_first_read_100_s)
+  scale_first_read_files_per_s   trial files read per second by it
 """
 
 from __future__ import annotations
@@ -125,16 +132,32 @@ def timed(module_args: list[str], grid_file: Path, results: Path) -> float:
     return seconds
 
 
+FIRST_READ_TRIALS = {"full": 5000, "quick": 100}
+
+
+def bench_first_read(work: Path, template: tuple[dict[str, Any], list[dict[str, Any]]], trials: int, emit: Any) -> float:
+    """The first `grid list` over `trials` finished results no command has indexed yet (copied in from a cluster)."""
+    grid_file = work / f"grid-first-read-{trials}.yaml"
+    grid_file.write_text(scale_grid(trials // SEEDS))
+    results = work / f"results-first-read-{trials}"
+    n = fabricate(grid_file, results, *template)
+    seconds = timed(["tlbench.grid", "list"], grid_file, results)
+    emit(f"scale_first_read_{n}_s", seconds)
+    emit("scale_first_read_files_per_s", n / seconds)
+    return seconds
+
+
 def bench_scale(quick: bool, emit: Any) -> None:
     work = Path(tempfile.mkdtemp(prefix="tlbench-scale-bench-"))
     try:
-        template = None
+        grid_file = work / "grid-template.yaml"
+        grid_file.write_text(scale_grid(1))
+        template = real_trial(grid_file, work)
+        bench_first_read(work, template, FIRST_READ_TRIALS["quick" if quick else "full"], emit)
         times: dict[str, dict[int, float]] = {name: {} for name in COMMANDS}
         for trials, _rows in SIZES["quick" if quick else "full"]:
             grid_file = work / f"grid-{trials}.yaml"
             grid_file.write_text(scale_grid(trials // SEEDS))
-            if template is None:
-                template = real_trial(grid_file, work)
             results = work / f"results-{trials}"
             tick = time.perf_counter()
             n = fabricate(grid_file, results, *template)
@@ -151,4 +174,4 @@ def bench_scale(quick: bool, emit: Any) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-__all__ = ["bench_scale", "scale_grid"]
+__all__ = ["bench_first_read", "bench_scale", "scale_grid"]

@@ -11,8 +11,10 @@ the file's name, size and mtime, so that a command reads one file, not
 thousands. It is a cache: the files stay the truth. Every read lists the folder
 and stats each file; a file the index lacks or holds at another size or mtime
 (new, rewritten) is read anew, a file gone is dropped, and the index is
-rewritten (atomically). A missing, unreadable or outdated index is rebuilt from
-the files. The leading underscore hides it from pyarrow's directory reader. A file is
+rewritten (atomically). A missing index is rebuilt from the files; one that is
+not a regular file or not one this version wrote whole (a row twice, another
+file's row, other columns, truncated) is rebuilt too, with a warning naming it.
+The leading underscore hides it from pyarrow's directory reader. A file is
 written under a hidden temporary name and renamed into place (atomic on one
 filesystem), so a crash leaves the old state or the new, never half a file;
 the epochs go first and the trial file last, so a trial file means done.
@@ -31,21 +33,24 @@ import json
 import os
 import re
 import stat
+import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from . import provenance
 from .grid.schema import FIELDS, arrow_kind
-from .regular_files import read_regular_text
+from .regular_files import folder_problem, open_regular, read_regular_text
 
 ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
 
@@ -90,7 +95,6 @@ FAILED = ("error", "oom")  # statuses that count as failures (an oom trial rerun
 INDEX_FILE = "_index.parquet"
 # The index's own columns beside the rows: which file a row came from, and that file's size and mtime then.
 FILE_FIELDS = [pa.field("_file", pa.string()), pa.field("_size", pa.int64()), pa.field("_mtime_ns", pa.int64())]
-BULK_FILES = 500  # new files read as one dataset at a time; a bad one sends only its batch to the file-by-file reader
 
 
 def flatten_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +215,15 @@ class Store:
     @property
     def epochs_dir(self) -> Path:
         return self.root / "epochs"
+
+    def not_a_folder(self) -> str | None:
+        """Why this path cannot hold results (something other than a folder there or in the place of trials/,
+        epochs/ or claims/), or None: read as empty, every trial would look pending."""
+        for place in (self.root, self.trials_dir, self.epochs_dir, self.root / "claims"):
+            problem = folder_problem(place)
+            if problem:
+                return problem
+        return None
 
     def unwritable(self) -> str | None:
         """Why results cannot be written here (a read-only or full disk, a file in the way), or None."""
@@ -345,47 +358,61 @@ TRIAL_ID = re.compile(r"[0-9a-f]{16}")  # spec.trial_id: the first 16 hex digits
 
 def read_trial_file(path: Path) -> pa.Table:
     """One trial file as a row of TRIAL_SCHEMA's types (columns it lacks come back null); raises where it is not one."""
-    if not path.is_file():  # a FIFO would block the reader forever, a folder would be read as a dataset
-        raise ValueError("not a regular file")
-    table = pq.read_table(path)
+    table = _read_parquet(path)
     if table.num_rows != 1:
         raise ValueError(f"{table.num_rows} rows, expected one trial")
-    for key in ("trial_id", "status"):
+    for key in TRIAL_KEYS:
         if key not in table.column_names or not pa.types.is_string(table.schema.field(key).type):
             raise ValueError(f"no string column {key!r}: not a tlbench trial row")
     trial_id = table.column("trial_id")[0].as_py()
     if trial_id != path.stem:
         raise ValueError(f"holds trial {trial_id!r}, not {path.stem!r}")
-    present = [c for c in TRIAL_SCHEMA.names if c in table.column_names]
-    for name in present:
-        found, expected = table.schema.field(name).type, TRIAL_SCHEMA.field(name).type
-        if not (found == expected or pa.types.is_null(found) or _same_family(found, expected)):
-            raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench trial row")
-    columns = [table.column(c).cast(TRIAL_SCHEMA.field(c).type, safe=True) for c in present]
-    missing = [c for c in TRIAL_SCHEMA.names if c not in table.column_names]
-    columns += [pa.nulls(1, TRIAL_SCHEMA.field(c).type) for c in missing]
-    return pa.table(columns, names=present + missing).select(TRIAL_SCHEMA.names)
+    problem = _type_problem(table.schema, TRIAL_SCHEMA)
+    if problem:
+        raise ValueError(f"{problem}: not a tlbench trial row")
+    return _conformed(table, TRIAL_SCHEMA)
 
 
 def read_epoch_file(path: Path) -> pa.Table:
     """One trial's epoch rows in EPOCH_SCHEMA; raises where the file is not that."""
-    if not path.is_file():
-        raise ValueError("not a regular file")
-    table = pq.read_table(path)
-    for name in EPOCH_SCHEMA.names:
-        if name in table.column_names:
-            found, expected = table.schema.field(name).type, EPOCH_SCHEMA.field(name).type
-            if not (found == expected or pa.types.is_null(found) or _same_family(found, expected)):
-                raise ValueError(f"column {name!r} is {found}, expected {expected}: not a tlbench epochs file")
+    table = _read_parquet(path)
+    problem = _type_problem(table.schema, EPOCH_SCHEMA)
+    if problem:
+        raise ValueError(f"{problem}: not a tlbench epochs file")
     if "trial_id" not in table.column_names or set(table.column("trial_id").to_pylist()) - {path.stem}:
         raise ValueError(f"rows of other trials than {path.stem!r}")
+    return _conformed(table, EPOCH_SCHEMA)
+
+
+TRIAL_KEYS = ("trial_id", "status")  # string columns every trial row has
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    """A Parquet file's table, opened as a regular file only: a planted FIFO would block the reader forever."""
+    with open_regular(path) as fh:
+        data = fh.read()  # whole (a row: kilobytes), so Parquet decodes from memory without taking the GIL per read
+    return pq.ParquetFile(pa.BufferReader(data)).read()
+
+
+def _type_problem(found: pa.Schema, expected: pa.Schema) -> str | None:
+    """Why a file's columns cannot be read as `expected`'s (one of another type), or None."""
+    for name in expected.names:
+        if name in found.names:
+            have, want = found.field(name).type, expected.field(name).type
+            if not (have == want or pa.types.is_null(have) or _same_family(have, want)):
+                return f"column {name!r} is {have}, expected {want}"
+    return None
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A table whose columns `_type_problem` accepts, in `schema`'s columns and types (those it lacks: null)."""
     columns = [
-        table.column(c).cast(EPOCH_SCHEMA.field(c).type)
-        if c in table.column_names
-        else pa.nulls(table.num_rows, EPOCH_SCHEMA.field(c).type)
-        for c in EPOCH_SCHEMA.names
+        table.column(name).cast(schema.field(name).type, safe=True)
+        if name in table.column_names
+        else pa.nulls(table.num_rows, schema.field(name).type)
+        for name in schema.names
     ]
-    return pa.table(columns, schema=EPOCH_SCHEMA)
+    return pa.table(columns, schema=schema)
 
 
 def _same_family(found: pa.DataType, expected: pa.DataType) -> bool:
@@ -402,15 +429,14 @@ def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path]
     """The rows of every file of one folder (`schema`, or its `columns`), and (file, problem) for each unreadable one.
 
     Files unchanged since the index was written are not opened; new and changed
-    ones are read as one Arrow dataset, and where a batch fails or holds rows
-    that are not its files' own (`trial_id` = the file's name; `one_row`: one
-    row a file), file by file with `read_file`, which names each bad file."""
+    ones are read on threads and checked together (`_read_new`); a file those
+    checks doubt is read again alone with `read_file`, which names its problem."""
     columns = columns or schema.names
     if not paths:
         return schema.empty_table().select(columns), []
     folder = paths[0].parent
     stats: dict[str, tuple[int, int]] = {}
-    irregular: list[Path] = []  # a FIFO would block the dataset reader: read_file alone decides on those
+    irregular: list[Path] = []  # not even opened in bulk: read_file alone decides on those (and names them)
     for path in paths:
         try:
             info = path.stat()  # before reading: a file rewritten meanwhile is seen as changed next time
@@ -421,37 +447,63 @@ def read_folder(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path]
         else:
             irregular.append(path)
     indexed = schema.append(FILE_FIELDS[0]).append(FILE_FIELDS[1]).append(FILE_FIELDS[2])
-    up_to_date = _up_to_date(folder / INDEX_FILE, indexed, stats, [*columns, *(f.name for f in FILE_FIELDS)])
+    index_path = folder / INDEX_FILE
+    up_to_date = _up_to_date(index_path, indexed, stats, [*columns, *(f.name for f in FILE_FIELDS)], one_row)
     if up_to_date is not None and not irregular:  # nothing new, changed or gone: the index's columns are the answer
         return up_to_date.select(columns), []
-    cached = _load_index(folder / INDEX_FILE, indexed)
+    cached = _load_index(index_path, indexed, one_row, warn=True)
     kept = indexed.empty_table()
     if cached is not None:
         kept = cached.filter(_unchanged(cached, stats))
     fresh = sorted(set(stats) - set(kept.column("_file").to_pylist()))
     parts, bad = [kept], _read_each(irregular, read_file)[1]
-    for start in range(0, len(fresh), BULK_FILES):
-        batch = [folder / name for name in fresh[start : start + BULK_FILES]]
-        tables, problems = _read_new(batch, schema, read_file, one_row)
-        bad += problems
-        parts += [_with_file_columns(t, stats) for t in tables]
+    tables, problems = _read_new([folder / name for name in fresh], schema, read_file, one_row)
+    bad += problems
+    parts += [_with_file_columns(t, stats) for t in tables]
     table = pa.concat_tables(parts).combine_chunks().sort_by("_file")
     if cached is None or fresh or kept.num_rows != cached.num_rows:
         try:
-            _atomic_write(table, folder / INDEX_FILE)
+            _atomic_write(table, index_path)
         except OSError:  # a read-only results folder still reads, only not faster next time
             pass
     return table.select(columns), bad
 
 
-def _load_index(path: Path, indexed: pa.Schema, columns: list[str] | None = None) -> pa.Table | None:
-    """The folder's index (`columns` of it), or None where it is missing, unreadable or of other columns (then rebuilt)."""
+def _load_index(path: Path, indexed: pa.Schema, one_row: bool, columns: list[str] | None = None,
+                warn: bool = False) -> pa.Table | None:  # fmt: skip
+    """The folder's index (`columns` of it), or None where it is missing or not one this version wrote whole (rebuilt then).
+
+    It is a cache read from a folder anyone may have copied into: it is opened as a regular file only (a FIFO
+    would block), and its rows are checked (`_index_problem`) before any is trusted; `warn` says why one is not."""
+    wanted = None if columns is None else sorted({*columns, "trial_id", "_file"}, key=indexed.names.index)
     try:
-        if not pq.read_schema(path).equals(indexed):
-            return None
-        return pq.read_table(path, columns=columns)
-    except Exception:
+        with open_regular(path) as fh:
+            index = pq.ParquetFile(fh)
+            if not index.schema_arrow.equals(indexed):
+                raise ValueError("its columns are not this version's")
+            table = index.read(columns=wanted)
+        problem = _index_problem(table, one_row)
+    except FileNotFoundError:
         return None
+    except Exception as exc:  # truncated, not Parquet, a FIFO, another version's columns
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is None:
+        return table if columns is None else table.select(columns)
+    if warn:
+        print(f"warning: results index {path} cannot be used ({problem}): rebuilt from the files beside it", file=sys.stderr)
+    return None
+
+
+def _index_problem(index: pa.Table, one_row: bool) -> str | None:
+    """Why an index's rows are not one file's own each (a row copied twice, a row under another file's name), or None."""
+    files = index.column("_file")
+    if pc.any(pc.is_null(files)).as_py() or pc.any(pc.is_null(index.column("trial_id"))).as_py():
+        return "rows without a file or trial id"
+    if not pc.all(pc.equal(pc.utf8_slice_codeunits(files, 0, -len(".parquet")), index.column("trial_id"))).as_py():
+        return "rows under another trial's file name"
+    if one_row and pc.count_distinct(files).as_py() != index.num_rows:
+        return "a file's row listed twice"
+    return None
 
 
 def _unchanged(index: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Array:
@@ -460,30 +512,79 @@ def _unchanged(index: pa.Table, stats: dict[str, tuple[int, int]]) -> pa.Array:
     return pa.array([stats.get(f) == (s, m) for f, s, m in zip(files, sizes, mtimes)], pa.bool_())
 
 
-def _up_to_date(path: Path, indexed: pa.Schema, stats: dict[str, tuple[int, int]], columns: list[str]) -> pa.Table | None:
+def _up_to_date(path: Path, indexed: pa.Schema, stats: dict[str, tuple[int, int]], columns: list[str],
+                one_row: bool) -> pa.Table | None:  # fmt: skip
     """The index's `columns` where it holds every file as it is now and no other, else None."""
-    index = _load_index(path, indexed, columns)
+    index = _load_index(path, indexed, one_row, columns)
     if index is None or not pc.all(_unchanged(index, stats)).as_py():
         return None
     return index if set(index.column("_file").to_pylist()) == set(stats) else None
 
 
+READ_THREADS = 4  # files read at once: Parquet decodes without the GIL, and a network disk answers in parallel
+
+
 def _read_new(paths: list[Path], schema: pa.Schema, read_file: Callable[[Path], pa.Table],
               one_row: bool) -> tuple[list[pa.Table], list[tuple[Path, str]]]:  # fmt: skip
+    """New files' rows (with `_file`), and (file, problem) for each bad one.
+
+    Each file is opened as a regular file and read on a thread; files of one set of
+    columns are checked once for that set and row by row together (each row its
+    file's trial; `one_row`: one a file). A file that fails to read or any check
+    is read again by `read_file`, whose error names what is wrong with it."""
+    if not paths:
+        return [], []
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        read = list(pool.map(_try_read, paths))
+    by_columns: dict[pa.Schema, list[tuple[Path, pa.Table]]] = defaultdict(list)
+    doubtful = [path for path, table in zip(paths, read) if table is None]
+    for path, table in zip(paths, read):
+        if table is not None:
+            by_columns[table.schema].append((path, table))
+    tables = []
+    for found, members in by_columns.items():
+        if not _columns_fit(found, schema, one_row):
+            doubtful += [path for path, _ in members]
+            continue
+        table, wrong = _own_rows(members, one_row)
+        doubtful += wrong
+        if table.num_rows:
+            tables.append(_conformed(table, schema).append_column("_file", table.column("_file")))
+    more, bad = _read_each(sorted(doubtful), read_file)
+    return tables + more, bad
+
+
+def _try_read(path: Path) -> pa.Table | None:
     try:
-        found = ds.dataset([str(p) for p in paths], schema=schema, format="parquet")
-        table = found.to_table(columns={**{n: ds.field(n) for n in schema.names}, "_path": ds.field("__filename")})
-        names = [Path(p).name for p in table.column("_path").to_pylist()]
-        owners = [Path(n).stem for n in names]
-        own = table.column("trial_id").to_pylist() == owners
-        counted = not one_row or len(set(names)) == len(names) == len(paths)
-        # a trial row without a status (a file of another schema, nulls filled in by the dataset) is not one
-        complete = not one_row or table.column("status").null_count == 0
-        if own and counted and complete:
-            return [table.drop_columns("_path").append_column("_file", pa.array(names, pa.string()))], []
-    except Exception:  # one truncated or foreign file fails the whole batch: read it file by file
-        pass
-    return _read_each(paths, read_file)
+        return _read_parquet(path)
+    except Exception:  # read_file reads it again and says why
+        return None
+
+
+def _columns_fit(found: pa.Schema, schema: pa.Schema, one_row: bool) -> bool:
+    """Whether files of these columns can be rows of `schema` (the checks read_trial_file / read_epoch_file make)."""
+    keys = TRIAL_KEYS if one_row else ("trial_id",)
+    try:
+        strings = all(key in found.names and pa.types.is_string(found.field(key).type) for key in keys)
+        return strings and _type_problem(found, schema) is None
+    except KeyError:  # a column name twice
+        return False
+
+
+def _own_rows(members: list[tuple[Path, pa.Table]], one_row: bool) -> tuple[pa.Table, list[Path]]:
+    """Files of one set of columns as one table with `_file`, keeping only files whose every row is their trial's
+    (and, `one_row`, only one); the others' paths."""
+    counts = np.array([table.num_rows for _, table in members])
+    names = np.repeat([path.name for path, _ in members], counts)
+    stems = np.repeat([path.stem for path, _ in members], counts)
+    table = pa.concat_tables([table for _, table in members]).combine_chunks()  # one chunk: thousands make compute slow
+    table = table.append_column("_file", pa.array(names, pa.string()))
+    own = pc.fill_null(pc.equal(table.column("trial_id"), pa.array(stems, pa.string())), False).to_numpy(zero_copy_only=False)
+    file_of_row = np.repeat(np.arange(len(members)), counts)
+    all_own = np.bincount(file_of_row[own], minlength=len(members)) == counts
+    good = all_own & (counts == 1) if one_row else all_own
+    keep = good[file_of_row]
+    return table.filter(pa.array(keep)), [path for (path, _), ok in zip(members, good) if not ok]
 
 
 def _read_each(paths: list[Path], read_file: Callable[[Path], pa.Table]) -> tuple[list[pa.Table], list[tuple[Path, str]]]:

@@ -7,8 +7,10 @@ a local disk and on NFSv3+) just before it hands the trial to Ray, and frees
 it once the trial's row is written or when it exits. A claim whose driver is
 gone is stale and taken over:
 - same host: its pid is not running, or runs a process started at another
-  time (the pid was reused); a claim without a pid above 1 or without its
-  start time is judged by its age, as below;
+  time (the pid was reused); a claim of pid 1 or without its start time is
+  judged by its age, as below;
+- a claim whose pid is no process id (not an integer, below 1, past a pid_t)
+  was not written by a driver: stale at once, with a warning naming its file;
 - another host: its file was not touched for `STALE_AFTER_S`; a live driver
   touches every claim it holds each `HEARTBEAT_S` (a thread), so only a dead
   driver, or a host whose clock is that far off, leaves one that old.
@@ -39,6 +41,14 @@ def process_start(pid: int) -> str | None:
     except OSError:
         return None
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name (which may hold spaces)
+
+
+MAX_PID = 2**31 - 1  # a pid_t: os.kill raises OverflowError past it
+
+
+def _pid_shaped(pid: Any) -> bool:
+    """Whether a claim's pid is one a process can have (0 and negatives would signal a whole process group)."""
+    return type(pid) is int and 1 <= pid <= MAX_PID
 
 
 def pid_running(pid: int) -> bool:
@@ -112,8 +122,11 @@ class Claims:
         if holder is None:  # unreadable: only its age tells (a claim is written the moment it is created)
             return age > self.stale_after_s
         pid = holder.get("pid")
-        # pid 1 (init) always runs and os.kill(0 or -1) signals a group: no driver's pid, so only the age tells
-        if holder.get("host") == self.me["host"] and type(pid) is int and pid > 1:
+        if not _pid_shaped(pid):  # no driver wrote it (a driver writes its own pid): nothing to wait for
+            _warn(f"warning: claim file {path} is malformed (pid {pid!r} is not a process id): taken as stale")
+            return True
+        # pid 1 (init, or a driver that is a container's first process) always runs: only the age tells
+        if holder.get("host") == self.me["host"] and pid > 1:
             if not pid_running(pid):
                 return True
             started = process_start(pid)

@@ -7,7 +7,6 @@ few top-level keys. Every key here becomes a result column, dotted
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,9 +119,8 @@ def _weights(v: str) -> str | None:
 def _arch(v: str) -> str | None:
     if v in archs.ARCHS:
         return None
-    module, _, function = v.partition(":")
-    if archs.is_custom(v) and module and function.isidentifier():
-        return _importable(module, function)
+    if archs.is_custom(v):  # its module is imported only by `grid run` (archs.import_problem): a grid loaded to read runs no code
+        return archs.custom_shape_problem(v)
     if v in archs.UNSUPPORTED:
         return f"a torchvision classification model with a Linear head; {v} has {archs.UNSUPPORTED[v]}"
     close = get_close_matches(v, archs.ARCHS.names(), n=5, cutoff=0.6)
@@ -130,17 +128,6 @@ def _arch(v: str) -> str | None:
         f"one of {', '.join(archs.HAND_WRITTEN)}, any other torchvision classification model (torchvision.models.list_models()), "
         f"or 'package.module:function' for a custom model" + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
     )
-
-
-def _importable(module: str, function: str) -> str | None:
-    """Import a custom arch's module on the driver, at load, so a typo fails now and not in a worker hours in.
-
-    Only imported: calling the function would build the network, which may be costly."""
-    try:
-        found = getattr(importlib.import_module(module), function, None)
-    except Exception as exc:  # ImportError, or whatever the module raised while importing
-        return f"an importable module: importing {module} failed ({type(exc).__name__}: {exc})"
-    return None if callable(found) else f"a function {function} in {module} (it has no such callable)"
 
 
 SCHEMA: dict[str, Any] = {
