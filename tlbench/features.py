@@ -316,7 +316,7 @@ def _build(
     try:
         out = None
         for start in range(0, len(pool), 256):
-            x = pipeline.to_device(pool[start : start + 256], device)
+            x = images.resized(pipeline.to_device(pool[start : start + 256], device))  # small images kept small
             if view == "flip":
                 x = x.flip(-1)
             with autocast():
