@@ -41,6 +41,7 @@ import argparse
 import copy
 import json
 import shutil
+import sys
 import tempfile
 import time
 from collections import OrderedDict
@@ -449,12 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", default="grid/reports.yaml", help="the grid whose shapes --memory measures (default %(default)s)")
     parser.add_argument("--scale", action="store_true", help="only: grid run / list / report times at 1,000 and 10,000 finished trials")
     parser.add_argument("--gpu", action="store_true", help="only: the GPU bench (tlbench/bench_gpu.py); says so and exits 0 without CUDA")
-    parser.add_argument("--json", help="with --gpu: where to write its lines as JSON (default gpu-bench.json)")
-    args = parser.parse_args(argv)
-    if args.gpu:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--gpu" in argv:  # its options (--json, --packed, --compile, --quick) are bench_gpu's
         from .bench_gpu import main as gpu_main
 
-        return gpu_main(quick=args.quick, json_path=args.json)
+        return gpu_main([arg for arg in argv if arg != "--gpu"])
+    args = parser.parse_args(argv)
     if args.memory:
         bench_memory(args.grid, args.quick)
         return 0

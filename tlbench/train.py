@@ -124,7 +124,6 @@ class Runner:
         # frozen prefix, on that prefix's cached output (features.py).
         self.net, self.inputs = built.module, pipeline.PixelInputs(device, train.normalize, self.channels_last)
         self.feature_cache = "off"
-        self.data_placement = "features" if feature_cache and not isinstance(cut, str) else "host"
         if feature_cache:
             if isinstance(cut, str):
                 self.feature_cache = f"not cacheable: {cut}"
@@ -145,9 +144,11 @@ class Runner:
                 )
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
+        budget = memory.data_budget_bytes(device, gpu_share)
         if isinstance(self.inputs, pipeline.PixelInputs):
-            sets = [splits.train, splits.val, splits.test]
-            self.data_placement = self.inputs.place(sets, memory.data_budget_bytes(device, gpu_share))
+            self.data_placement = self.inputs.place([splits.train, splits.val, splits.test], budget)
+        else:
+            self.data_placement = self.inputs.place(budget)
 
     def choose_precision(
         self, plan: models.FreezePlan, cut: features.Cut | None, data_root: Path, memory_format: str | None
