@@ -117,7 +117,7 @@ def _scale_shift(kind: str, device: torch.device) -> tuple[torch.Tensor, torch.T
 
 def normalize(images: torch.Tensor, kind: str, channels_last: bool) -> torch.Tensor:
     scale, shift = _scale_shift(kind, images.device)
-    out = torch.addcmul(shift, images, scale)  # uint8 promoted to float inside the op, as images.float() would
+    out = torch.addcmul(shift, images.float(), scale)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
