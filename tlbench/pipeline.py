@@ -127,7 +127,7 @@ class PixelInputs:
     def __init__(self, device: torch.device, norm: str, channels_last: bool):
         self.device, self.norm, self.channels_last = device, norm, channels_last
         self.on_card: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(host pool) -> (host pool, its copy on the card)
-        self.stager = PinnedStager(device) if device.type == "cuda" else None
+        self.stager: PinnedStager | None = None  # made on first use: only pools that stay on the host need it
 
     def place(self, sets: list[ImageSet], budget_bytes: int) -> str:
         """Copy the sets' pools to the card once, at their stored size, while they fit in `budget_bytes`: what was done."""
@@ -148,9 +148,10 @@ class PixelInputs:
         placed = self.on_card.get(id(images.pool))
         if placed is not None:
             return placed[1].index_select(0, to_device(index, self.device))
-        if self.stager is not None:
-            return self.stager.gather(images.pool, index)
-        return to_device(images.pool.index_select(0, index), self.device)
+        if self.device.type != "cuda":
+            return to_device(images.pool.index_select(0, index), self.device)
+        self.stager = self.stager or PinnedStager(self.device)
+        return self.stager.gather(images.pool, index)
 
     def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = augment(images.resized(self.pixels(images, positions)), aug, gen)
