@@ -68,3 +68,14 @@ def test_an_epoch_with_no_step_has_no_loss_rather_than_zero(tmp_path):
     trial, optimizer = build_trial(tmp_path)
     stats = trial.runner.train_epoch(trial.splits.train, optimizer, trial.plan, trial.gen, 0)
     assert stats["images"] == 0 and stats["loss"] != stats["loss"] and not stats["diverged"]
+
+
+def test_a_non_finite_loss_read_at_the_epochs_end_still_makes_it_diverged(tmp_path):
+    trial, _ = build_trial(tmp_path)
+    steps = train.Steps()
+    logits, labels = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]), torch.tensor([0, 0])
+    steps.add(torch.tensor(0.5), logits, labels)
+    assert trial.runner.epoch_stats(steps) == {"loss": 0.5, "acc": 0.5, "images": 2, "diverged": False}
+    steps.add(torch.tensor(float("inf")), logits, labels)
+    stats = trial.runner.epoch_stats(steps)
+    assert stats["diverged"] and stats["images"] == 4 and stats["loss"] == float("inf") and stats["acc"] != stats["acc"]
