@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tlbench import bench, bench_gpu
+from tlbench import bench_gpu
 from tlbench.trial_config import TrialConfig
 
 
@@ -43,12 +43,21 @@ def test_lines_land_in_the_json_file_one_by_one(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_trainer_and_packed_trials_run_through_the_harness(tmp_path, monkeypatch):
-    """On the CPU at 32 px with a small network: run_trial's epochs are read, and two packed processes report."""
+def test_the_whole_harness_runs_on_the_cpu_at_a_small_size(tmp_path, monkeypatch):
+    """Every stage as on a card (the cases, two packed processes, the FLOPs fraction), on the CPU at 32 px, fp32
+    (auto's measurement is not what this checks): a one-shot run on a lent card must not meet its bugs first."""
+    monkeypatch.setattr(bench_gpu, "DEVICE", "cpu")
     monkeypatch.setattr(bench_gpu, "SIZE", 32)
-    bench.write_jpegs(tmp_path, 8, 10, 32)
-    case = bench_gpu.Case("", "tlbench.tiny:small_cnn", 16, "none")
-    rate, summary = bench_gpu.tlbench_rate(case, tmp_path)
-    assert rate > 0 and summary["epochs_run"] == bench_gpu.EPOCHS
-    rates = bench_gpu.packed_rate(case, tmp_path, 2, epochs=2, timeout_s=300)
-    assert len(rates) == 2 and all(r > 0 for r in rates)
+    monkeypatch.setattr(bench_gpu, "CASES", [bench_gpu.Case("", "resnet18", 16, "none"), bench_gpu.Case("_head", "resnet18", 16, "head")])
+    config_for = bench_gpu.config_for
+    monkeypatch.setattr(bench_gpu, "config_for", lambda case, epochs=bench_gpu.EPOCHS: {**config_for(case, epochs), "precision": "fp32"})
+    lines = bench_gpu.Lines(tmp_path / "out.json")
+    bench_gpu.measure(tmp_path, lines, quick=True, packed=[2], compile=False)
+    values = json.loads((tmp_path / "out.json").read_text())
+    assert not [name for name in values if name.endswith("_error")], values
+    for suffix in ("", "_head"):
+        for name in ("gpu_reference_images_per_s", "gpu_train_images_per_s", "gpu_train_vs_reference"):
+            assert values[f"{name}{suffix}"] > 0, name + suffix
+    assert values["gpu_train_feature_cache_head"].startswith("built")
+    assert values["gpu_packed_throughput_2"] > 0 and len(json.loads(values["gpu_packed_per_trial_images_per_s_2"])) == 2
+    assert 0 < values["train_flops_fraction"] < 1

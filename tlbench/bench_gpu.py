@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import Any
 
 import torch
 
+DEVICE = "cuda"  # a test runs the harness on "cpu", at a small SIZE
 SIZE = 224
 SIDE = 32  # the JPEGs' side: CIFAR's, enlarged to SIZE for training
 PER_CLASS = {"quick": 8, "full": 256}  # 10 classes; 5% to val, so ResNet18 runs 76 steps an epoch at batch 32
@@ -84,17 +86,22 @@ def tlbench_rate(case: Case, root: Path, **options: Any) -> tuple[float, dict[st
     return max(rates[1:] or rates), outcome.summary
 
 
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
 def timed(step: Any, batch: int, warmup: int, steps: int) -> float:
     """Images/s of `step`, synchronised only around each timed block (best of two)."""
     for _ in range(warmup):
         step()
     best = 0.0
     for _ in range(2):
-        torch.cuda.synchronize()
+        synchronize()
         tick = time.perf_counter()
         for _ in range(steps):
             step()
-        torch.cuda.synchronize()
+        synchronize()
         best = max(best, steps * batch / (time.perf_counter() - tick))
     return best
 
@@ -105,7 +112,7 @@ def reference_rate(case: Case, warmup: int, steps: int) -> float:
 
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True  # tuned: cuDNN's fastest kernels for the fixed shape, as the trainer sets it
-    device = torch.device("cuda")
+    device = torch.device(DEVICE)
     model = models.get_model(case.arch, weights=None, num_classes=10)
     y = torch.randint(10, (case.batch,), device=device)
     if case.freeze == "head":  # the cache's counterpart: the head trained on features already on the card
@@ -120,7 +127,7 @@ def reference_rate(case: Case, warmup: int, steps: int) -> float:
     optimizer = torch.optim.Adam(params, lr=1e-3)
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(net(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,18 +210,12 @@ def guarded(lines: Lines, name: str, what: Any) -> Any:
         return None
 
 
-def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool) -> int:
-    lines = Lines(json_path)
-    if not torch.cuda.is_available():
-        lines.emit("gpu", "none (no CUDA device)")
-        return 0
+def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: bool) -> None:
+    """Every line after the device's: the cases, packed trials, the FLOPs fraction (and the compiled case)."""
     from .bench import training_flops_per_image, write_jpegs
     from .cost import peak_matmul_gflops
 
     started = time.perf_counter()
-    lines.emit("gpu", torch.cuda.get_device_name())
-    lines.emit("gpu_torch", torch.__version__)
-    root = Path(tempfile.mkdtemp(prefix="tlbench-gpu-bench-"))
     write_jpegs(root, PER_CLASS["quick" if quick else "full"], 10, SIDE)
     results = {
         case.suffix: guarded(lines, f"gpu_case{case.suffix or '_resnet18'}", lambda c=case: bench_case(c, root, lines, quick))
@@ -232,14 +233,29 @@ def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool) -
                 lines.emit(f"gpu_packed_per_trial_images_per_s{suffix}", json.dumps([round(r, 1) for r in rates]))
                 lines.emit(f"gpu_packed_throughput{suffix}", sum(rates) / single)
         precision = summary["precision_used"]
-        peak = peak_matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, "cuda", 0.2 if quick else 0.5)
-        lines.emit(f"cuda_matmul_gflops_{precision}", peak)
+        peak = peak_matmul_gflops(torch.bfloat16 if precision == "bf16" else torch.float32, DEVICE, 0.2 if quick else 0.5)
+        lines.emit(f"{DEVICE}_matmul_gflops_{precision}", peak)
         lines.emit("train_flops_fraction", single * training_flops_per_image(SIZE) / 1e9 / peak)
         if compile:
             rate = guarded(lines, "gpu_compiled", lambda: tlbench_rate(CASES[0], root, compile=True)[0])
             if rate:
                 lines.emit("gpu_train_images_per_s_compiled", rate)
                 lines.emit("gpu_compiled_vs_eager", rate / single)
+
+
+def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool) -> int:
+    lines = Lines(json_path)
+    if not torch.cuda.is_available():
+        lines.emit("gpu", "none (no CUDA device)")
+        return 0
+    started = time.perf_counter()
+    lines.emit("gpu", torch.cuda.get_device_name())
+    lines.emit("gpu_torch", torch.__version__)
+    root = Path(tempfile.mkdtemp(prefix="tlbench-gpu-bench-"))
+    try:
+        measure(root, lines, quick, packed, compile)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     lines.emit("gpu_bench_s", time.perf_counter() - started)
     return 0
 
