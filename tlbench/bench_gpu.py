@@ -226,7 +226,7 @@ def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: b
     if resnet18 is not None:
         single, summary = resnet18
         for count in packed:
-            rates = guarded(lines, f"gpu_packed_{count}", lambda n=count: packed_rate(CASES[0], root, n, 2 if quick else 5, 150))
+            rates = guarded(lines, f"gpu_packed_{count}", lambda n=count: packed_rate(CASES[0], root, n, 2 if quick else 5, 120))
             if rates:
                 suffix = "" if count == 4 else f"_{count}"
                 lines.emit(f"gpu_packed_images_per_s{suffix}", sum(rates))
