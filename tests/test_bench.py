@@ -11,7 +11,8 @@ pytestmark = pytest.mark.slow
 
 PROMISED = ["feature_cache_speedup_cold", "feature_cache_speedup_warm", "feature_cache_speedup_cold_traced",
             "feature_cache_speedup_warm_traced", "input_pipeline_speedup", "train_speedup",
-            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction", "auto_vs_best_fixed"]  # fmt: skip
+            "cpu_matmul_gflops_fp32", "cpu_matmul_gflops_bf16", "train_flops_fraction", "auto_vs_best_fixed",
+            "train_step_overhead"]  # fmt: skip
 
 
 def test_bench_quick_prints_every_ratio():
@@ -27,6 +28,7 @@ def test_bench_quick_prints_every_ratio():
     traced = [values[f"feature_cache_traced_{name}_test_acc"] for name in ("uncached", "cold", "warm")]
     assert traced[0] == traced[1] == traced[2]
     assert values["feature_cache_traced_cut"] == "built (cut before fc)"  # the traced path cached it
+    assert values["sync_free_steps"] == "1"  # an epoch reads the device back once, whatever its steps
     # auto picked one of the candidates it timed, and says which
     assert values["auto_choice"] in values["auto_measured_images_per_s"]
 

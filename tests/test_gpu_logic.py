@@ -50,3 +50,21 @@ def test_gpu_share_by_arch_only_where_the_cluster_has_gpus():
 def test_longest_trials_start_first():
     ordered = scheduler.longest_first([spec_for("resnet18"), spec_for("vgg16"), spec_for("alexnet"), spec_for("resnet50")])
     assert [s.config["model"]["arch"] for s in ordered] == ["vgg16", "resnet50", "resnet18", "alexnet"]
+
+
+def test_a_trials_pools_go_to_the_card_only_where_they_fit_in_a_part_of_its_share(monkeypatch):
+    from types import SimpleNamespace
+
+    from tlbench import memory, pipeline
+    from tlbench.data import ImageSet
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * 2**30))
+    cuda = torch.device("cuda")
+    assert memory.data_budget_bytes(cuda, 0.25) == 80 * 2**30 * 0.25 * memory.DATA_SHARE
+    assert memory.data_budget_bytes(cuda, 0.0) == memory.data_budget_bytes(cuda, 1.0) == 80 * 2**30 * memory.DATA_SHARE
+    assert memory.data_budget_bytes(torch.device("cpu"), 0.25) == 0
+    pool = torch.zeros(100, 3, 32, 32, dtype=torch.uint8)  # 300 KiB
+    images = ImageSet.whole(pool, torch.zeros(100, dtype=torch.int64), [str(i) for i in range(100)], "p")
+    inputs = pipeline.PixelInputs(cuda, "imagenet", channels_last=True)
+    assert inputs.place([images, images.subset([0, 1])], 2**18).startswith("staged")  # one pool, counted once, > 256 KiB
+    assert inputs.on_card == {}

@@ -16,7 +16,14 @@ Prints `name value` lines:
   cuda_matmul_gflops_fp32 / _bf16  the same on the GPU, where there is one (the trials then train there)
   train_flops_fraction         training FLOP/s over the matmul peak of the device and precision used
   ray_overhead_s               per near-empty trial through Ray Tune, actors reused
+  train_step_overhead          a network whose compute is negligible (pool + linear), batch 32: tlbench's training
+                               step time over a bare loop's (tensors ready, forward, loss, backward, Adam); target <= 1.3
+  sync_free_steps              1 when a training epoch reads the device back the same number of times whatever its
+                               steps (none per step: on a GPU the host never waits for the card), else 0
 plus the raw timings and accuracies behind each ratio. `--quick` shrinks everything (a smoke check, not a measurement).
+
+`--gpu` instead runs the GPU bench (tlbench/bench_gpu.py): tlbench's trainer against a tuned plain loop on the
+card, packed trials, and writes the lines to a JSON file too (`--json PATH`); without CUDA it says so and exits 0.
 
 `--memory` instead measures the peak memory of one epoch of every distinct trial
 shape of the grid's full profile (arch, what trains, batch, image size, optimizer)
@@ -34,8 +41,10 @@ import argparse
 import copy
 import json
 import shutil
+import sys
 import tempfile
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +265,81 @@ def training_flops_per_image(size: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def negligible_net(weights: str = "none") -> tuple[torch.nn.Module, str]:
+    """A network whose compute is negligible (`tlbench.bench:negligible_net`): what a step costs beyond the network."""
+    if weights != "none":
+        raise ValueError("negligible_net has random weights only; use model.weights: none")
+    layers = [("pool", torch.nn.AdaptiveAvgPool2d(2)), ("flatten", torch.nn.Flatten()), ("fc", torch.nn.Linear(12, 1000))]
+    return torch.nn.Sequential(OrderedDict(layers)), "fc"
+
+
+def bare_steps(batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> float:
+    """Seconds per step of the barest loop: tensors ready, forward, loss, backward, Adam."""
+    torch.manual_seed(0)
+    net, _ = negligible_net()
+    net.fc = torch.nn.Linear(12, 10)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    tick = time.perf_counter()
+    for x, y in batches:
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - tick) / len(batches)
+
+
+def step_overhead_config(steps: int, batch: int = 32) -> dict[str, Any]:
+    """A trial of `negligible_net` on synthetic 16 px images: `steps` training steps, fp32, no augmentation."""
+    return trial_config(16, 1, "none", batch, precision="fp32",
+        model={"arch": "tlbench.bench:negligible_net", "weights": "none"},
+        dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0},
+        train={"augment": "none", "lr": 1e-3})  # fmt: skip
+
+
+def bench_step_overhead(root: Path, steps: int, repeats: int = 3, batch: int = 32) -> None:
+    """tlbench's step time over a bare loop's, a network whose compute is negligible: what the trainer adds per step.
+
+    Rounds in turn, the best of each side counts (load on a shared machine only ever adds time). One thread:
+    at negligible compute, intra-op threads add only their fork and join to both sides, and on a shared machine
+    that cost is noise (here a bare step took 0.3 to 14 ms at two threads)."""
+    from .train import run_trial
+
+    config = TrialConfig.from_dict(step_overhead_config(steps, batch))
+    gen = torch.Generator().manual_seed(0)
+    ready = [(torch.randn(batch, 3, 16, 16, generator=gen), torch.randint(10, (batch,), generator=gen)) for _ in range(steps)]
+    ours, bare = float("inf"), float("inf")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(repeats):
+            summary = run_trial(config, root, device=torch.device("cpu"), memory_format="contiguous").summary
+            ours = min(ours, batch / summary["images_per_s"])
+            bare = min(bare, bare_steps(ready, 1e-3))
+    finally:
+        torch.set_num_threads(threads)
+    emit("train_step_tlbench_us", ours * 1e6)
+    emit("train_step_bare_us", bare * 1e6)
+    emit("train_step_overhead", ours / bare)
+
+
+def bench_sync_free(root: Path) -> None:
+    """1 when an epoch reads the device back as often at 6 steps as at 2 (never per step), counted on the CPU."""
+    from .host_reads import HostReads
+    from .train import build, make_optimizer
+
+    config = TrialConfig.from_dict(step_overhead_config(8))
+    trial = build(config, root, torch.device("cpu"), False, False, None)
+    optimizer = make_optimizer(trial.built, config.train, config.train.lr)
+    counts = []
+    for steps in (2, 6):
+        with HostReads() as reads:
+            trial.runner.train_epoch(trial.splits.train, optimizer, trial.plan, trial.gen, steps)
+        counts.append(reads.count)
+    emit("sync_free_reads_per_epoch", float(counts[0]))
+    emit("sync_free_steps", int(counts[0] == counts[1]))
+
+
 def bench_ray_overhead(few: int, many: int) -> None:
     """Marginal seconds per trial through Ray Tune beyond the trial's own work."""
     from .grid import TrialSpec, trial_id
@@ -365,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="only: peak memory of each distinct trial shape of --grid")
     parser.add_argument("--grid", default="grid/reports.yaml", help="the grid whose shapes --memory measures (default %(default)s)")
     parser.add_argument("--scale", action="store_true", help="only: grid run / list / report times at 1,000 and 10,000 finished trials")
+    parser.add_argument("--gpu", action="store_true", help="only: the GPU bench (tlbench/bench_gpu.py); says so and exits 0 without CUDA")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--gpu" in argv:  # its options (--json, --packed, --compile, --quick) are bench_gpu's
+        from .bench_gpu import main as gpu_main
+
+        return gpu_main([arg for arg in argv if arg != "--gpu"])
     args = parser.parse_args(argv)
     if args.memory:
         bench_memory(args.grid, args.quick)
@@ -384,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         workers = bench_input_pipeline(root, size, 32)
         ours, trained_precision = bench_training(root, size, train_epochs, workers)
         bench_auto_precision(root, size, 2 if args.quick else AUTO_STEPS, batch=4 if args.quick else 32)
+        bench_step_overhead(root, 20 if args.quick else 300, repeats=1 if args.quick else 5)
+        bench_sync_free(root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     from .cost import peak_matmul_gflops

@@ -28,7 +28,7 @@ import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import torch
 
 from .datasets import DATASETS, target_of
 from .regular_files import NotRegularFile, UnusableCache, map_npy, open_lock
+from .resize import upscale
 from .sources import DataError, DatasetMissing, ImageTooLarge, Pool, check_labels, to_rgb  # noqa: F401  (callers catch these from here)
 from .synthetic import exact_counts, synthetic_pool
 from .trial_config import DatasetConfig, Imbalance
@@ -48,33 +49,43 @@ CACHE_DIR = ".tlbench-cache"
 class ImageSet:
     """Some images of one decoded pool: the pool's tensor stays shared (memory-mapped)."""
 
-    pool: torch.Tensor  # uint8 [P, 3, S, S], every image of the pool
+    pool: torch.Tensor  # uint8 [P, 3, S, S], every image of the pool, at its stored size
     index: torch.Tensor  # int64 [N], which of them are in this set
     labels: torch.Tensor  # int64 [N]
     names: list[str]
     pool_key: str = ""  # what the pool's pixels are (source, size, resize): keys caches derived from them
+    size: int = 0  # the image size it delivers where the pool is stored smaller (small images kept at their own size)
+    resize: str = "squash"  # and how it gets there: squash | crop
 
     @classmethod
-    def whole(cls, pool: torch.Tensor, labels: torch.Tensor, names: list[str], pool_key: str) -> ImageSet:
-        return cls(pool, torch.arange(len(labels)), labels, names, pool_key)
+    def whole(
+        cls, pool: torch.Tensor, labels: torch.Tensor, names: list[str], pool_key: str, size: int = 0, resize: str = "squash"
+    ) -> ImageSet:
+        return cls(pool, torch.arange(len(labels)), labels, names, pool_key, size, resize)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def images(self, positions: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """uint8 images at these positions of the set (all when None)."""
+        """uint8 images at these positions of the set (all when None), at the image size."""
         index = self.index if positions is None else self.index[positions]
-        return self.pool[index]
+        return self.resized(self.pool[index])
+
+    def resized(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Stored pixels of this pool (on any device) at the image size."""
+        if self.size and pixels.shape[-1] != self.size:
+            return upscale(pixels, self.size, self.resize)
+        return pixels
 
     def subset(self, positions: np.ndarray) -> ImageSet:
         pos = torch.from_numpy(np.asarray(positions, dtype=np.int64))
-        return ImageSet(self.pool, self.index[pos], self.labels[pos], [self.names[i] for i in positions], self.pool_key)
+        return replace(self, index=self.index[pos], labels=self.labels[pos], names=[self.names[i] for i in positions])
 
     @staticmethod
     def concat(a: ImageSet, b: ImageSet) -> ImageSet:
         if a.pool is not b.pool:
             raise ValueError("only sets of one pool can be joined")
-        return ImageSet(a.pool, torch.cat([a.index, b.index]), torch.cat([a.labels, b.labels]), a.names + b.names, a.pool_key)
+        return replace(a, index=torch.cat([a.index, b.index]), labels=torch.cat([a.labels, b.labels]), names=a.names + b.names)
 
 
 @dataclass
@@ -253,8 +264,8 @@ def _real_pools(cfg: DatasetConfig, target: str, size: int, root: Path) -> tuple
     for pool in (found.train, found.test):
         if pool is not None:  # every loader's labels index its classes (each loader names the file where it can)
             check_labels(pool.labels, len(classes), len(pool), pool.identity)
-    train_set = decode(found.train, size, cfg.train_resize or cfg.resize, root)
-    test_set = decode(found.test, size, cfg.resize, root) if found.test is not None else None
+    train_set = decode_pool(found.train, size, cfg.train_resize or cfg.resize, root)
+    test_set = decode_pool(found.test, size, cfg.resize, root) if found.test is not None else None
     return train_set, test_set, classes
 
 
@@ -284,6 +295,36 @@ def _names(n: int, split: str) -> list[str]:
 
 
 # -- decoding, once ---------------------------------------------------------------
+
+
+class NotOneSize(Exception):
+    """An image of a pool kept at its own size is not that size: the pool is decoded at the image size instead."""
+
+
+def decode_pool(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
+    """A pool's images, delivered at `size`. Small square images of one size (CIFAR's 32 px) are cached at that
+    size and enlarged per batch where they are used (on the card on a GPU): not 49x larger at 224 px."""
+    side = small_side(pool, size)
+    if side:
+        try:
+            stored = decode(pool, side, "native", root)
+        except NotOneSize:
+            pass
+        else:
+            return replace(stored, pool_key=f"{stored.pool_key}|{size}|{resize} on use", size=size, resize=resize)
+    return decode(pool, size, resize, root)
+
+
+def small_side(pool: Pool, size: int) -> int:
+    """The side of the pool's first image where it is square and smaller than `size`, else 0."""
+    if not len(pool):
+        return 0
+    try:
+        first = pool.read(0)
+    except Exception:  # an unreadable first image: decode() reads it again and names the file
+        return 0
+    width, height = (first.shape[1], first.shape[0]) if isinstance(first, np.ndarray) else first.size
+    return width if width == height and width < size else 0
 
 
 def decode(pool: Pool, size: int, resize: str, root: Path) -> ImageSet:
@@ -357,7 +398,10 @@ def resize_image(image: Any, size: int, mode: str) -> np.ndarray:
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     image = to_rgb(image)
-    if mode == "squash":
+    if mode == "native":  # kept at its own size: every image of the pool must have it
+        if image.size != (size, size):
+            raise NotOneSize(f"{image.size[0]}x{image.size[1]}, not {size}x{size}")
+    elif mode == "squash":
         image = image.resize((size, size), Image.BILINEAR)
     else:  # "crop": torchvision's weights transforms, Resize(256) + CenterCrop(224), scaled to size
         short = round(size * 256 / 224)

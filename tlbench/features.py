@@ -419,12 +419,27 @@ class FeatureInputs:
 
     def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         views = self.features[images.pool_key]
-        index = images.index[positions]
-        x = views["plain"][index]
+        index = images.index.index_select(0, positions)
+        where = views["plain"].device  # the card, where `place` put the features, or the host
+        index = pipeline.to_device(index, where)
+        x = views["plain"].index_select(0, index)
         if aug == "hflip":  # the same draw as pipeline.augment's, so the pixel path and this one agree
-            flip = torch.rand(len(index), generator=gen) < 0.5
-            x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), views["flip"][index], x)
-        return x.to(self.device, non_blocking=True), images.labels[positions].to(self.device, non_blocking=True)
+            flip = pipeline.to_device(torch.rand(len(index), generator=gen) < 0.5, where)
+            x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), views["flip"].index_select(0, index), x)
+        return pipeline.to_device(x, self.device), pipeline.to_device(images.labels.index_select(0, positions), self.device)
+
+    def place(self, budget_bytes: int) -> str:
+        """Copy the features to the card once where they fit in `budget_bytes`: a step then copies nothing."""
+        if self.device.type == "cpu":
+            return "host"
+        tensors = [t for views in self.features.values() for t in views.values()]
+        needed = sum(t.numel() * t.element_size() for t in tensors)
+        if needed > budget_bytes:
+            return f"features staged ({needed / 2**20:.0f} MB > {budget_bytes / 2**20:.0f} MB for data on the card)"
+        for views in self.features.values():
+            for view, tensor in views.items():
+                views[view] = tensor.to(self.device)
+        return f"features on card ({needed / 2**20:.0f} MB)"
 
 
 def fingerprint(prefix: fx.GraphModule) -> str:
@@ -533,7 +548,7 @@ def _build(
     try:
         out = None
         for start in range(0, len(pool), 256):
-            x = pipeline.to_device(pool[start : start + 256], device)
+            x = images.resized(pipeline.to_device(pool[start : start + 256], device))  # small images kept small
             if view == "flip":
                 x = x.flip(-1)
             with autocast():

@@ -72,6 +72,17 @@ def cap_gpu_share(device: torch.device, share: float) -> None:
         torch.cuda.set_per_process_memory_fraction(share if 0 < share < 1 else 1.0, index)
 
 
+DATA_SHARE = 0.25  # of a trial's share of the card, for its uint8 pools; the rest is the network's, its activations' and optimizer's
+
+
+def data_budget_bytes(device: torch.device, share: float) -> int:
+    """The bytes a trial's pools may take on its card: DATA_SHARE of its share (0 or >= 1: the whole card). None off CUDA."""
+    if device.type != "cuda":
+        return 0
+    total = torch.cuda.get_device_properties(device).total_memory
+    return int(total * (share if 0 < share < 1 else 1.0) * DATA_SHARE)
+
+
 def is_cuda_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 

@@ -1,8 +1,12 @@
 """From uint8 images to the tensors a step eats: order, augment, normalise.
 
 Everything happens on tensors in the trial's own process: no DataLoader
-workers competing for the CPUs the trial was granted, and on a GPU the
-augmentation runs there, after one non-blocking copy of uint8 pixels.
+workers competing for the CPUs the trial was granted. On a GPU a trial's pools
+go to the card once, as the uint8 they are stored as, where they fit in a part
+of its share (`place`); a batch is then gathered, enlarged to image_size,
+augmented and normalised there, with nothing read back. Pools too large for the
+card are gathered on the host into reused pinned buffers and copied on a stream
+of their own, which overlaps the step before.
 """
 
 from __future__ import annotations
@@ -47,10 +51,41 @@ def batches(order: torch.Tensor, batch_size: int, max_steps: int | None = None, 
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 pixels to the device: pinned and non-blocking on CUDA, so the copy overlaps compute."""
+    """A host tensor to the device: pinned (torch caches pinned blocks) and non-blocking on CUDA, so it never waits."""
     if device.type == "cuda":
         return images.pin_memory().to(device, non_blocking=True)
-    return images
+    return images if images.device == device else images.to(device)
+
+
+class PinnedStager:
+    """Host-gathered batches to the card through pinned buffers reused batch after batch, copied on a stream of
+    their own: the copy of the next batch overlaps the step on this one, and no buffer is allocated per batch."""
+
+    def __init__(self, device: torch.device, slots: int = 2):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+        self.buffers: list[torch.Tensor | None] = [None] * slots
+        self.copied: list[torch.cuda.Event | None] = [None] * slots
+        self.turn = 0
+
+    def gather(self, pool: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """pool[index] on the device, gathered straight into a pinned buffer."""
+        slot = self.turn % len(self.buffers)
+        self.turn += 1
+        buffer = self.buffers[slot]
+        if buffer is None or buffer.shape[0] < len(index) or buffer.shape[1:] != pool.shape[1:]:
+            buffer = self.buffers[slot] = torch.empty((len(index), *pool.shape[1:]), dtype=pool.dtype, pin_memory=True)
+        elif self.copied[slot] is not None:
+            self.copied[slot].synchronize()  # the copy out of it, two batches ago, is done (a copy, not a step)
+        staged = buffer[: len(index)]
+        torch.index_select(pool, 0, index, out=staged)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.stream):
+            out = staged.to(self.device, non_blocking=True)
+            self.copied[slot] = self.stream.record_event()
+        compute.wait_stream(self.stream)
+        out.record_stream(compute)  # allocated on the copy stream, used on the compute one
+        return out
 
 
 def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -59,7 +94,7 @@ def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torc
         return images
     if kind == "hflip":
         flip = torch.rand(len(images), generator=generator) < 0.5
-        return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+        return torch.where(to_device(flip, images.device)[:, None, None, None], images.flip(-1), images)
     transform = random_transform(kind, images.shape[-1])
     # v2 draws from torch's global generator: fork it from ours so a seed fixes it.
     with torch.random.fork_rng(devices=[]):
@@ -93,12 +128,38 @@ def normalize(images: torch.Tensor, kind: str, channels_last: bool) -> torch.Ten
 
 
 class PixelInputs:
-    """Model inputs from pixels: index, copy, augment, normalise, per batch."""
+    """Model inputs from pixels: index, copy (or gather on the card), enlarge, augment, normalise, per batch."""
 
     def __init__(self, device: torch.device, norm: str, channels_last: bool):
         self.device, self.norm, self.channels_last = device, norm, channels_last
+        self.on_card: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(host pool) -> (host pool, its copy on the card)
+        self.stager: PinnedStager | None = None  # made on first use: only pools that stay on the host need it
+
+    def place(self, sets: list[ImageSet], budget_bytes: int) -> str:
+        """Copy the sets' pools to the card once, at their stored size, while they fit in `budget_bytes`: what was done."""
+        if self.device.type == "cpu":
+            return "host"
+        pools = {id(s.pool): s.pool for s in sets}
+        needed = sum(p.numel() * p.element_size() for p in pools.values())
+        if needed > budget_bytes:
+            return f"staged ({needed / 2**20:.0f} MB of pools > {budget_bytes / 2**20:.0f} MB for data on the card)"
+        for key, pool in pools.items():
+            self.on_card[key] = (pool, pool.to(self.device))
+        return f"on card ({needed / 2**20:.0f} MB)"
+
+    def pixels(self, images: ImageSet, positions: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels of these positions on the device, at the pool's stored size."""
+        # index_select, not pool[index]: the same pixels at a twentieth of advanced indexing's cost on a small batch
+        index = images.index.index_select(0, positions)
+        placed = self.on_card.get(id(images.pool))
+        if placed is not None:
+            return placed[1].index_select(0, to_device(index, self.device))
+        if self.device.type != "cuda":
+            return to_device(images.pool.index_select(0, index), self.device)
+        self.stager = self.stager or PinnedStager(self.device)
+        return self.stager.gather(images.pool, index)
 
     def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = augment(to_device(images.images(positions), self.device), aug, gen)
-        y = images.labels[positions].to(self.device, non_blocking=True)
+        x = augment(images.resized(self.pixels(images, positions)), aug, gen)
+        y = to_device(images.labels.index_select(0, positions), self.device)
         return normalize(x, self.norm, self.channels_last), y

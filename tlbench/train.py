@@ -11,6 +11,7 @@ A NaN or infinite loss is a result (`diverged`), not an error.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import platform
@@ -84,6 +85,22 @@ def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor
     return counts.sum() / (n_classes * counts)
 
 
+@dataclass
+class Steps:
+    """What an epoch's steps leave on the device, read once at its end."""
+
+    losses: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor] = field(default_factory=list)
+    labels: list[torch.Tensor] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.losses.append(loss)
+        self.logits.append(logits)
+        self.labels.append(labels)
+        self.sizes.append(len(labels))
+
+
 class Runner:
     """Steps, evaluation and the loss for one trial's model on one device."""
 
@@ -97,6 +114,7 @@ class Runner:
         data_root: str | Path = "data",
         feature_cache: bool = False,
         memory_format: str | None = None,
+        gpu_share: float = 0.0,
     ):
         self.built, self.config, self.splits, self.device = built, config, splits, device
         train = config.train
@@ -136,6 +154,11 @@ class Runner:
                 )
                 self.net = cut.suffix
                 self.feature_cache = f"{'built' if self.inputs.built_now else 'hit'} (cut before {cut.name})"
+        budget = memory.data_budget_bytes(device, gpu_share)
+        if isinstance(self.inputs, pipeline.PixelInputs):
+            self.data_placement = self.inputs.place([splits.train, splits.val, splits.test], budget)
+        else:
+            self.data_placement = self.inputs.place(budget)
 
     def choose_precision(
         self, plan: models.FreezePlan, cut: features.Cut | None, data_root: Path, memory_format: str | None
@@ -180,8 +203,10 @@ class Runner:
         cache = autotune.DecisionCache(data_root / data.CACHE_DIR / "autotune")
         return autotune.decide(self.device, identity, cache, make_step, batch)
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision != "bf16":  # nothing to enter: a disabled autocast still costs a step microseconds
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -205,38 +230,62 @@ class Runner:
         max_steps: int | None,
         epoch: int = 0,
     ) -> dict[str, float]:
+        """One pass of training steps, then its loss, accuracy and divergence, read from the device once."""
         train = self.config.train
         models.set_train_mode(self.built, plan, epoch, train.train_mode_epochs)
         order = pipeline.epoch_order(images.labels, train.sampler, gen)
-        total_loss, correct, seen = 0.0, 0, 0
+        return self.epoch_stats(self.train_steps(images, order, optimizer, gen, max_steps))
+
+    def train_steps(
+        self, images: data.ImageSet, order: torch.Tensor, optimizer: torch.optim.Optimizer, gen: torch.Generator, max_steps: int | None
+    ) -> Steps:
+        """The steps of one epoch, queued without ever waiting on the device: nothing here reads a device value
+        back, so the host runs ahead of the card. Each step's loss, logits and labels are kept, on the device, for
+        `epoch_stats` to read once."""
+        train = self.config.train
+        steps = Steps()
         for positions in pipeline.batches(order, train.batch_size, max_steps, training=True):
             x, y = self.inputs.batch(images, positions, train.augment, gen)
             with self.autocast():
                 logits = self.net(x)
             loss = self.loss(logits, y)
-            if not torch.isfinite(loss):
-                return {"loss": loss.item(), "acc": float("nan"), "images": seen, "diverged": True}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(y)
-            correct += int((self.predict(logits.detach()) == y).sum())
-            seen += len(y)
-        return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": seen, "diverged": False}
+            steps.add(loss.detach(), logits.detach(), y)
+        return steps
+
+    def epoch_stats(self, steps: Steps) -> dict[str, float]:
+        """An epoch's loss, accuracy and divergence, from its steps in one read. No step (max_steps 0): no loss, no accuracy.
+
+        The loss is summed on the host as each step's loss x its images, in step order, as a read per step did."""
+        if not steps.sizes:
+            return {"loss": float("nan"), "acc": float("nan"), "images": 0, "diverged": False}
+        correct = (self.predict(torch.cat(steps.logits)) == torch.cat(steps.labels)).sum()
+        *losses, correct_count = torch.cat([torch.stack(steps.losses).double(), correct.double().view(1)]).tolist()
+        seen = sum(steps.sizes)
+        diverged = not all(map(math.isfinite, losses))  # a NaN or infinite loss is a result: the trial ends here
+        total = 0.0
+        for loss, size in zip(losses, steps.sizes):
+            total += loss * size
+        return {"loss": total / seen, "acc": float("nan") if diverged else correct_count / seen, "images": seen, "diverged": diverged}
 
     @torch.no_grad()
     def evaluate(self, images: data.ImageSet, augment: str = "none", gen: torch.Generator | None = None) -> tuple[float, np.ndarray]:
-        """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so)."""
+        """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so); read back once."""
         self.built.module.eval()
-        losses, preds = [], []
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        preds = []
         order = torch.arange(len(images))
         for positions in pipeline.batches(order, max(self.config.train.batch_size, 256)):
             x, y = self.inputs.batch(images, positions, augment, gen if gen is not None else torch.Generator())
             with self.autocast():
                 logits = self.net(x)
-            losses.append(float(self.loss(logits, y)) * len(y))
-            preds.append(self.predict(logits).cpu())
-        return sum(losses) / max(len(images), 1), torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
+            loss_sum += self.loss(logits, y).double() * len(y)
+            preds.append(self.predict(logits))
+        if not preds:  # nothing to score: no mean loss, no predictions
+            return float("nan"), np.zeros(0, dtype=np.int64)
+        return loss_sum.item() / len(images), torch.cat(preds).cpu().numpy()
 
 
 def make_optimizer(built: models.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -286,7 +335,7 @@ def run_trial(
     device = device or pick_device()
     memory.cap_gpu_share(device, gpu_share)  # before anything is built on the card
     peak_memory = memory.PeakMemory(device)  # this trial's own peak, not an earlier one's in this process
-    trial = build(config, data_root, device, feature_cache, compile, memory_format)
+    trial = build(config, data_root, device, feature_cache, compile, memory_format, gpu_share)
     fitted = fit(trial, checkpointer, on_epoch)
     summary = summarise(trial, fitted)
     summary.update({"peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source, "wall_s": time.perf_counter() - started})
@@ -318,7 +367,13 @@ class Fitted:
 
 
 def build(
-    config: TrialConfig, data_root: str | Path, device: torch.device, feature_cache: bool, compile: bool, memory_format: str | None
+    config: TrialConfig,
+    data_root: str | Path,
+    device: torch.device,
+    feature_cache: bool,
+    compile: bool,
+    memory_format: str | None,
+    gpu_share: float = 0.0,
 ) -> Trial:
     """Seed, split the data, build the network with its head and freeze plan, and the runner on the device."""
     if device.type == "cuda":
@@ -331,7 +386,7 @@ def build(
         raise ValueError(f"train.loss bce needs 2 classes, the data has {len(splits.classes)}")
     built = models.build(config.model, 1 if binary else len(splits.classes))
     plan = models.freeze_plan(config.train.freeze, built, config.train.frozen_bn)
-    runner = Runner(built, config, splits, device, plan, data_root, feature_cache, memory_format)
+    runner = Runner(built, config, splits, device, plan, data_root, feature_cache, memory_format, gpu_share)
     if compile:
         runner.net = torch.compile(runner.net)
     return Trial(config, splits, built, plan, runner, gen, compile)
