@@ -68,3 +68,14 @@ def test_a_batch_gathered_where_the_pool_lives_equals_the_host_path(tmp_path):
     expected = pipeline.normalize(kept.images(positions), "imagenet", False)
     assert torch.equal(x, expected) and torch.equal(y, kept.labels[positions])
     assert inputs.place([kept], 2**30) == "host"  # on the CPU the host is the device: nothing is copied
+
+
+def test_only_host_tensors_are_pinned_on_their_way_to_the_card():
+    # On an H200, features already placed on the card went through pin_memory() and failed
+    # ("cannot pin 'torch.cuda.FloatTensor'"): the head-only ResNet50 case of bench --gpu.
+    cpu, cuda, cuda0 = torch.device("cpu"), torch.device("cuda"), torch.device("cuda:0")
+    assert pipeline.needs_pinning(cpu, cuda) and pipeline.needs_pinning(cpu, cuda0)
+    assert not pipeline.needs_pinning(cuda0, cuda) and not pipeline.needs_pinning(cuda, cuda0)
+    assert not pipeline.needs_pinning(cpu, cpu)
+    x = torch.arange(4)
+    assert pipeline.to_device(x, cpu) is x

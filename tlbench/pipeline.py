@@ -51,10 +51,15 @@ def batches(order: torch.Tensor, batch_size: int, max_steps: int | None = None, 
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A host tensor to the device: pinned (torch caches pinned blocks) and non-blocking on CUDA, so it never waits."""
-    if device.type == "cuda":
+    """A tensor to the device: from the host pinned (torch caches pinned blocks) and non-blocking, so it never waits;
+    one already on a card (features or pools placed there) as it is, since only host tensors can be pinned."""
+    if needs_pinning(images.device, device):
         return images.pin_memory().to(device, non_blocking=True)
-    return images if images.device == device else images.to(device)
+    return images.to(device)  # the tensor itself where it is already there
+
+
+def needs_pinning(source: torch.device, target: torch.device) -> bool:
+    return source.type == "cpu" and target.type == "cuda"
 
 
 class PinnedStager:
