@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+from fake_datasets import write_imagefolder
 from helpers import typed
+from test_data import dataset_cfg
 
-from tlbench import train
+from tlbench import data, train
+from tlbench.sources import DataError
 
 
 def test_a_network_broken_by_its_last_step_is_diverged_not_a_chance_level_measurement():
@@ -19,3 +23,29 @@ def test_a_network_broken_by_its_last_step_is_diverged_not_a_chance_level_measur
     assert math.isfinite(outcome.epochs[-1]["train_loss"])  # the per-batch check saw nothing
     assert not math.isfinite(outcome.summary["test_loss"])
     assert outcome.status == "diverged"
+
+
+def load_mine(root, **overrides):
+    return data.load(dataset_cfg(name="imagefolder", path="mine", **overrides), 16, root, seed=0)
+
+
+def test_an_imbalance_minority_naming_no_class_is_a_data_error_not_a_balanced_run(tmp_path):
+    write_imagefolder(tmp_path)  # ant, bee, cat: a typo'd minority would drop nothing, silently
+    with pytest.raises(DataError, match=r"imbalance.minority 'dgo' names no group or class .*ant, bee, cat"):
+        load_mine(tmp_path, imbalance={"minority": "dgo", "keep": 0.5})
+    assert len(load_mine(tmp_path, imbalance={"minority": "bee", "keep": 0.5}).train) < len(load_mine(tmp_path).train)
+
+
+@pytest.mark.parametrize("overrides", [{"imbalance": {"minority": "ant", "keep": 0.01}}, {"train_fraction": 0.1}])
+def test_a_class_rounded_to_no_training_image_is_a_data_error_naming_it(tmp_path, overrides):
+    write_imagefolder(tmp_path, train=5, test=2)  # 4 train images per class after val: 1% or 10% rounds ant to none
+    with pytest.raises(DataError, match=r"no training image of class\(es\) (ant|bee|cat)"):
+        load_mine(tmp_path, **overrides)
+
+
+def test_an_empty_train_class_folder_whose_test_folder_has_images_is_a_data_error(tmp_path):
+    base = write_imagefolder(tmp_path, train=5, test=2)
+    for image in (base / "train" / "cat").iterdir():
+        image.unlink()
+    with pytest.raises(DataError, match=r"no training image of class\(es\) cat"):
+        load_mine(tmp_path)
