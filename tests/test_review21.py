@@ -6,10 +6,11 @@ import math
 
 import pytest
 from fake_datasets import write_imagefolder
-from helpers import typed
+from helpers import TINY_GRID, typed
 from test_data import dataset_cfg
 
 from tlbench import data, train
+from tlbench.grid import Grid, GridError
 from tlbench.sources import DataError
 
 
@@ -49,3 +50,12 @@ def test_an_empty_train_class_folder_whose_test_folder_has_images_is_a_data_erro
         image.unlink()
     with pytest.raises(DataError, match=r"no training image of class\(es\) cat"):
         load_mine(tmp_path)
+
+
+@pytest.mark.parametrize("scale", ["1.0e+308", "1.0e+13", "1.0e-320"])
+def test_a_scale_that_overflows_or_underflows_a_mean_is_refused_at_load(write_grid, scale):
+    # 1e308 passed as "a finite number > 0": every scaled mean was inf, its cell `inf ± inf (3)`, verdict `above`.
+    text = TINY_GRID.replace("scale: 100", f"scale: {scale}")
+    with pytest.raises(GridError, match=r"scale: got .*expected a finite number > 0, in \[1.0e-12, 1.0e\+12\]"):
+        Grid.load(write_grid(text))
+    assert Grid.load(write_grid(TINY_GRID.replace("scale: 100", "scale: 1.0e-6"))).tables
