@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from fake_datasets import write_imagefolder
+from fake_datasets import write_imagefolder, write_pets
 from helpers import TINY_GRID, typed
 from test_data import dataset_cfg
 
@@ -59,3 +59,15 @@ def test_a_scale_that_overflows_or_underflows_a_mean_is_refused_at_load(write_gr
     with pytest.raises(GridError, match=r"scale: got .*expected a finite number > 0, in \[1.0e-12, 1.0e\+12\]"):
         Grid.load(write_grid(text))
     assert Grid.load(write_grid(TINY_GRID.replace("scale: 100", "scale: 1.0e-6"))).tables
+
+
+def test_a_pets_class_id_in_non_ascii_digits_is_a_data_error_naming_the_line_not_a_valueerror(tmp_path):
+    # '²'.isdigit() is True but int('²') raises: the row passed the shape check and crashed with no file named.
+    write_pets(tmp_path, trainval_per_breed=1, test_per_breed=1)
+    annotations = tmp_path / "oxford-iiit-pet" / "annotations" / "test.txt"
+    lines = annotations.read_text().splitlines()
+    name, _, species, breed_id = lines[4].split()
+    lines[4] = f"{name} \u00b2 {species} {breed_id}"
+    annotations.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"test.txt:5: expected 4 columns"):
+        data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
