@@ -11,6 +11,7 @@ from test_data import dataset_cfg
 
 from tlbench import data, train
 from tlbench.grid import Grid, GridError
+from tlbench.on_ray import loggers
 from tlbench.sources import DataError
 
 
@@ -71,3 +72,19 @@ def test_a_pets_class_id_in_non_ascii_digits_is_a_data_error_naming_the_line_not
     annotations.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"test.txt:5: expected 4 columns"):
         data.load(dataset_cfg(name="oxford_pets", target="species"), 16, tmp_path, seed=0)
+
+
+@pytest.mark.parametrize("axes", [
+    {"variant": "v" * 300},  # a variant name: checked as no file name, yet it names the run's folder
+    {"train.freeze": {"trainable": [f"features.{i}.block.conv" for i in range(30)]}},  # a long freeze list
+])  # fmt: skip
+def test_a_run_whose_axes_are_longer_than_a_folder_name_gets_a_folder_tensorboard_can_create(tmp_path, axes):
+    # Over 255 bytes, SummaryWriter's makedirs raised 'File name too long' inside Ray's callback: `grid run` ended in
+    # a traceback before any trial, every rerun. The name keeps its start and a hash, so two such runs stay apart.
+    trial = {"trial_id": "abc", "experiment": "tiny", "report": "t", "seed": 0, "axes": axes}
+    other = {**trial, "axes": {**axes, "train.lr": 0.1}}  # another run of the same long axis value
+    folders = [tmp_path / loggers.run_name(t) for t in (trial, other)]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    assert folders[0] != folders[1] and all(len(part.encode()) <= 255 for part in folders[0].parts)
+    assert loggers.run_name(trial).startswith("tiny/" + next(iter(axes)) + "=")
