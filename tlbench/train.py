@@ -6,7 +6,7 @@
 
 A seed fixes everything: the split, the head's init, the batch order, the
 augmentation draws; the same config twice on the CPU gives identical numbers.
-A NaN or infinite loss is a result (`diverged`), not an error.
+A NaN or infinite loss (a batch's, or the val or test loss a last step broke) is a result (`diverged`), not an error.
 """
 
 from __future__ import annotations
