@@ -8,7 +8,8 @@ rerun on the machine; a trial then only indexes tensors. A cache that does not
 read back as exactly that uint8 array (truncated, another dtype or shape, a
 link or a FIFO planted there) is rebuilt, with a warning naming it. A split
 left empty (no train or test image, or no val image where val is asked for)
-is an error naming the counts, never a trial that trains or tests on nothing. Splits are seeded by
+is an error naming the counts, never a trial that trains or tests on nothing; so is a class the
+test split holds that no training image is of, and an imbalance minority naming no class. Splits are seeded by
 the trial's seed and, by default (`split_method: stratified`), stratified:
 - val: `val_fraction` of the train pool, every class in proportion;
 - train: `train_fraction` of what is left, every class in proportion;
