@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from fake_datasets import write_imagefolder, write_pets
 from helpers import TINY_GRID, typed
@@ -88,3 +89,21 @@ def test_a_run_whose_axes_are_longer_than_a_folder_name_gets_a_folder_tensorboar
         folder.mkdir(parents=True)
     assert folders[0] != folders[1] and all(len(part.encode()) <= 255 for part in folders[0].parts)
     assert loggers.run_name(trial).startswith("tiny/" + next(iter(axes)) + "=")
+
+
+def test_a_link_planted_at_a_feature_cache_is_rebuilt_not_read_as_features(tmp_path):
+    # The decode cache refused a link; the feature cache followed it, so a link to any float32 .npy of the
+    # right shape (another network's features, zeros) was used as this prefix's features, silently.
+    from test_features import _cache_files, editable
+
+    config = editable()
+    first = train.run_trial(config, tmp_path)
+    cache = _cache_files(tmp_path)[0]
+    decoy = tmp_path / "decoy.npy"
+    np.save(decoy, np.zeros_like(np.load(cache)))
+    cache.unlink()
+    cache.symlink_to(decoy)
+    with pytest.warns(UserWarning, match=f"rebuilding the feature cache {cache}: .*symbolic link"):
+        again = train.run_trial(config, tmp_path)
+    assert again.summary["test_loss"] == first.summary["test_loss"]
+    assert not cache.is_symlink() and not np.load(decoy).any()  # replaced, its target untouched
