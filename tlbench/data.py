@@ -8,7 +8,8 @@ rerun on the machine; a trial then only indexes tensors. A cache that does not
 read back as exactly that uint8 array (truncated, another dtype or shape, a
 link or a FIFO planted there) is rebuilt, with a warning naming it. A split
 left empty (no train or test image, or no val image where val is asked for)
-is an error naming the counts, never a trial that trains or tests on nothing. Splits are seeded by
+is an error naming the counts, never a trial that trains or tests on nothing; so is a class the
+test split holds that no training image is of, and an imbalance minority naming no class. Splits are seeded by
 the trial's seed and, by default (`split_method: stratified`), stratified:
 - val: `val_fraction` of the train pool, every class in proportion;
 - train: `train_fraction` of what is left, every class in proportion;
@@ -124,6 +125,8 @@ def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Sp
         test_set = test_pool
     if cfg.train_fraction < 1:
         train_idx, _ = take(labels, train_idx, round(cfg.train_fraction * len(train_idx)), rng)
+    if cfg.imbalance is not None:
+        require_minority(cfg, groups)
     if cfg.imbalance is not None and cfg.split_method != "greedy":
         train_idx = _drop_minority(labels, train_idx, groups, cfg.imbalance, rng)
     if cfg.imbalance is not None:
@@ -132,7 +135,34 @@ def load(cfg: DatasetConfig, image_size: int, root: str | Path, seed: int) -> Sp
     splits = Splits(train_pool.subset(np.sort(train_idx)), train_pool.subset(np.sort(val_idx)), test_set, classes, groups, warnings)
     val_share = cfg.split[1] if test_pool is None else cfg.val_fraction
     require_images(splits, cfg, val_share > 0, (len(train_pool), None if test_pool is None else len(test_pool)))
+    require_every_tested_class_trained(splits, cfg)
     return splits
+
+
+def require_minority(cfg: DatasetConfig, groups: list[str]) -> None:
+    """A DataError where `imbalance.minority` names no group or class of the data: nothing would be dropped, and
+    a balanced run would stand in the table as the imbalanced one (the grid checks it only where groups are known)."""
+    if cfg.imbalance.minority not in groups:
+        raise DataError(
+            f"dataset {cfg.name}" + (f" ({cfg.path})" if cfg.path else "") + f": dataset.imbalance.minority "
+            f"{cfg.imbalance.minority!r} names no group or class of it (one of {', '.join(sorted(set(groups)))})"
+        )
+
+
+def require_every_tested_class_trained(splits: Splits, cfg: DatasetConfig) -> None:
+    """A DataError naming the classes the test split holds but the train split has no image of (an empty
+    train/<class>/ folder, or an imbalance.keep or train_fraction that rounds a class to none): its test
+    images could only ever be wrong, a number of the data's gap rather than of the config."""
+    trained = set(splits.train.labels.tolist())
+    untrained = sorted({label for label in splits.test.labels.tolist() if label not in trained})
+    if not untrained:
+        return
+    names = ", ".join(splits.classes[label] for label in untrained)
+    raise DataError(
+        f"dataset {cfg.name}" + (f" ({cfg.path})" if cfg.path else "") + f": no training image of class(es) {names}, "
+        f"which the test split holds (train {len(splits.train)} images; train_fraction {cfg.train_fraction}, "
+        f"imbalance {cfg.imbalance})"
+    )
 
 
 def split_counts(labels: np.ndarray, groups: list[str], train_idx: np.ndarray, val_idx: np.ndarray) -> str:

@@ -217,7 +217,12 @@ def _pets_pool(root: Path, split: str, target: str) -> Pool:
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split()
-        if len(parts) != 4 or not all(p.isdigit() for p in parts[1:]) or not 1 <= int(parts[1]) <= 37 or parts[2] not in ("1", "2"):
+        if (
+            len(parts) != 4
+            or not all(p.isascii() and p.isdigit() for p in parts[1:])
+            or not 1 <= int(parts[1]) <= 37
+            or parts[2] not in ("1", "2")
+        ):
             raise DataError(f"{list_file}:{n}: expected 4 columns 'image class_id(1-37) species(1-2) breed_id', got {line!r}")
         if PET_SPECIES_OF_BREED[int(parts[1]) - 1] != ("cat", "dog")[int(parts[2]) - 1]:  # the two targets must agree
             raise DataError(f"{list_file}:{n}: class {parts[1]} is {PET_BREEDS[int(parts[1]) - 1]}, not species {parts[2]}: {line!r}")

@@ -518,8 +518,9 @@ def _read(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
     """The float32 array of this shape that `_build` wrote, memory-mapped copy-on-write; anything else raises ValueError.
 
     Opened as a regular file only (a FIFO would block, a folder fails oddly), and the header checked
-    before mapping, so a file of too few rows fails here rather than as an IndexError mid-training."""
-    with open_regular(path) as fh:
+    before mapping, so a file of too few rows fails here rather than as an IndexError mid-training. A link is
+    refused, as at the decode cache: only tlbench writes here, so one was planted."""
+    with open_regular(path, follow_links=False) as fh:
         version = np.lib.format.read_magic(fh)
         read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
         if read_header is None:

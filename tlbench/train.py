@@ -6,7 +6,7 @@
 
 A seed fixes everything: the split, the head's init, the batch order, the
 augmentation draws; the same config twice on the CPU gives identical numbers.
-A NaN or infinite loss is a result (`diverged`), not an error.
+A NaN or infinite loss (a batch's, or the val or test loss a last step broke) is a result (`diverged`), not an error.
 """
 
 from __future__ import annotations
@@ -339,7 +339,13 @@ def run_trial(
     fitted = fit(trial, checkpointer, on_epoch)
     summary = summarise(trial, fitted)
     summary.update({"peak_mem_mb": peak_memory.peak_mb(), "peak_mem_source": peak_memory.source, "wall_s": time.perf_counter() - started})
-    return TrialOutcome(fitted.status, summary, fitted.epochs)
+    return TrialOutcome(final_status(fitted.status, summary["test_loss"]), summary, fitted.epochs)
+
+
+def final_status(fitted_status: str, test_loss: float) -> str:
+    """`diverged` also when the last optimizer step broke the network: each batch's loss is checked before its
+    step, so NaN weights from the last step show only in the test loss (its NaN logits all predict class 0)."""
+    return fitted_status if math.isfinite(test_loss) else "diverged"
 
 
 @dataclass
@@ -485,7 +491,8 @@ def run_epoch(
         row["test_loss"], test_preds = runner.evaluate(trial.splits.test)
         row["test_acc"] = float((test_preds == trial.splits.test.labels.numpy()).mean())
     images_per_s = stats["images"] / seconds if seconds > 0 else float("nan")
-    return row, images_per_s, stats["diverged"]
+    broken = len(val_set) > 0 and not math.isfinite(val_loss)  # a step broke the network after its batch's loss
+    return row, images_per_s, stats["diverged"] or broken
 
 
 def summarise(trial: Trial, fitted: Fitted) -> dict[str, Any]:

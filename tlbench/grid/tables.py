@@ -106,14 +106,17 @@ def check_tables(grid: Grid, doc: YamlDoc) -> None:
 
 
 MAX_DIGITS = 12  # a double has about 16 significant digits; more after the point only prints noise
+MAX_SCALE = 1e12  # a unit's factor (percent, millions): one past 1e12 or below 1e-12 overflows a mean (inf, `above`)
 
 
 def _check_display(doc: YamlDoc, metric: dict[str, Any], path: KeyPath) -> None:
-    """How a metric is shown: scale (a finite factor > 0: 100 for percent, 1e-6 for millions), digits after
+    """How a metric is shown: scale (a factor in [1e-12, 1e12]: 100 for percent, 1e-6 for millions), digits after
     the point (a whole number in [0, MAX_DIGITS]), label (a string). Each reaches arithmetic or a format."""
     scale = metric.get("scale", 1)
-    if not is_number(scale) or scale <= 0:
-        raise doc.error(f"got {scale!r}, expected a finite number > 0 (100: percent, 1.0e-6: millions)", (*path, "scale"))
+    if not is_number(scale) or not 1 / MAX_SCALE <= scale <= MAX_SCALE:
+        raise doc.error(
+            f"got {scale!r}, expected a finite number > 0, in [1.0e-12, 1.0e+12] (100: percent, 1.0e-6: millions)", (*path, "scale")
+        )
     digits = metric.get("digits", 4)
     if not is_int(digits) or not 0 <= digits <= MAX_DIGITS:
         raise doc.error(f"got {digits!r}, expected a whole number of digits after the point in [0, {MAX_DIGITS}]", (*path, "digits"))

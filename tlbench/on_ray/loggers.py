@@ -11,6 +11,7 @@ row as JSON (the results folder holds that).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -43,7 +44,19 @@ def run_name(trial: dict[str, Any]) -> str:
     A list or mapping value is written as compact JSON without its quotes, a `/` in a value as `_`,
     and characters a shell would trip on are dropped: `train.freeze={frozen:[layer1,layer2]}`."""
     axes = ",".join(f"{key}={_axis_value(value)}" for key, value in sorted(trial["axes"].items())) or "no-axes"
-    return f"{trial['experiment']}/{axes}/seed={trial['seed']}"
+    return f"{trial['experiment']}/{_fits_a_folder(axes)}/seed={trial['seed']}"
+
+
+MAX_FOLDER_BYTES = 200  # file systems stop at 255 bytes a name; a long variant name or freeze list would crash the run
+
+
+def _fits_a_folder(name: str) -> str:
+    """`name`, or where it is longer than a folder name may be, its start and a hash of the whole (distinct runs
+    stay distinct folders)."""
+    if len(name.encode()) <= MAX_FOLDER_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name.encode()[: MAX_FOLDER_BYTES - 17].decode(errors="ignore") + "-" + digest
 
 
 def _axis_value(value: Any) -> str:
