@@ -102,7 +102,7 @@ def test_a_decision_is_measured_once_then_read_back_by_its_key(tmp_path):
 
 @pytest.mark.parametrize("content", [
     "{not json", "[1, 2]", '{"key": "another", "choice": "fp32+contiguous"}', "KEY:fp16+contiguous",
-    "KEY:bf16+channels_last", "\udcff", "x" * (autotune.MAX_FILE_BYTES + 1), "FIFO",
+    "KEY:bf16+channels_last", "\udcff", "x" * (autotune.MAX_FILE_BYTES + 1), "FIFO", "LINK",
 ])  # fmt: skip
 def test_a_garbled_or_planted_decision_is_ignored_with_a_warning(tmp_path, monkeypatch, content):
     monkeypatch.setattr(autotune, "bf16_possible", lambda device: False)  # bf16 is not a candidate here
@@ -111,6 +111,10 @@ def test_a_garbled_or_planted_decision_is_ignored_with_a_warning(tmp_path, monke
     path = cache.path(key)
     if content == "FIFO":
         os.mkfifo(path)  # reading it would hang a reader that does not check
+    elif content == "LINK":  # a valid decision, planted elsewhere and linked in: a cache is never read through a link
+        planted = tmp_path / "elsewhere.json"
+        planted.write_text(json.dumps({"key": key, "choice": "fp32+contiguous"}))
+        path.symlink_to(planted)
     elif content.startswith("KEY:"):
         path.write_text(json.dumps({"key": key, "choice": content[4:]}))
     else:

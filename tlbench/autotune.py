@@ -162,7 +162,7 @@ class DecisionCache:
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 raise ValueError(f"larger than {MAX_FILE_BYTES} bytes")
-            raw = json.loads(read_regular_text(path))
+            raw = json.loads(read_regular_text(path, follow_links=False))  # only tlbench writes here: a link was planted
             if not isinstance(raw, dict) or raw.get("key") != key:
                 raise ValueError("not a decision for this key")
             candidate = Candidate.parse(raw["choice"])

@@ -45,9 +45,9 @@ def open_regular(path: str | Path, follow_links: bool = True) -> BinaryIO:
     return _regular_file(fd, path, "rb")
 
 
-def read_regular_text(path: str | Path) -> str:
+def read_regular_text(path: str | Path, follow_links: bool = True) -> str:
     """A regular file's text (UTF-8); raises NotRegularFile for anything else, as `open_regular`."""
-    with open_regular(path) as fh:
+    with open_regular(path, follow_links) as fh:
         return fh.read().decode("utf-8")
 
 
