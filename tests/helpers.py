@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 from tlbench.grid.config import check_resolved, merge
 from tlbench.grid.schema import defaults
@@ -58,3 +59,22 @@ def typed(**sections) -> TrialConfig:
 def changed(config: TrialConfig, **sections) -> TrialConfig:
     """A typed config with nested overrides, as `resolved` takes them: changed(config, train={"lr": 1e-2})."""
     return TrialConfig.from_dict(merge(config.to_dict(), copy.deepcopy(sections)))
+
+
+def finishes(call, *args, timeout_s: float = 20.0):
+    """call(*args) in a thread: its result, or a failure (not a hang of the whole suite) where it blocks."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = call(*args)
+        except BaseException as exc:  # handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"{getattr(call, '__name__', call)} blocked on a FIFO"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

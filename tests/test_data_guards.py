@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -23,31 +22,12 @@ from fake_datasets import (
     write_png16,
     write_stl10,
 )
-from helpers import resolved
+from helpers import finishes, resolved
 from test_data import colour_matches_label, dataset_cfg
 
 from tlbench import data, regular_files
 from tlbench.execute import execute
 from tlbench.grid import TrialSpec
-
-
-def finishes(call, timeout_s: float = 20.0):
-    """call() in a thread: its result, or a test failure (not a hang of the whole suite) where it blocks."""
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    assert not thread.is_alive(), f"{getattr(call, '__name__', call)} blocked (on a FIFO?)"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def unblock(fifo) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 import traced_models
-from helpers import changed, typed
-from test_planted_files import finishes, unblock
+from helpers import changed, finishes, typed
+from test_planted_files import unblock
 
 from tlbench import features, models, train
 from tlbench.data import DataError

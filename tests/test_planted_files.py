@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from pathlib import Path
 
 import pytest
-from helpers import TINY_GRID
+from helpers import TINY_GRID, finishes
 from test_store import fake_row
 
 from tlbench import checkpoint
@@ -20,25 +19,6 @@ from tlbench.trial_claims import Claims
 @pytest.fixture
 def trials(write_grid):
     return Grid.load(write_grid(TINY_GRID)).expand()
-
-
-def finishes(call, *args, timeout_s: float = 10.0):
-    """call(*args) in a thread: its result, or a failure (not a hang of the whole suite) where it blocks."""
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["value"] = call(*args)
-        except BaseException as exc:  # handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    assert not thread.is_alive(), f"{getattr(call, '__name__', call)} blocked on a FIFO"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def unblock(fifo: Path) -> None:

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers import TINY_GRID
-from test_planted_files import finishes, unblock
+from helpers import TINY_GRID, finishes
+from test_planted_files import unblock
 from test_store import fake_row
 
 from tlbench import cli, report
