@@ -174,10 +174,8 @@ class Runner:
         if memory_format is not None:
             raise ValueError("memory_format is for a fixed precision; precision auto measures it")
         net, input_shape = self.built.module, (3, size, size)
-        if cut is not None:
-            with torch.no_grad():  # the features' shape; the prefix is frozen and deterministic
-                input_shape = tuple(cut.prefix.eval()(torch.zeros(1, 3, size, size)).shape[1:])
-            net = cut.suffix
+        if cut is not None:  # a step runs what follows the cut, on features of the shape the cut search recorded
+            net, input_shape = cut.suffix, cut.shape
         batch = max(2, min(train.batch_size, len(self.splits.train)))  # BatchNorm cannot train on one image
         identity = {
             "arch": config.model.arch, "hidden": list(config.model.hidden), "outputs": 1 if self.binary else self.n_classes,
