@@ -60,7 +60,7 @@ from torchvision.models.feature_extraction import NodePathTracer
 from . import models, pipeline
 from .data import CACHE_DIR, DataError, ImageSet
 from .models import Built, FreezePlan
-from .regular_files import open_regular
+from .regular_files import map_npy
 from .trial_config import TrainConfig, TrialConfig
 
 # Layers whose output in train mode is random, or depends on the rest of the batch.
@@ -515,26 +515,10 @@ def _built(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _read(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
-    """The float32 array of this shape that `_build` wrote, memory-mapped copy-on-write; anything else raises ValueError.
-
-    Opened as a regular file only (a FIFO would block, a folder fails oddly), and the header checked
-    before mapping, so a file of too few rows fails here rather than as an IndexError mid-training. A link is
-    refused, as at the decode cache: only tlbench writes here, so one was planted."""
-    with open_regular(path, follow_links=False) as fh:
-        version = np.lib.format.read_magic(fh)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ValueError(f"npy format {version}, expected 1.0 or 2.0")
-        found, fortran_order, dtype = read_header(fh)  # a literal's parse: reading a header runs no code
-        if (found, fortran_order, dtype) != (shape, False, np.dtype(np.float32)):
-            order = "Fortran order" if fortran_order else "C order"
-            raise ValueError(f"holds {dtype} {found} in {order}, expected float32 {shape} in C order")
-        offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
-        expected = offset + math.prod(shape) * 4
-        if size != expected:
-            raise ValueError(f"has {size} bytes, expected {expected} (truncated or padded)")
-        # Copy-on-write: lazy like a read-only map, but torch.from_numpy accepts it.
-        return torch.from_numpy(np.memmap(fh, dtype=np.float32, mode="c", shape=shape, offset=offset))
+    """The float32 array of this shape that `_build` wrote, mapped copy-on-write (`regular_files.map_npy`: a regular
+    file only, never through a link, its header checked before mapping, so a file of too few rows fails here rather
+    than as an IndexError mid-training); anything else raises ValueError."""
+    return torch.from_numpy(map_npy(path, np.float32, shape))
 
 
 @torch.no_grad()
