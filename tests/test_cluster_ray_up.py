@@ -14,7 +14,7 @@ Test-only substitutes (the hosts have no network; none of them is in the YAML):
   is skipped by its own `test -d`; its `bin/ray` is this venv's `ray` command, run by the host's venv;
 - `~/.config/pip/pip.conf` on each host: no package index, no build isolation (setuptools comes from the .pth),
   so the YAML's `pip install -e ~/tlbench` runs offline;
-- this interpreter's and this venv's folders, where they are below /root, are bind-mounted into each host's /root;
+- this interpreter's and this venv's folders, where they are below /root or /tmp, are bind-mounted into each host's own;
 - `/mnt` on every host is one folder of this test: the shared mount (NFS on real machines) for `--storage`.
 
 Needs root, `ip`, `unshare`, sshd (openssh-server), ssh and rsync; skips with the reason otherwise.
@@ -63,10 +63,15 @@ def why_not() -> str | None:
     return None
 
 
-def under_root() -> list[str]:
-    """This interpreter's and this venv's folders below /root (relative to it): each host's own /root would hide them."""
+# Folders each host has its own of: what lies below them here is hidden on a host unless bound in.
+HOST_OWN = ("/root", "/tmp")
+
+
+def hidden_on_hosts() -> list[tuple[str, str]]:
+    """(folder, path below it) of this interpreter's and this venv's folders that a host's own /root or /tmp would
+    hide: pyenv lives under /root, and a clone (CI's, say) may keep its venv under /tmp."""
     paths = {Path(sys.base_prefix).resolve(), Path(sysconfig.get_paths()["purelib"]).resolve()}
-    return sorted(str(p.relative_to("/root")) for p in paths if p.is_relative_to("/root"))
+    return sorted((top, str(p.relative_to(top))) for p in paths for top in HOST_OWN if p.is_relative_to(top))
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -150,16 +155,17 @@ class Hosts:
 
     def _daemon(self, name: str) -> None:
         home = self.home(name)
-        # Inside the host's own mount namespace: its own /root (this interpreter's /root/.pyenv bound in),
+        # Inside the host's own mount namespace: its own /root and /tmp (this interpreter's and venv's folders bound in),
         # /tmp (Ray's sessions) and the shared /mnt. Then sshd, under a shell as PID 1 that reaps orphans.
-        binds = "\n".join(f"mkdir -p {home / rel} && mount --bind /root/{rel} {home / rel}" for rel in under_root())
+        own = {"/root": home, "/tmp": home.parent / "tmp"}
+        binds = "\n".join(f"mkdir -p {own[top] / rel} && mount --bind {top}/{rel} {own[top] / rel}" for top, rel in hidden_on_hosts())
         script = f"""
             set -e
             hostname tlb22-{name}
             {binds}
             mount --rbind {home} /root
             mount --bind {self.shared} /mnt
-            mount --bind {home.parent / "tmp"} /tmp
+            mount --rbind {home.parent / "tmp"} /tmp
             mkdir -p /run/sshd
             /usr/sbin/sshd -D -e -f {home.parent / "sshd_config"} &
             wait
