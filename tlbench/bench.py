@@ -497,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .process_exit import run_command
+
+    run_command(main)
 
 
 __all__ = ["main"]

@@ -366,7 +366,9 @@ def result_notices(grid: Grid, store: Store, table: pa.Table, bad: list[tuple[Pa
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .process_exit import run_command
+
+    run_command(main)
 
 
 __all__ = ["main", "write_report"]

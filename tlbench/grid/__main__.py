@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from tlbench.cli import main
+from tlbench.process_exit import run_command
 
-raise SystemExit(main())
+run_command(main)
