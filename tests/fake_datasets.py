@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tlbench import datasets
-from tlbench.sources import ArraysOnly
+from tlbench.registries import datasets
+from tlbench.trial.pools import ArraysOnly
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -124,7 +124,7 @@ def write_stl10(root: Path, per_class_train: int = 3, per_class_test: int = 2) -
 
 
 # Every registered dataset with real data, and how to fake it: writer, and the dataset config keys
-# its loader needs. `tests/test_registries.py` fails for a dataset that has none.
+# its loader needs. `tests/registries/test_registries.py` fails for a dataset that has none.
 FAKES = {
     "cifar10": (write_cifar10, {}),
     "stl10": (write_stl10, {}),

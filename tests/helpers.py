@@ -1,13 +1,21 @@
-"""Tiny grids and configs that run in seconds on a CPU, for every test module."""
+"""Tiny grids and configs that run in seconds on a CPU, and the rows and planted files several test modules share."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import socket
 import threading
+import time
+from pathlib import Path
 
 from tlbench.grid.config import check_resolved, merge
 from tlbench.grid.schema import defaults
-from tlbench.trial_config import TrialConfig
+from tlbench.plan.leases import Claims
+from tlbench.results.store import Store
+from tlbench.trial.config import DatasetConfig, TrialConfig
+from tlbench.trial.execute import trial_row
 
 TINY_GRID = """
 defaults:
@@ -78,3 +86,59 @@ def finishes(call, *args, timeout_s: float = 20.0):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+# Shared by several test modules (rows, configs, planted files): one home each.
+
+
+def fake_row(spec, status="ok", test_acc=0.5, **summary):
+    values = {"test_acc": test_acc, "test_loss": 1.0, "train_acc": test_acc, "val_acc": test_acc, "wall_s": 1.0, **summary}
+    return trial_row(spec, status, values, {"profile": "full", "node_id": "node-a"})
+
+
+def dataset_cfg(**overrides) -> DatasetConfig:
+    cfg = defaults()["dataset"]
+    cfg.update(overrides)
+    return DatasetConfig.from_dict(cfg)
+
+
+def plant(claims: Claims, trial_id: str, age_s: float = 0, **holder) -> None:
+    claims.folder.mkdir(parents=True, exist_ok=True)
+    path = claims.path(trial_id)
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": None, "driver": "x", **holder}))
+    os.utime(path, (time.time() - age_s, time.time() - age_s))
+
+
+def callback(tmp_path):
+    from tlbench.on_ray.driver import StoreResults
+    from tlbench.plan.progress import Progress
+
+    counts: dict[str, int] = {}
+    return StoreResults(Store(tmp_path), Claims(tmp_path), Progress([], devices=1, live=False), counts), counts
+
+
+def tune_result(row, epochs=()):
+    return {"payload": json.dumps({"row": row, "epochs": list(epochs)})}
+
+
+def unblock(fifo: Path) -> None:
+    """Open a FIFO's write end, so a reader the code under test left blocked on it returns (the suite can exit)."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+
+
+def cache_files(root) -> list:
+    return sorted((root / ".tlbench-cache" / "features").glob("*.npy"))
+
+
+def editable(**train) -> TrialConfig:
+    return typed(
+        model={"arch": "traced_models:editable_net", "weights": "none"},
+        image_size=16,
+        precision="fp32",
+        epochs=2,
+        train={"freeze": "head", "lr": 1e-2, "batch_size": 16, **train},
+        dataset={"n_classes": 3, "n_train": 60, "n_test": 30},
+    )

@@ -66,8 +66,8 @@ def test_grid_runs_through_ray_into_parquet_and_the_report(write_grid, tmp_path)
 def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, capsys):
     import torch
 
-    from tlbench.checkpoint import capture
-    from tlbench.on_ray.scheduler import TuneCheckpointer
+    from tlbench.on_ray.driver import TuneCheckpointer
+    from tlbench.trial.checkpoint import capture
 
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
     module = torch.nn.Linear(2, 2)

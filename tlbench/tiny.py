@@ -3,6 +3,9 @@
 Use it in a grid file as `model: {arch: "tlbench.tiny:small_cnn", weights: none}`.
 A custom arch function takes `weights` and returns (module, path of its head);
 tlbench replaces the head to fit the task, like a torchvision head.
+
+It lives at the package's top, not in trial/: its dotted path is a name that grid
+files write and that trial ids hash, so moving it would rename every trial of those files.
 """
 
 from __future__ import annotations

@@ -8,15 +8,18 @@ Modules, in the order a grid file is read:
     schema.py     every config key: type, default, unit, check (the one home of each key)
     config.py     merging layers of config, checking values and cross-key rules
     overrides.py  `--set KEY=VALUE` on the command line
-    model.py      Grid, Experiment, TrialSpec: expansion into trials and the trial id
+    trials.py     TrialSpec and the trial id; which names may become file names
+    grid_file.py  Grid, Experiment: a grid file parsed and expanded into trials
     tables.py     the tables and claims a grid file declares, and which trials feed a row
+    preflight.py  `grid run`'s last checks, which need torch or run the grid file's code (custom archs)
 
-`python -m tlbench.grid` is the command line (`tlbench/cli.py`).
+`python -m tlbench.grid` is the command line (cli.py).
 """
 
 from __future__ import annotations
 
-from .document import GridError
-from .model import Grid, TrialSpec, trial_id
+from tlbench.grid.document import GridError
+from tlbench.grid.grid_file import Grid
+from tlbench.grid.trials import TrialSpec, trial_id
 
 __all__ = ["Grid", "GridError", "TrialSpec", "trial_id"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .. import archs, freezing
-from ..datasets import DATASETS, target_of
-from ..registry import expected_one_of, suggest
-from ..values import is_int, is_number
-from .document import GridError, KeyPath, YamlDoc
-from .schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field
+from tlbench.grid.document import GridError, KeyPath, YamlDoc
+from tlbench.grid.schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field
+from tlbench.registries import archs, freezing
+from tlbench.registries.datasets import DATASETS, target_of
+from tlbench.registries.registry import expected_one_of, suggest
+from tlbench.values import is_int, is_number
 
 
 def undot(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from typing import Any
 
 import yaml
 
-from ..registry import suggest
-from .config import Checker, check_seeds, set_path
-from .document import GridError
-from .schema import FIELDS
+from tlbench.grid.config import Checker, check_seeds, set_path
+from tlbench.grid.document import GridError
+from tlbench.grid.schema import FIELDS
+from tlbench.registries.registry import suggest
 
 
 def parse_overrides(overrides: list[str], file: str) -> tuple[dict[str, Any], list[int] | None]:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from .. import archs, freezing
-from ..datasets import DATASETS
-from ..registry import suggest
-from ..values import is_int, is_number
+from tlbench.registries import archs, freezing
+from tlbench.registries.datasets import DATASETS
+from tlbench.registries.registry import suggest
+from tlbench.values import is_int, is_number
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
 OPTIMIZERS = ("adam", "adamw", "sgd")

@@ -9,13 +9,16 @@ The report (`aggregate.py`) reads tables through these; the table ids and metric
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..registry import expected_one_of, suggest
-from ..values import is_int, is_number
-from .config import canonical_freeze, get_path
-from .document import KeyPath, YamlDoc
-from .model import VARIANT_AXIS, Grid, TrialSpec, file_name_twins, name_problem, show_value
+from tlbench.grid.config import canonical_freeze, get_path
+from tlbench.grid.document import KeyPath, YamlDoc
+from tlbench.grid.trials import VARIANT_AXIS, TrialSpec, file_name_twins, name_problem, show_value
+from tlbench.registries.registry import expected_one_of, suggest
+from tlbench.values import is_int, is_number
+
+if TYPE_CHECKING:  # the model only as a type: grid_file.py calls check_tables at load
+    from tlbench.grid.grid_file import Grid
 
 # Result fields a table may show, with the words a reader sees.
 METRICS = {
@@ -49,7 +52,7 @@ PER_CLASS_KEYS = ("precision", "recall", "f1", "support")
 # BatchNorm mode); the row's note and the experiment's notes say which.
 READINGS = ("as stated", "as run", "alternative")
 # A claim of the report about its table: "row_a is better than row_b" on one metric (default the first),
-# higher or lower being better. Tested with Welch's t-test on our seeds (tlbench/verdicts.py).
+# higher or lower being better. Tested with Welch's t-test on our seeds (tlbench/report/verdicts.py).
 # `untested: <why>`: a statement of no difference, listed and never tested (its rows are then optional).
 CLAIM_KEYS = ("claim", "row_a", "row_b", "metric", "better", "untested")
 CLAIM_BETTER = ("higher", "lower")

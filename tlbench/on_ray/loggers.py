@@ -20,7 +20,7 @@ from typing import Any
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune.logger import TBXLoggerCallback
 
-from ..store import flatten_config
+from tlbench.results.store import flatten_config
 
 # What an epoch reports (train.run_trial's epoch row and its images/s), in the order dashboards list them.
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "images_per_s", "seconds")

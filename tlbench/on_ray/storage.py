@@ -15,7 +15,7 @@ import os
 import uuid
 from pathlib import Path
 
-from ..grid import GridError
+from tlbench.grid import GridError
 
 # The URI schemes pyarrow's filesystems (which Tune writes through) know; a local path may also be file://.
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")

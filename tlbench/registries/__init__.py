@@ -1,0 +1,10 @@
+"""What a grid file may name, each word with its meaning in one place: datasets, archs, freeze strategies.
+
+    registry.py           Registry: names, lookups, "did you mean" suggestions
+    datasets.py           every dataset: its pools, classes and loader (torch-free until a loader runs)
+    archs.py              the reports' archs and any torchvision classifier by name: head, cost, GPU share
+    torchvision_archs.py  the torch-free table of torchvision's classifiers (regenerated from torchvision)
+    freezing.py           freeze strategies: their check, canonical spelling and what trains
+
+Torch-free: the driver validates grid files with these on machines without torch.
+"""

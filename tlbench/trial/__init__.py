@@ -1,0 +1,19 @@
+"""One trial, start to finish, in a worker process: plain Python a test calls directly.
+
+execute.py      execute(spec): the trial's row, whatever happens (ok, diverged, error, oom)
+config.py       TrialConfig: the typed config a trial reads
+train.py        run_trial: build, fit over epochs, summarise
+data.py         the splits a trial trains, validates and tests on, and their decode caches
+pools.py        a dataset's pools of images and labels, read defensively
+synthetic.py    generated images with known classes (the smoke profile, the tests)
+pipeline.py     batches on the device: order, pools on the card, augment, normalise
+resize.py       small images kept small, enlarged where a batch is used
+host_reads.py   counting reads of tensor values back to the host (a step must make none)
+networks.py     the network with its task head, and what trains (the small CNN is tlbench/tiny.py)
+features.py     the frozen-feature cache, cut where tracing says
+autotune.py     `precision: auto` by measurement
+memory.py       GPU memory caps, peaks and the data's part
+checkpoint.py   a trial's state between epochs (tensors and plain values only)
+metrics.py      classification metrics
+thumbnails.py   misclassified images for the report
+"""
