@@ -67,7 +67,7 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
     import torch
 
     from tlbench.on_ray.driver import TuneCheckpointer
-    from tlbench.trial.checkpoint import capture
+    from tlbench.trial.checkpoint import capture, state_of
 
     whole, truncated = tmp_path / "whole.pt", tmp_path / "truncated.pt"
     module = torch.nn.Linear(2, 2)
@@ -83,7 +83,7 @@ def test_an_earlier_runs_truncated_checkpoint_is_skipped_not_fatal(tmp_path, cap
         "trainable_params": 6,
     }
     progress = {"epochs": [epoch], "images_seen": 10, "train_seconds": 1.0, "lr": 0.1, "probe_scores": None}  # as run_trial keeps it
-    torch.save(capture(module, optimizer, torch.Generator(), progress), whole)
+    torch.save(capture(module, optimizer, torch.Generator(), state_of(progress)), whole)
     truncated.write_bytes(whole.read_bytes()[:40])  # a driver killed while the file was copied
     assert TuneCheckpointer(str(whole)).load()["progress"] == progress
     assert TuneCheckpointer(str(truncated)).load() is None

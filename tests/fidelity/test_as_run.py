@@ -29,26 +29,26 @@ def small(epochs: int, **train_keys) -> TrialConfig:
 
 
 def _watch_epochs(monkeypatch) -> list[dict]:
-    """Wraps Runner.train_epoch: per epoch, the optimizer's state at its start and BN statistics before / after."""
+    """Wraps train.train_steps: per epoch, the optimizer's state at its start and BN statistics before / after."""
     seen: list[dict] = []
-    original = train.Runner.train_epoch
+    original = train.train_steps
 
-    def watched(self, images, optimizer, plan, gen, max_steps, epoch=0):
-        bn = next(m for m in self.built.module.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    def watched(trial, optimizer, images, epoch, max_steps):
+        bn = next(m for m in trial.built.module.modules() if isinstance(m, torch.nn.BatchNorm2d))
         before = bn.running_mean.clone()
         state_at_start = sum(len(s) for s in optimizer.state.values())
-        out = original(self, images, optimizer, plan, gen, max_steps, epoch)
+        out = original(trial, optimizer, images, epoch, max_steps)
         seen.append(
             {
                 "epoch": epoch,
                 "state_at_start": state_at_start,
                 "bn_moved": not torch.equal(before, bn.running_mean),
-                "training": self.built.module.training,
+                "training": trial.built.module.training,
             }
         )
         return out
 
-    monkeypatch.setattr(train.Runner, "train_epoch", watched)
+    monkeypatch.setattr(train, "train_steps", watched)
     return seen
 
 

@@ -76,7 +76,7 @@ def fake_card(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: type("Props", (), {"total_memory": 24 * 2**30})())
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 5.5 * 2**30)
-    monkeypatch.setattr(train.Runner, "train_epoch", out_of_memory)
+    monkeypatch.setattr(train, "train_steps", out_of_memory)
 
 
 @pytest.mark.parametrize("share, asks", [(0.25, "0.5"), (0.75, "1")])

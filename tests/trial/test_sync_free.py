@@ -5,11 +5,13 @@ data-dependent shape...), which on a GPU would each stall the host until the car
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from helpers import typed
 
-from tlbench.trial import pipeline, train
+from tlbench.trial import train
 from tlbench.trial.host_reads import HostReads
 
 
@@ -20,9 +22,14 @@ def build_trial(tmp_path, **sections):
     return trial, optimizer
 
 
+def train_epoch(trial, optimizer, steps: int) -> dict:
+    """An epoch's steps and their stats, as run_epoch trains them (without its validation)."""
+    return train.epoch_stats(trial.criterion, train.train_steps(trial, optimizer, trial.splits.train, 0, steps))
+
+
 def reads_in_epoch(trial, optimizer, steps: int) -> HostReads:
     with HostReads() as reads:
-        trial.runner.train_epoch(trial.splits.train, optimizer, trial.plan, trial.gen, steps)
+        train_epoch(trial, optimizer, steps)
     return reads
 
 
@@ -36,13 +43,12 @@ def test_an_epoch_reads_the_device_once_whatever_its_steps(tmp_path, train_secti
 
 def test_the_step_loop_reads_nothing_and_the_counter_sees_a_read_added_back(tmp_path, monkeypatch):
     trial, optimizer = build_trial(tmp_path)
-    order = pipeline.epoch_order(trial.splits.train.labels, "uniform", trial.gen)
     with HostReads() as reads:
-        steps = trial.runner.train_steps(trial.splits.train, order, optimizer, trial.gen, 4)
+        steps = train.train_steps(trial, optimizer, trial.splits.train, 0, 4)
     assert reads.count == 0, reads.where
     assert steps.sizes == [trial.config.train.batch_size] * 4
     # A step that checks its loss on the host, as the trainer once did, is caught.
-    loss = trial.runner.loss
+    loss = trial.criterion.loss
 
     def checked(logits, y):
         value = loss(logits, y)
@@ -50,23 +56,23 @@ def test_the_step_loop_reads_nothing_and_the_counter_sees_a_read_added_back(tmp_
             raise AssertionError("unreachable: the loss is finite")
         return value
 
-    monkeypatch.setattr(trial.runner, "loss", checked)
+    monkeypatch.setattr(trial, "criterion", replace(trial.criterion, loss=checked))
     with HostReads() as reads:
-        trial.runner.train_steps(trial.splits.train, order, optimizer, trial.gen, 3)
+        train.train_steps(trial, optimizer, trial.splits.train, 0, 3)
     assert reads.count == 3
 
 
 def test_evaluation_reads_back_once_per_split(tmp_path):
     trial, _ = build_trial(tmp_path, dataset={"n_test": 600})  # three evaluation batches of 256
     with HostReads() as reads:
-        loss, preds = trial.runner.evaluate(trial.splits.test)
+        loss, preds = train.evaluate(trial, trial.splits.test)
     # the loss (.item), the predictions (.cpu().numpy()): not one per batch
     assert reads.count == 3 and len(preds) == 600 and loss > 0, reads.where
 
 
 def test_an_epoch_with_no_step_has_no_loss_rather_than_zero(tmp_path):
     trial, optimizer = build_trial(tmp_path)
-    stats = trial.runner.train_epoch(trial.splits.train, optimizer, trial.plan, trial.gen, 0)
+    stats = train_epoch(trial, optimizer, 0)
     assert stats["images"] == 0 and stats["loss"] != stats["loss"] and not stats["diverged"]
 
 
@@ -75,7 +81,7 @@ def test_a_non_finite_loss_read_at_the_epochs_end_still_makes_it_diverged(tmp_pa
     steps = train.Steps()
     logits, labels = torch.tensor([[2.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]), torch.tensor([0, 0])
     steps.add(torch.tensor(0.5), logits, labels)
-    assert trial.runner.epoch_stats(steps) == {"loss": 0.5, "acc": 0.5, "images": 2, "diverged": False}
+    assert train.epoch_stats(trial.criterion, steps) == {"loss": 0.5, "acc": 0.5, "images": 2, "diverged": False}
     steps.add(torch.tensor(float("inf")), logits, labels)
-    stats = trial.runner.epoch_stats(steps)
+    stats = train.epoch_stats(trial.criterion, steps)
     assert stats["diverged"] and stats["images"] == 4 and stats["loss"] == float("inf") and stats["acc"] != stats["acc"]

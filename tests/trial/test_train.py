@@ -70,14 +70,6 @@ def test_binary_bce_with_one_logit_learns():
     assert outcome.summary["test_acc"] > 0.7 + 0.1  # beats always-majority
 
 
-def test_balanced_class_weights_give_each_class_the_same_total_weight():
-    labels = torch.tensor([0] * 6 + [1] * 2 + [2] * 2)
-    weights = train.balanced_class_weights(labels, 3)
-    totals = torch.bincount(labels).float() * weights
-    assert torch.allclose(totals, totals[0].expand(3))
-    assert weights.tolist() == pytest.approx([10 / 18, 10 / 6, 10 / 6])
-
-
 def test_oversampling_draws_classes_about_equally():
     labels = torch.tensor([0] * 900 + [1] * 100)
     order = pipeline.epoch_order(labels, "oversample", torch.Generator().manual_seed(0))

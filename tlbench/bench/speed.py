@@ -284,7 +284,7 @@ def bench_step_overhead(root: Path, steps: int, repeats: int = 3, batch: int = 3
 def bench_sync_free(root: Path) -> None:
     """1 when an epoch reads the device back as often at 6 steps as at 2 (never per step), counted on the CPU."""
     from tlbench.trial.host_reads import HostReads
-    from tlbench.trial.train import build, make_optimizer
+    from tlbench.trial.train import build, epoch_stats, make_optimizer, train_steps
 
     config = TrialConfig.from_dict(step_overhead_config(8))
     trial = build(config, root, torch.device("cpu"), False, False, None)
@@ -292,7 +292,7 @@ def bench_sync_free(root: Path) -> None:
     counts = []
     for steps in (2, 6):
         with HostReads() as reads:
-            trial.runner.train_epoch(trial.splits.train, optimizer, trial.plan, trial.gen, steps)
+            epoch_stats(trial.criterion, train_steps(trial, optimizer, trial.splits.train, 0, steps))
         counts.append(reads.count)
     emit("sync_free_reads_per_epoch", float(counts[0]))
     emit("sync_free_steps", int(counts[0] == counts[1]))

@@ -15,13 +15,12 @@ from typing import Any
 
 from tlbench.registries import archs, freezing
 from tlbench.registries.datasets import DATASETS
+from tlbench.registries.losses import CLASS_WEIGHTS, LOSSES
+from tlbench.registries.optimizers import OPTIMIZERS
 from tlbench.registries.registry import suggest
 from tlbench.values import is_int, is_number
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
-OPTIMIZERS = ("adam", "adamw", "sgd")
-LOSSES = ("cross_entropy", "bce")
-CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("uniform", "oversample")
 AUGMENTS = ("none", "hflip", "strong", "flip_rotate_jitter")
 NORMALIZE = ("imagenet", "half")
@@ -230,13 +229,15 @@ SCHEMA: dict[str, Any] = {
         "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),
     },
     "train": {
-        "optimizer": Field("str", "adam", "optimizer registry name", choices=OPTIMIZERS),
+        "optimizer": Field("str", "adam", "optimizer registry name", choices=OPTIMIZERS.names()),
         "lr": Field("float", 1e-3, "learning rate", check=_positive),
         "momentum": Field("float", 0.9, "SGD momentum", check=_fraction_closed_open),
         "nesterov": Field("bool", False, "SGD Nesterov momentum"),
         "weight_decay": Field("float", 0.0, "L2 (SGD, Adam) or decoupled (AdamW) weight decay", check=_at_least(0)),
-        "loss": Field("str", "cross_entropy", "cross_entropy on C logits, or bce on one logit (binary tasks)", choices=LOSSES),
-        "class_weights": Field("str", "none", "balanced: each class carries the same total weight in the loss", choices=CLASS_WEIGHTS),
+        "loss": Field("str", "cross_entropy", "cross_entropy on C logits, or bce on one logit (binary tasks)", choices=LOSSES.names()),
+        "class_weights": Field(
+            "str", "none", "balanced: each class carries the same total weight in the loss", choices=CLASS_WEIGHTS.names()
+        ),
         "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=SAMPLERS),
         "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
         "freeze": Field(

@@ -2,9 +2,10 @@
 
 `run_trial` calls `Checkpointer.save(state)` after each epoch and, at its start,
 `Checkpointer.load()`. The state holds everything the next epoch depends on:
-weights, optimizer moments, every random generator, and the progress so far,
-so a resumed trial ends with the same numbers as one never interrupted. Where
-the state is kept is the caller's business (Ray Tune storage in scheduler.py).
+weights, optimizer moments, every random generator, and the training state so
+far (`TrainingState`, kept on disk as the plain dict `progress`), so a resumed
+trial ends with the same numbers as one never interrupted. Where the state is
+kept is the caller's business (Ray Tune storage in on_ray/).
 
 A state file may come from a shared mount anyone can write to, so it holds
 only tensors and plain values (numbers, strings, lists, dicts) and is read
@@ -16,8 +17,10 @@ never runs code. A file that does not load, or loads with the wrong shape
 from __future__ import annotations
 
 import copy
+import math
 import random
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,13 +34,62 @@ from tlbench.values import plain
 KEYS = ("model", "optimizer", "generator", "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "progress")
 
 
+@dataclass
+class TrainingState:
+    """What a trial carries from one epoch to the next, besides weights, moments and generators.
+
+    `record` is the one place an epoch changes it. On disk it is the plain dict `progress` (`progress_of`,
+    `state_of`), in the form checkpoints have always had, so a state saved before this class existed resumes."""
+
+    lr: float  # what training runs at: train.lr, or 001's probe's choice
+    probe_scores: dict[str, float] | None = None  # 001's probe: val accuracy per candidate lr (repr of the lr)
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch run, in order
+    images_seen: int = 0  # training images stepped on, over every epoch run
+    train_seconds: float = 0.0  # time in training steps, over every epoch run
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.epochs)
+
+    def record(self, row: dict[str, Any], seconds: float, images: int) -> None:
+        """An epoch's row, its time in training steps and the images it stepped on."""
+        self.epochs.append(row)
+        self.train_seconds += seconds
+        self.images_seen += images
+
+    def best_epoch(self) -> dict[str, Any]:
+        """The row of the best validation accuracy (the first of equals; an epoch without one counts as -1)."""
+        return max(self.epochs, key=lambda e: -1 if math.isnan(e["val_acc"]) else e["val_acc"])
+
+
+def progress_of(state: TrainingState) -> dict[str, Any]:
+    """The state as a checkpoint keeps it: plain values only, keys in their old order."""
+    return plain({
+        "epochs": state.epochs, "images_seen": state.images_seen, "train_seconds": state.train_seconds,
+        "lr": state.lr, "probe_scores": state.probe_scores,
+    })  # fmt: skip
+
+
+def state_of(progress: dict[str, Any]) -> TrainingState:
+    """A checkpoint's `progress` (checked by `problem`) as the state, copied: the checkpoint is not shared."""
+    progress = copy.deepcopy(progress)
+    return TrainingState(
+        lr=progress["lr"],
+        probe_scores=progress["probe_scores"],
+        epochs=progress["epochs"],
+        images_seen=progress["images_seen"],
+        train_seconds=progress["train_seconds"],
+    )
+
+
 class Checkpointer(Protocol):
     def load(self) -> dict[str, Any] | None: ...
 
     def save(self, state: dict[str, Any]) -> None: ...
 
 
-def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, progress: dict[str, Any]) -> dict[str, Any]:
+def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator, state: TrainingState | None) -> dict[str, Any]:
+    """Everything the next epoch depends on, as tensors and plain values (`state` None: no progress, {})."""
     numpy_state = np.random.get_state(legacy=False)
     version, python_state, python_gauss = random.getstate()
     return {
@@ -54,12 +106,12 @@ def capture(module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torc
         },
         "python_rng": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,  # dropout on a GPU draws here
-        "progress": plain(progress),
+        "progress": {} if state is None else progress_of(state),
     }
 
 
 def restore(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any]:
-    """Put a captured state back; returns its progress."""
+    """Put a captured state back; returns its progress, as saved."""
     module.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"])
@@ -114,7 +166,7 @@ def problem(state: Any) -> str | None:
     return f"wrong structure at {', '.join(wrong)}" if wrong else None
 
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "trainable_params")  # train.run_trial's rows
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "trainable_params")  # train.run_epoch's rows
 
 
 def _number(value: Any) -> bool:
@@ -134,10 +186,11 @@ def _progress_ok(progress: Any) -> bool:
                     for i, row in enumerate(progress["epochs"])))  # fmt: skip
 
 
-def resume(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> dict[str, Any] | None:
-    """`restore`, or, where the state does not go back in (an optimizer of other groups, tensors of other shapes),
-    the network and every generator as they were and None (reported): the trial starts from epoch 0."""
-    before = copy.deepcopy(capture(module, optimizer, gen, {}))  # deep: state_dict() shares the live weights
+def resume(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> TrainingState | None:
+    """`restore`, and the training state saved; or, where the state does not go back in (an optimizer of other
+    groups, tensors of other shapes), the network and every generator as they were and None (reported): the
+    trial starts from epoch 0."""
+    before = copy.deepcopy(capture(module, optimizer, gen, None))  # deep: state_dict() shares the live weights
     try:
         progress = restore(state, module, optimizer, gen)
         for param, moments in optimizer.state.items():  # load_state_dict checks group sizes, not the moments' shapes
@@ -147,7 +200,7 @@ def resume(state: dict[str, Any], module: torch.nn.Module, optimizer: torch.opti
     except Exception as error:
         restore(before, module, optimizer, gen)
         return _ignored("of this trial", f"it does not restore: {type(error).__name__}: {str(error)[:300]}")
-    return copy.deepcopy(progress)
+    return state_of(progress)
 
 
 def fits(state: dict[str, Any] | None, module: torch.nn.Module, config: TrialConfig | None = None) -> dict[str, Any] | None:

@@ -372,7 +372,7 @@ def _leaf_ops() -> list[type[nn.Module]]:
 
 
 class FeatureInputs:
-    """Model inputs from cached features: a drop-in for the pixel path in Runner."""
+    """Model inputs from cached features: a drop-in for the pixel path (pipeline.PixelInputs), chosen by speed_path.py."""
 
     def __init__(
         self,
