@@ -123,3 +123,48 @@ def test_a_state_that_loads_but_does_not_restore_starts_the_trial_over(tmp_path,
     assert [e["train_loss"] for e in outcome.epochs] == [e["train_loss"] for e in fresh.epochs]  # truly from the start
     err = capsys.readouterr().err
     assert "ignoring unreadable checkpoint" in err and why in err and "the trial starts from epoch 0" in err
+
+
+# A checkpoint's progress as every checkpoint written before TrainingState holds it (run_trial's `progress` dict).
+OLD_PROGRESS = {
+    "epochs": [
+        {"epoch": 1, "train_loss": 1.5, "train_acc": 0.25, "val_loss": 1.25, "val_acc": 0.5, "lr": 0.01, "seconds": 2.0,
+         "trainable_params": 70, "test_loss": 1.0, "test_acc": 0.75},
+    ],
+    "images_seen": 64,
+    "train_seconds": 2.0,
+    "lr": 0.001,
+    "probe_scores": {"1e-05": 0.25, "0.001": 0.5},
+}  # fmt: skip
+
+
+def test_a_checkpoint_in_the_old_form_restores_into_the_training_state(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.Linear(8, 2)
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.1, momentum=0.9)
+    module(torch.randn(4, 8)).sum().backward()
+    optimizer.step()  # momentum buffers to restore
+    saved = {**checkpoint.capture(module, optimizer, torch.Generator().manual_seed(3), None), "progress": OLD_PROGRESS}
+    torch.save(saved, tmp_path / "old.pt")
+    loaded = checkpoint.read(tmp_path / "old.pt")  # weights_only, and checked
+    assert loaded is not None
+
+    fresh = torch.nn.Linear(8, 2)
+    state = checkpoint.resume(loaded, fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9), torch.Generator())
+    assert isinstance(state, checkpoint.TrainingState)
+    assert (state.lr, state.probe_scores, state.epochs, state.images_seen, state.train_seconds) == (
+        0.001, {"1e-05": 0.25, "0.001": 0.5}, OLD_PROGRESS["epochs"], 64, 2.0
+    )  # fmt: skip
+    assert state.epochs_run == 1 and torch.equal(fresh.weight, module.weight)
+    assert checkpoint.progress_of(state) == OLD_PROGRESS  # and saved again in the same form
+    assert list(checkpoint.progress_of(state)) == list(OLD_PROGRESS)
+    state.record({**OLD_PROGRESS["epochs"][0], "epoch": 2}, 1.0, 32)
+    assert len(loaded["progress"]["epochs"]) == 1  # the state is a copy: training on does not change the checkpoint
+    assert (state.epochs_run, state.images_seen, state.train_seconds) == (2, 96, 3.0)
+
+
+def test_a_saved_training_state_is_the_old_forms_plain_dict():
+    module = torch.nn.Linear(2, 2)
+    saved = checkpoint.capture(module, torch.optim.SGD(module.parameters(), lr=0.1), torch.Generator(), checkpoint.state_of(OLD_PROGRESS))
+    assert saved["progress"] == OLD_PROGRESS and list(saved["progress"]) == list(OLD_PROGRESS)
+    assert checkpoint.problem(saved) is None

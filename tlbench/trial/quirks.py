@@ -6,7 +6,8 @@ line of 002's code (../shared/reports/002-code/new_main.py, cited as new_main.py
 default each is the plain behaviour, so the training loop (train.py) calls them unconditionally, by name, and never
 branches on a report itself.
 
-    set_train_mode            002/003 as run: train mode in epoch 1 only; 004's open frozen-BatchNorm mode
+    freeze_plan               004's open choice: frozen BatchNorm keeps its statistics, or re-estimates them
+    set_train_mode            002/003 as run: train mode in epoch 1 only; the frozen-BatchNorm mode of freeze_plan
     lr_groups                 002's intent: the head's own lr, one lr per block
     rebuilds_optimizer        002 as run: a new optimizer every epoch
     schedule_epoch            002 as run: the step schedule built with that optimizer never decays
@@ -29,15 +30,22 @@ from tlbench.trial import networks as models
 from tlbench.trial.config import TrainConfig
 
 
+def freeze_plan(built: models.Built, train: TrainConfig) -> models.FreezePlan:
+    """What trains from which epoch (train.freeze, registries/freezing.py), with the mode of frozen BatchNorm layers
+    `set_train_mode` applies: train.frozen_bn eval (our default) keeps their ImageNet statistics; train, plain PyTorch
+    model.train(), re-estimates them on the new data: 004's code is unknown, and the choice can move its "last layer
+    only" row (EXPERIMENTS.md, 004 "frozen BatchNorm's mode"; grid/reports.yaml r004-c-freeze-bn-train)."""
+    return models.freeze_plan(train.freeze, built, train.frozen_bn)
+
+
 def set_train_mode(built: models.Built, plan: models.FreezePlan, epoch: int, train: TrainConfig) -> None:
     """The module modes an epoch trains in (networks.set_train_mode).
 
     train.train_mode_epochs k: the whole network in train mode for the first k epochs, frozen BatchNorm included,
     eval mode after: 002 as run (new_main.py:159 and :240 call model.train() once before the epoch loop, :126
     model.eval() in the per-epoch validation is never undone: k = 1), and 003's approach 2 (its code: model.eval() at
-    every epoch's evaluation, 003 report line 276, and no model.train() after it). train.frozen_bn train: plain
-    PyTorch model.train() every epoch, frozen BatchNorm re-estimating its statistics: the alternative reading of 004's
-    open choice (EXPERIMENTS.md, 004: "frozen BatchNorm's mode"; grid/reports.yaml r004-c-freeze-bn-train)."""
+    every epoch's evaluation, 003 report line 276, and no model.train() after it). Otherwise train mode, with frozen
+    BatchNorm in the mode `freeze_plan` gave the plan (train.frozen_bn: 004's open choice)."""
     models.set_train_mode(built, plan, epoch, train.train_mode_epochs)
 
 

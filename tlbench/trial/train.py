@@ -113,7 +113,7 @@ def build(
     splits = data.load(config.dataset, config.image_size, data_root, config.seed)
     train, n_classes = config.train, len(splits.classes)
     built = models.build(config.model, LOSSES[train.loss].outputs(n_classes))
-    plan = models.freeze_plan(train.freeze, built, train.frozen_bn)
+    plan = quirks.freeze_plan(built, train)
     criterion = make_criterion(train, splits.train.labels, n_classes, device)
     network = speed_path(
         built, plan, config, splits, device, criterion.loss, lambda b: make_optimizer(b, train, train.lr),
