@@ -277,9 +277,10 @@ def check_row(row: Mapping[str, Any], kind: str) -> list[str]:
         elif name in config:
             problem = _type_problem(value, "str" if config[name] == "json" else config[name], nullable=True)  # a cell (store.config_cell)
         else:
-            problem = f"undeclared column {name!r}: declare it in tlbench/results/columns.py ({kind} rows)"
+            problems.append(f"undeclared column {name!r}: declare it in tlbench/results/columns.py ({kind} rows)")
+            continue
         if problem:
-            problems.append(problem if problem.startswith("undeclared") else f"column {name!r} {problem}")
+            problems.append(f"column {name!r} {problem}")
     return problems
 
 

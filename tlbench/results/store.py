@@ -3,8 +3,9 @@ r"""Results on disk: one Parquet file per trial, written whole or not at all.
     <results>/trials/<trial_id>.parquet   one row: config columns + metrics
     <results>/epochs/<trial_id>.parquet   one row per epoch
 
-Every trial file has the same columns and types (`TRIAL_SCHEMA`), so
-`pandas.read_parquet("<results>/trials")` reads them as one table.
+Every trial file has the same columns and types (`TRIAL_SCHEMA`, from the
+declarations in columns.py), so `pandas.read_parquet("<results>/trials")`
+reads them as one table.
 
 Each folder also keeps `_index.parquet`: the rows of every readable file with
 the file's name, size and mtime, so that a command reads one file, not
