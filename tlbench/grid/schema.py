@@ -14,6 +14,7 @@ from difflib import get_close_matches
 from typing import Any
 
 from tlbench.registries import archs, freezing
+from tlbench.registries.augmentations import AUGMENTATIONS, described
 from tlbench.registries.datasets import DATASETS
 from tlbench.registries.registry import suggest
 from tlbench.values import is_int, is_number
@@ -23,7 +24,6 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LOSSES = ("cross_entropy", "bce")
 CLASS_WEIGHTS = ("none", "balanced")
 SAMPLERS = ("uniform", "oversample")
-AUGMENTS = ("none", "hflip", "strong", "flip_rotate_jitter")
 NORMALIZE = ("imagenet", "half")
 RESIZE = ("squash", "crop")
 WEIGHTS = ("imagenet", "none")  # and any torchvision weights enum name of the arch
@@ -290,13 +290,7 @@ SCHEMA: dict[str, Any] = {
         ),
         "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
         "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
-        "augment": Field(
-            "str",
-            "none",
-            "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: 002 new_main.py:18-25) "
-            "| flip_rotate_jitter (strong without the crop: what 002's text names)",
-            choices=AUGMENTS,
-        ),
+        "augment": Field("str", "none", described(), choices=AUGMENTATIONS.names()),
         "augment_val": Field(
             "bool",
             False,
