@@ -15,10 +15,11 @@ and `tests/trial/test_models.py` checks, case by case, that exactly the planned 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tlbench.registries import archs
 from tlbench.registries.archs import ARCHS, PARAMETERLESS_CHILDREN, Arch
 from tlbench.registries.registry import Registry, suggest
 from tlbench.values import is_int
@@ -75,6 +76,8 @@ class Strategy:
     canonical: Callable[[Any, Arch], Any] | None = None  # (argument, arch) -> the one spelling of its behaviour
     paths: Callable[[Any], list[str]] = lambda arg: []  # module paths the argument names
     example: Any = None  # a valid argument on ResNet18, for the registry's tests and the messages' readers
+    # Only the head trains: no backward pass through the base (the cost model counts a step as 2x forward, not 3x).
+    only_head: bool = False
 
     @property
     def is_word(self) -> bool:
@@ -129,6 +132,27 @@ def canonical(freeze: Any, arch: Arch) -> Any:
     return strategy.canonical(arg, arch) if strategy.canonical else freeze
 
 
+KEY = "train.freeze"  # the trial config key whose value is a strategy
+
+
+def canonical_in(freeze: Any, config: Mapping[str, Any]) -> Any:
+    """`freeze`'s one spelling in a trial config, on the arch the config names: what the grid hashes and what
+    a table row's `where` is matched by. An arch no registry knows keeps it as written (the config's check says so)."""
+    arch = spelling_context(config)
+    return canonical(freeze, archs.get(arch)) if archs.is_known(arch) else freeze
+
+
+def spelling_context(config: Mapping[str, Any]) -> str:
+    """What of a config, besides the strategy, its canonical spelling depends on: equal contexts, equal spellings."""
+    return config["model"]["arch"]
+
+
+def only_head_trains(freeze: Any) -> bool:
+    """Whether only the task head trains, every epoch, for a canonical spelling (`canonical_in`)."""
+    strategy, _ = split(freeze)
+    return strategy.only_head
+
+
 def module_paths(freeze: Any) -> list[str]:
     strategy, arg = split(freeze)
     return strategy.paths(arg)
@@ -154,7 +178,7 @@ def plan(freeze: Any, network: Network) -> FreezePlan:
 
 # -- the strategies ------------------------------------------------------------------------------
 
-STRATEGIES.register(Strategy("head", lambda arg, net: FreezePlan([(0, under([net.head]))])))
+STRATEGIES.register(Strategy("head", lambda arg, net: FreezePlan([(0, under([net.head]))]), only_head=True))
 STRATEGIES.register(Strategy("none", lambda arg, net: FreezePlan([(0, _always)])))
 # BatchNorm-only fine-tuning: the head and every BatchNorm's affine parameters train.
 STRATEGIES.register(Strategy("bn", lambda arg, net: FreezePlan([(0, under([net.head, *net.batchnorms]))])))
