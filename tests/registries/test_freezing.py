@@ -62,6 +62,7 @@ def test_only_head_says_exactly_whether_the_plan_trains_the_head_alone(name):
     plan = freezing.plan(value, RESNET18)
     trained = {p for _, trains in plan.stages for p in PARAMS if trains(p)}
     assert freezing.only_head_trains(value) == (trained == {"fc.weight", "fc.bias"}), f"{name}: trains {sorted(trained)}"
+    assert strategy.doc, f"{name}: say what trains (docs/grid-file.md lists it)"
 
 
 @pytest.fixture
