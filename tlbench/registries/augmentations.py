@@ -35,7 +35,8 @@ class Augmentation:
     # (uint8 images [B, 3, S, S] on any device, the trial's generator, to_device) -> augmented uint8, same shape.
     apply: Callable[[torch.Tensor, torch.Generator, ToDevice], torch.Tensor]
     # The frozen-feature cache can serve it: its outputs are views of an image fixed in advance (the image, its
-    # mirror), so features computed once stand for every epoch. False: the input changes every epoch.
+    # mirror), so features computed once stand for every epoch. False: the input changes every epoch. The cache
+    # (trial/features.py) builds a plain view and, for hflip, a mirrored one: a new cacheable word needs its views there.
     cacheable: bool = False
     # The torchvision v2 pipeline applied to each image, by input side in px (None: the batch is handled whole).
     per_image: Callable[[int], v2.Compose] | None = None
