@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tlbench.grid.config import canonical_freeze, get_path
+from tlbench.grid.config import get_path
 from tlbench.grid.document import KeyPath, YamlDoc
 from tlbench.grid.trials import VARIANT_AXIS, TrialSpec, file_name_twins, name_problem, show_value
+from tlbench.registries import freezing
 from tlbench.registries.registry import expected_one_of, suggest
 from tlbench.results.columns import TABLE_LABELS
 from tlbench.values import is_int, is_number
@@ -371,11 +372,9 @@ def _value_key(axis: str, value: Any, config: dict[str, Any]) -> str:
 
 
 def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
-    if key == "train.freeze":
-        return canonical_freeze(value, config["model"]["arch"])
-    return value
+    return freezing.canonical_in(value, config) if key == freezing.KEY else value
 
 
 def canonical_context(key: str, config: dict[str, Any]) -> str:
     """What of a config `canonical_value(key, ...)` reads besides the value: equal contexts, equal canonical forms."""
-    return config["model"]["arch"] if key == "train.freeze" else ""
+    return freezing.spelling_context(config) if key == freezing.KEY else ""

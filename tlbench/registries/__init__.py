@@ -5,6 +5,7 @@
     archs.py              the reports' archs and any torchvision classifier by name: head, cost, GPU share
     torchvision_archs.py  the torch-free table of torchvision's classifiers (regenerated from torchvision)
     freezing.py           freeze strategies: their check, canonical spelling and what trains
+    augmentations.py      train.augment's words: what each does to a batch, and whether the feature cache serves it
 
 Torch-free: the driver validates grid files with these on machines without torch.
 """
