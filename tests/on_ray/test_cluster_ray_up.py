@@ -22,6 +22,7 @@ Needs root, `ip`, `unshare`, sshd (openssh-server), ssh and rsync; skips with th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
@@ -91,6 +92,14 @@ class Hosts:
 
     def ip(self, name: str) -> str:
         return f"{NET}.{HOSTS[name]}"
+
+    @staticmethod
+    def remove_leftovers() -> None:
+        """A killed run's bridge and namespaces (their veths go with them); only called under the hosts' lock."""
+        for line in sh("ip", "netns", "list").stdout.splitlines():
+            if line.startswith("tlb22-"):
+                sh("ip", "netns", "del", line.split()[0], check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
 
     def start(self) -> None:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
@@ -274,16 +283,22 @@ def hosts():
     reason = why_not()
     if reason:
         pytest.skip(reason)
-    # Not under /tmp: each host has its own /tmp, which would hide this folder from it.
-    root = Path(tempfile.mkdtemp(prefix="tlb22-", dir="/var/tmp"))
-    made = Hosts(root)
-    try:
-        made.start()
-        made.wait_for_sshd()
-        yield made
-    finally:
-        made.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    # The hosts' names and addresses are fixed: two runs of this test on one machine (two checkouts' suites) would
+    # tear down each other's network. Each run holds this machine-wide lock while its hosts exist; under it, a
+    # bridge or namespace left by a run that was killed is nobody's and is removed first.
+    with open("/var/tmp/tlb22-hosts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        Hosts.remove_leftovers()
+        # Not under /tmp: each host has its own /tmp, which would hide this folder from it.
+        root = Path(tempfile.mkdtemp(prefix="tlb22-", dir="/var/tmp"))
+        made = Hosts(root)
+        try:
+            made.start()
+            made.wait_for_sshd()
+            yield made
+        finally:
+            made.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class Laptop:
