@@ -20,6 +20,7 @@ from helpers import TINY_GRID, fake_row, resolved, typed
 
 from tlbench.grid import Grid
 from tlbench.grid.trials import trial_id
+from tlbench.registries.augmentations import AUGMENTATIONS
 from tlbench.report import build as report
 from tlbench.results.store import Store
 from tlbench.trial import data, features, pipeline, train
@@ -84,9 +85,9 @@ def test_head_lr_puts_the_head_apart_and_the_block_nearest_it_at_lr():
 
 
 def test_flip_rotate_jitter_is_the_strong_augmentation_without_its_crop():
-    names = [type(t).__name__ for t in pipeline.random_transform("flip_rotate_jitter", 64).transforms]
+    names = [type(t).__name__ for t in AUGMENTATIONS["flip_rotate_jitter"].per_image(64).transforms]
     assert names == ["RandomHorizontalFlip", "RandomRotation", "ColorJitter"]
-    assert [type(t).__name__ for t in pipeline.random_transform("strong", 64).transforms] == ["RandomResizedCrop", *names]
+    assert [type(t).__name__ for t in AUGMENTATIONS["strong"].per_image(64).transforms] == ["RandomResizedCrop", *names]
     images = torch.randint(0, 255, (3, 3, 16, 16), dtype=torch.uint8)
     out = pipeline.augment(images, "flip_rotate_jitter", torch.Generator().manual_seed(0))
     assert out.shape == images.shape and out.dtype == torch.uint8

@@ -1,4 +1,4 @@
-"""The README's cluster workflow, as a user runs it: the on-prem commands the README lists (read from it) --
+"""The cluster workflow of docs/cluster.md, as a user runs it: the on-prem commands that page lists (read from it) --
 `ray up` on the shipped cluster-onprem.yaml, `ray exec` of `ray status`, a grid run and the report,
 `ray rsync-down`, `ray down` -- against three hosts made on this machine.
 
@@ -22,6 +22,7 @@ Needs root, `ip`, `unshare`, sshd (openssh-server), ssh and rsync; skips with th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shlex
@@ -91,6 +92,14 @@ class Hosts:
 
     def ip(self, name: str) -> str:
         return f"{NET}.{HOSTS[name]}"
+
+    @staticmethod
+    def remove_leftovers() -> None:
+        """A killed run's bridge and namespaces (their veths go with them); only called under the hosts' lock."""
+        for line in sh("ip", "netns", "list").stdout.splitlines():
+            if line.startswith("tlb22-"):
+                sh("ip", "netns", "del", line.split()[0], check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
 
     def start(self) -> None:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
@@ -274,16 +283,22 @@ def hosts():
     reason = why_not()
     if reason:
         pytest.skip(reason)
-    # Not under /tmp: each host has its own /tmp, which would hide this folder from it.
-    root = Path(tempfile.mkdtemp(prefix="tlb22-", dir="/var/tmp"))
-    made = Hosts(root)
-    try:
-        made.start()
-        made.wait_for_sshd()
-        yield made
-    finally:
-        made.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    # The hosts' names and addresses are fixed: two runs of this test on one machine (two checkouts' suites) would
+    # tear down each other's network. Each run holds this machine-wide lock while its hosts exist; under it, a
+    # bridge or namespace left by a run that was killed is nobody's and is removed first.
+    with open("/var/tmp/tlb22-hosts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        Hosts.remove_leftovers()
+        # Not under /tmp: each host has its own /tmp, which would hide this folder from it.
+        root = Path(tempfile.mkdtemp(prefix="tlb22-", dir="/var/tmp"))
+        made = Hosts(root)
+        try:
+            made.start()
+            made.wait_for_sshd()
+            yield made
+        finally:
+            made.stop()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class Laptop:
@@ -316,15 +331,18 @@ class Laptop:
         return self.ray("exec", str(self.config), command, timeout=timeout)
 
 
-def readme_steps() -> list[list[str]]:
-    """The on-prem commands the README's cluster section lists, in order, split as a shell would."""
-    text = (REPO / "README.md").read_text().split("On your own machines", 1)[1]
+CLUSTER_DOC = REPO / "docs" / "cluster.md"  # the cluster page; the README links it
+
+
+def documented_steps() -> list[list[str]]:
+    """The on-prem commands docs/cluster.md lists, in order, split as a shell would."""
+    text = CLUSTER_DOC.read_text().split("On your own machines", 1)[1]
     block = text.split("```bash", 1)[1].split("```", 1)[0]
     return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
 
 
 def as_the_test_runs(args: list[str], hosts: Hosts) -> list[str]:
-    """A README step with what the test adds: -y (no prompt), a tiny grid of 2 epochs, results into its folder."""
+    """A step of docs/cluster.md with what the test adds: -y (no prompt), a tiny grid of 2 epochs, results into its folder."""
     if args[0] in ("up", "down"):
         return [args[0], "-y", *(["--no-config-cache"] if args[0] == "up" else []), *args[1:]]
     if args[0] == "exec" and "tlbench.grid run" in args[-1]:
@@ -354,7 +372,7 @@ def wait_for_workers(laptop: Laptop, count: int, timeout_s: float = 300) -> str:
 def test_ray_up_run_report_rsync_down_ray_down_on_three_hosts(hosts):
     clone = checkout_copy(hosts.root / "tlbench")
     laptop = Laptop(clone, filled_in(clone, hosts), hosts.root)
-    steps = readme_steps()
+    steps = documented_steps()
     assert [step[:2] for step in steps] == [["cp", "cluster-onprem.yaml"], ["ray", "get-auth-token"], ["ray", "up"],
         ["ray", "exec"], ["ray", "exec"], ["ray", "exec"], ["ray", "rsync-down"], ["ray", "down"]], steps  # fmt: skip
     out = {}

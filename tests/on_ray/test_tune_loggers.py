@@ -77,15 +77,21 @@ def has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+# MLflow's two local stores: a folder (`file:`, in maintenance mode upstream, still supported here) and SQLite, the
+# store the docs' examples use (`--mlflow sqlite:///mlflow.db`; it needs SQLAlchemy and Alembic, which the mlflow extra adds).
+MLFLOW_STORES = {"file": lambda folder: f"file:{folder / 'mlruns'}", "sqlite": lambda folder: f"sqlite:///{folder / 'mlflow.db'}"}
+
+
 @pytest.mark.slow
-def test_a_grid_run_leaves_tensorboard_runs_and_one_mlflow_run_per_trial(write_grid, tmp_path):
+@pytest.mark.parametrize("kind", MLFLOW_STORES)
+def test_a_grid_run_leaves_tensorboard_runs_and_one_mlflow_run_per_trial(write_grid, tmp_path, kind):
     """W&B too (offline) where the package is installed: it is not in the test extra."""
     mlflow = pytest.importorskip("mlflow")
-    results, store = tmp_path / "results", tmp_path / "mlruns"
+    results, store = tmp_path / "results", MLFLOW_STORES[kind](tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     wandb = ["--wandb", "tlbench-test"] if has("wandb") else []
     run = subprocess.run([sys.executable, "-m", "tlbench.grid", "run", "--grid", str(write_grid(TWO_TRIALS)), "--results",
-                          str(results), "--data", str(tmp_path / "data"), "--mlflow", f"file:{store}", *wandb],
+                          str(results), "--data", str(tmp_path / "data"), "--mlflow", store, *wandb],
                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -97,7 +103,7 @@ def test_a_grid_run_leaves_tensorboard_runs_and_one_mlflow_run_per_trial(write_g
         assert not any("payload" in tag for tag in found)
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    client = mlflow.tracking.MlflowClient(tracking_uri=f"file:{store}")
+    client = mlflow.tracking.MlflowClient(tracking_uri=store)
     runs = client.search_runs([client.get_experiment_by_name("tlbench").experiment_id])
     assert len(runs) == 2
     assert {r.data.tags["mlflow.runName"] for r in runs} == {"tiny/train.lr=0.001/seed=0", "tiny/train.lr=0.003/seed=0"}

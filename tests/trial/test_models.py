@@ -61,9 +61,9 @@ def _build(arch: str, freeze, classes: int, hidden: list[int]) -> tuple[models.B
     torch.manual_seed(0)
     built = models.build(ModelConfig(arch=arch, weights="none", hidden=tuple(hidden), dropout=0.5 if hidden else 0.0), classes)
     if isinstance(freeze, dict) and "gradual" in freeze:
-        from tlbench.grid.config import canonical_freeze
+        from tlbench.registries import freezing
 
-        freeze = canonical_freeze(freeze, arch)
+        freeze = freezing.canonical_in(freeze, {"model": {"arch": arch}})
     return built, models.freeze_plan(freeze, built)
 
 

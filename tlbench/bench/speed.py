@@ -88,7 +88,7 @@ def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet1
 
 
 def mobilenet_v3_small(weights: str = "none") -> tuple[torch.nn.Module, str]:
-    """A depthwise network outside the reports' four, as a custom arch (`tlbench.bench:mobilenet_v3_small`)."""
+    """A depthwise network outside the reports' four, as a custom arch (`tlbench.bench.speed:mobilenet_v3_small`)."""
     from torchvision import models
 
     if weights != "none":
@@ -112,7 +112,7 @@ def bench_auto_precision(root: Path, size: int, steps: int, batch: int = 32, rep
         1,
         "none",
         batch,
-        model={"arch": "tlbench.bench:mobilenet_v3_small", "weights": "none"},
+        model={"arch": "tlbench.bench.speed:mobilenet_v3_small", "weights": "none"},
         dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0},
     )
     fixed = [Candidate(p, cl) for p in ("fp32", "bf16") for cl in (False, True)]
@@ -224,7 +224,7 @@ def bench_training(root: Path, size: int, epochs: int, workers: int) -> tuple[fl
 
 
 def negligible_net(weights: str = "none") -> tuple[torch.nn.Module, str]:
-    """A network whose compute is negligible (`tlbench.bench:negligible_net`): what a step costs beyond the network."""
+    """A network whose compute is negligible (`tlbench.bench.speed:negligible_net`): what a step costs beyond the network."""
     if weights != "none":
         raise ValueError("negligible_net has random weights only; use model.weights: none")
     layers = [("pool", torch.nn.AdaptiveAvgPool2d(2)), ("flatten", torch.nn.Flatten()), ("fc", torch.nn.Linear(12, 1000))]
@@ -250,7 +250,7 @@ def bare_steps(batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> f
 def step_overhead_config(steps: int, batch: int = 32) -> dict[str, Any]:
     """A trial of `negligible_net` on synthetic 16 px images: `steps` training steps, fp32, no augmentation."""
     return trial_config(16, 1, "none", batch, precision="fp32",
-        model={"arch": "tlbench.bench:negligible_net", "weights": "none"},
+        model={"arch": "tlbench.bench.speed:negligible_net", "weights": "none"},
         dataset={"name": "synthetic", "n_classes": 10, "n_train": steps * batch, "n_test": batch, "val_fraction": 0.0},
         train={"augment": "none", "lr": 1e-3})  # fmt: skip
 

@@ -12,6 +12,7 @@ Modules, in the order a grid file is read:
     grid_file.py  Grid, Experiment: a grid file parsed and expanded into trials
     tables.py     the tables and claims a grid file declares, and which trials feed a row
     preflight.py  `grid run`'s last checks, which need torch or run the grid file's code (custom archs)
+    reference.py  docs/grid-file.md written from the schema and the registries (`python -m tlbench.grid.reference`)
 
 `python -m tlbench.grid` is the command line (cli.py).
 """

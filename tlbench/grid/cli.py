@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
     run.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files (default: <results>/tensorboard)")
     run.add_argument(
-        "--mlflow", metavar="URI", help="log every trial's epochs to MLflow at this tracking URI (e.g. file:mlruns); needs the mlflow extra"
+        "--mlflow",
+        metavar="URI",
+        help="log every trial's epochs to MLflow at this tracking URI (e.g. sqlite:///mlflow.db; file:mlruns also works); needs the mlflow extra",
     )
     run.add_argument("--wandb", metavar="PROJECT", help="log every trial's epochs to this W&B project; needs the wandb extra")
     listing = commands.add_parser("list", help="one line per trial with its status")

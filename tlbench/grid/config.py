@@ -149,11 +149,6 @@ def type_problem(spec: Field, value: Any) -> str | None:
     return None if ok else names.get(kind, kind if kind.startswith("list") else f"a {kind} setting")
 
 
-def canonical_freeze(freeze: Any, arch: str) -> Any:
-    """One spelling per behaviour, so equal configs hash equal (`freezing.canonical`)."""
-    return freezing.canonical(freeze, archs.get(arch)) if archs.is_known(arch) else freeze
-
-
 def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     """Cross-key rules on a fully resolved config: [(dotted key, what was expected)]."""
     problems: list[tuple[str, str]] = []

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlbench.grid.config import Checker, canonical_freeze, check_resolved, check_seeds, merge, set_path, undot
+from tlbench.grid.config import Checker, check_resolved, check_seeds, merge, set_path, undot
 from tlbench.grid.document import GridError, KeyPath, YamlDoc
 from tlbench.grid.overrides import parse_overrides
 from tlbench.grid.schema import EXPERIMENT_KEYS, FIELDS, SECTIONS, defaults
 from tlbench.grid.tables import check_tables
 from tlbench.grid.trials import VARIANT_AXIS, TrialSpec, file_name_twins, name_problem, show_value, trial_id
+from tlbench.registries import freezing
 from tlbench.registries.registry import expected_one_of, suggest
 
 TOP_LEVEL_KEYS = ("defaults", "experiments", "tables", "profiles")
@@ -127,7 +128,7 @@ class Grid:
         trials: list[TrialSpec] = []
         for axis_values, axis_cfg in _axis_points(exp):
             config = merge(merge(base, axis_cfg), on_top)
-            config["train"]["freeze"] = canonical_freeze(config["train"]["freeze"], config["model"]["arch"])
+            config["train"]["freeze"] = freezing.canonical_in(config["train"]["freeze"], config)
             problems = check_resolved(config)
             if problems:
                 key_name, expected = problems[0]

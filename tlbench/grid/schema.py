@@ -14,6 +14,7 @@ from difflib import get_close_matches
 from typing import Any
 
 from tlbench.registries import archs, freezing
+from tlbench.registries.augmentations import AUGMENTATIONS, described
 from tlbench.registries.datasets import DATASETS
 from tlbench.registries.losses import CLASS_WEIGHTS, LOSSES
 from tlbench.registries.optimizers import OPTIMIZERS
@@ -22,7 +23,6 @@ from tlbench.values import is_int, is_number
 
 # The valid values of the config keys that take a word (their registries' names where they have one).
 SAMPLERS = ("uniform", "oversample")
-AUGMENTS = ("none", "hflip", "strong", "flip_rotate_jitter")
 NORMALIZE = ("imagenet", "half")
 RESIZE = ("squash", "crop")
 WEIGHTS = ("imagenet", "none")  # and any torchvision weights enum name of the arch
@@ -50,6 +50,7 @@ class Field:
     # False for a key that checks a run and changes nothing in it (dataset.expect_counts):
     # never in the trial id, so setting it on an experiment keeps its trials.
     hashed: bool = True
+    unit: str = ""  # what a number counts (px, epochs, images, steps); "" for a ratio, a rate or a word
 
     @property
     def scalar(self) -> bool:
@@ -130,8 +131,8 @@ def _arch(v: str) -> str | None:
 
 
 SCHEMA: dict[str, Any] = {
-    "epochs": Field("int", 10, "passes over the train split", check=_at_least(1)),
-    "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16)),
+    "epochs": Field("int", 10, "passes over the train split", check=_at_least(1), unit="epochs"),
+    "image_size": Field("int", 224, "input side after resizing, px", check=_at_least(16), unit="px"),
     "precision": Field(
         "str",
         "auto",
@@ -152,7 +153,9 @@ SCHEMA: dict[str, Any] = {
         "source": Field("str", "real", "real data, or its synthetic twin (same classes and priors)", choices=SOURCES),
         "target": Field("str", None, "what to predict (pets: species|breed; CelebA: an attribute)", nullable=True),
         "path": Field("str", None, "folder for imagefolder / local CelebA-HQ, relative to --data", nullable=True),
-        "limit": Field("int", None, "use only the first N images of the pool (CelebA 30k)", nullable=True, check=_at_least(1)),
+        "limit": Field(
+            "int", None, "use only the first N images of the pool (CelebA 30k)", nullable=True, check=_at_least(1), unit="images"
+        ),
         "val_fraction": Field(
             "float", 0.2, "share of the train pool held out for validation (0: no validation set)", check=_fraction_closed_open
         ),
@@ -200,9 +203,9 @@ SCHEMA: dict[str, Any] = {
             hashed=False,
         ),
         "resize": Field("str", "squash", "squash: resize to a square; crop: shorter side to size*256/224, centre crop", choices=RESIZE),
-        "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2)),
-        "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1)),
-        "n_classes": Field("int", None, "synthetic (standalone): number of classes", nullable=True, check=_at_least(2)),
+        "n_train": Field("int", 512, "synthetic: images in the train pool", check=_at_least(2), unit="images"),
+        "n_test": Field("int", 256, "synthetic: images in the test pool", check=_at_least(1), unit="images"),
+        "n_classes": Field("int", None, "synthetic (standalone): number of classes", nullable=True, check=_at_least(2), unit="classes"),
         "priors": Field("list[float]", None, "synthetic (standalone): class priors", nullable=True, check=_priors),
     },
     "model": {
@@ -225,6 +228,7 @@ SCHEMA: dict[str, Any] = {
             [],
             "hidden widths of a new classifier (Linear+ReLU+Dropout each); [] replaces only the last Linear",
             check=_nonneg_list,
+            unit="units per layer",
         ),
         "dropout": Field("float", 0.0, "dropout after each hidden layer of the new classifier", check=_fraction_closed_open),
     },
@@ -239,7 +243,7 @@ SCHEMA: dict[str, Any] = {
             "str", "none", "balanced: each class carries the same total weight in the loss", choices=CLASS_WEIGHTS.names()
         ),
         "sampler": Field("str", "uniform", "oversample: draw classes equally often (with replacement)", choices=SAMPLERS),
-        "batch_size": Field("int", 32, "images per step", check=_at_least(1)),
+        "batch_size": Field("int", 32, "images per step", check=_at_least(1), unit="images"),
         "freeze": Field(
             "freeze",
             "head",
@@ -265,6 +269,7 @@ SCHEMA: dict[str, Any] = {
             nullable=True,
             check=_at_least(1),
             hashed_at_default=False,
+            unit="epochs",
         ),
         "block_lr_decay": Field(
             "float", 1.0, "lr multiplier per block further from the head (discriminative lr)", check=_fraction_open_closed
@@ -289,15 +294,11 @@ SCHEMA: dict[str, Any] = {
             choices=FROZEN_BN,
             hashed_at_default=False,
         ),
-        "lr_step": Field("int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1)),
-        "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
-        "augment": Field(
-            "str",
-            "none",
-            "hflip | strong (RandomResizedCrop(size) scale 0.08-1, flip, rotation 20, colour jitter 0.2: 002 new_main.py:18-25) "
-            "| flip_rotate_jitter (strong without the crop: what 002's text names)",
-            choices=AUGMENTS,
+        "lr_step": Field(
+            "int", None, "step schedule: multiply lr by lr_gamma every lr_step epochs", nullable=True, check=_at_least(1), unit="epochs"
         ),
+        "lr_gamma": Field("float", 0.1, "step schedule factor", check=_positive),
+        "augment": Field("str", "none", described(), choices=AUGMENTATIONS.names()),
         "augment_val": Field(
             "bool",
             False,
@@ -316,8 +317,10 @@ SCHEMA: dict[str, Any] = {
         "normalize": Field("str", "imagenet", "imagenet mean/std, or half (mean = std = 0.5)", choices=NORMALIZE),
         "protocol": Field("str", "standard", "lr_probe: 001's probe, retrain on train+val, test", choices=PROTOCOLS),
         "probe_lrs": Field("list[float]", [1e-5, 1e-4, 1e-3], "lr_probe: candidate learning rates", check=_nonempty_positive),
-        "probe_steps": Field("int", 15, "lr_probe: optimizer steps per candidate", check=_at_least(1)),
-        "max_steps": Field("int", None, "cap on optimizer steps per epoch (for quick runs)", nullable=True, check=_at_least(1)),
+        "probe_steps": Field("int", 15, "lr_probe: optimizer steps per candidate", check=_at_least(1), unit="steps"),
+        "max_steps": Field(
+            "int", None, "cap on optimizer steps per epoch (for quick runs)", nullable=True, check=_at_least(1), unit="steps per epoch"
+        ),
     },
 }
 

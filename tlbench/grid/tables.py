@@ -11,27 +11,19 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tlbench.grid.config import canonical_freeze, get_path
+from tlbench.grid.config import get_path
 from tlbench.grid.document import KeyPath, YamlDoc
 from tlbench.grid.trials import VARIANT_AXIS, TrialSpec, file_name_twins, name_problem, show_value
+from tlbench.registries import freezing
 from tlbench.registries.registry import expected_one_of, suggest
+from tlbench.results.columns import TABLE_LABELS
 from tlbench.values import is_int, is_number
 
 if TYPE_CHECKING:  # the model only as a type: grid_file.py calls check_tables at load
     from tlbench.grid.grid_file import Grid
 
-# Result fields a table may show, with the words a reader sees.
-METRICS = {
-    "train_acc": "train acc", "val_acc": "val acc", "test_acc": "test acc", "best_val_acc": "best val acc",
-    "train_acc_at_best_val": "train acc at the best val epoch",
-    "best_test_acc": "best-epoch test acc",
-    "train_loss": "train loss", "val_loss": "val loss", "test_loss": "test loss",
-    "precision_weighted": "precision (weighted)", "recall_weighted": "recall (weighted)",
-    "f1_weighted": "F1 (weighted)", "precision_macro": "precision (macro)", "recall_macro": "recall (macro)",
-    "f1_macro": "F1 (macro)", "wall_s": "wall time (s)", "train_s": "train time (s)",
-    "epoch_s_mean": "time per epoch (s)", "images_per_s": "images/s",
-    "total_params": "parameters", "trainable_params": "trainable parameters",
-}  # fmt: skip
+# Result fields a table may show, with the words a reader sees: the columns declared with a `label`.
+METRICS = TABLE_LABELS
 TABLE_KEYS = ("id", "title", "metrics", "rows", "notes", "extras", "claims")
 TABLE_EXTRAS = ("per_class", "confusion", "misclassified")
 # Files the report writes beside tables/<id>.csv: no table id may name them.
@@ -380,11 +372,9 @@ def _value_key(axis: str, value: Any, config: dict[str, Any]) -> str:
 
 
 def canonical_value(key: str, value: Any, config: dict[str, Any]) -> Any:
-    if key == "train.freeze":
-        return canonical_freeze(value, config["model"]["arch"])
-    return value
+    return freezing.canonical_in(value, config) if key == freezing.KEY else value
 
 
 def canonical_context(key: str, config: dict[str, Any]) -> str:
     """What of a config `canonical_value(key, ...)` reads besides the value: equal contexts, equal canonical forms."""
-    return config["model"]["arch"] if key == "train.freeze" else ""
+    return freezing.spelling_context(config) if key == freezing.KEY else ""

@@ -50,6 +50,7 @@ from tlbench.plan.makespan import (  # longest_first: the order `grid plan`'s ma
 )
 from tlbench.plan.progress import CPU_TRAIN_GFLOPS_GUESS, Planned, Progress
 from tlbench.registries.datasets import DATASETS
+from tlbench.results.columns import EpochReport
 from tlbench.results.regular_files import is_regular
 from tlbench.results.store import Store
 
@@ -103,7 +104,8 @@ class TuneCheckpointer:
         self.resume = resume
         self.held: dict[str, Any] | None = None
 
-    def hold(self, metrics: dict[str, Any]) -> None:
+    def hold(self, metrics: EpochReport) -> None:
+        """An epoch's report (columns.EpochReport: Tune's loggers log its TUNE_METRICS), sent with the next checkpoint."""
         self.flush()
         self.held = metrics
 

@@ -1,6 +1,6 @@
 """Ray Tune's own loggers, fed each trial's per-epoch metrics: TensorBoard, MLflow, W&B.
 
-Imported only by `scheduler.py` (it imports Ray Tune). Each is Tune's callback
+Imported only by `driver.py` (it imports Ray Tune). Each is Tune's callback
 with three changes: a run is named `<experiment>/<axes>/seed=<n>` rather than
 by Tune's trial name; it is tagged with the tlbench trial (trial_id,
 experiment, report, seed) and its resolved config as dotted keys, rather than
@@ -20,17 +20,16 @@ from typing import Any
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune.logger import TBXLoggerCallback
 
+from tlbench.results.columns import TUNE_METRICS
 from tlbench.results.store import flatten_config
-
-# What an epoch reports (train.run_trial's epoch row and its images/s), in the order dashboards list them.
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "images_per_s", "seconds")
 
 
 def epoch_metrics(result: dict[str, Any]) -> dict[str, float] | None:
-    """The per-epoch numbers of a Tune result; None for the final result (it carries the row) or one without an epoch."""
+    """The per-epoch numbers of a Tune result (the epoch columns declared `tune`: columns.TUNE_METRICS); None for the
+    final result (it carries the row) or one without an epoch."""
     if "payload" in result or "epoch" not in result:
         return None
-    return {key: float(result[key]) for key in EPOCH_METRICS if isinstance(result.get(key), (int, float))}
+    return {key: float(result[key]) for key in TUNE_METRICS if isinstance(result.get(key), (int, float))}
 
 
 def trial_of(tune_trial: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from tlbench.registries import archs
+from tlbench.registries import archs, freezing
 from tlbench.registries.datasets import DATASETS
 
 # The driver's trial configs: the grid model's validated dicts (`grid.TrialSpec.config`). Read as dicts, not
@@ -61,7 +61,7 @@ def trial_cost(config: Config) -> dict[str, float]:
     """{images: processed in all, tflops: their estimated cost, gpu_hours: at the arch's GPU rate}."""
     n = images(config)
     train = config["train"]
-    step_factor = 2.0 if train["freeze"] == "head" else 3.0
+    step_factor = 2.0 if freezing.only_head_trains(train["freeze"]) else 3.0
     train_images = n["train"] * config["epochs"]
     if train["protocol"] == "lr_probe":
         train_images = (n["train"] + n["val"]) * config["epochs"] + len(train["probe_lrs"]) * train["probe_steps"] * train["batch_size"]

@@ -24,7 +24,7 @@ from tlbench.results.store import DONE  # every other status (error, oom, unwrit
 
 REDRAW_SECONDS = 1.0  # the live line's clock ticks no faster than this
 # One CPU's training rate for the first ETA on a CPU cluster, before any trial has finished: an AVX2
-# core (README: 42 GFLOP/s fp32 matmul on 2 cores, half of that in training). Not measured here, so the
+# core (docs/grids.md: 42 GFLOP/s fp32 matmul on 2 cores, half of that in training). Not measured here, so the
 # driver need not import torch; the first finished trial replaces it (Calibration).
 CPU_TRAIN_GFLOPS_GUESS = 10.0
 

@@ -48,7 +48,7 @@ class Arch:
     # (torchvision's published "GFLOPS" count multiply-adds, half as many).
     gflops_224: float
     gpu_images_per_s: float  # training images per second on one A10G/T4-class GPU at 224 px, bf16
-    gpu_share: float  # default fraction of one GPU per trial (on paper, see README)
+    gpu_share: float  # default fraction of one GPU per trial (on paper, see docs/cluster.md)
     # Children of the root module in forward order, for 002's "last l layers"
     # (None: the arch has no such ordering that the reports used).
     children: tuple[str, ...] | None = None
@@ -154,8 +154,8 @@ def import_problem(arch: str) -> str | None:
     """Import a custom arch's module, on the driver before any trial starts (`grid run`'s preflight), so a typo
     fails now and not in a worker hours in; why it failed, or None.
 
-    Importing runs the module's code: only `run` does it (a grid file is code, like a script; see the README's
-    trust boundary). The function is not called: that would build the network, which may be costly."""
+    Importing runs the module's code: only `run` does it (a grid file is code, like a script; see docs/reliability.md,
+    the trust boundary). The function is not called: that would build the network, which may be costly."""
     module, _, function = arch.partition(":")
     try:
         found = getattr(importlib.import_module(module), function, None)

@@ -15,10 +15,11 @@ and `tests/trial/test_models.py` checks, case by case, that exactly the planned 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tlbench.registries import archs
 from tlbench.registries.archs import ARCHS, PARAMETERLESS_CHILDREN, Arch
 from tlbench.registries.registry import Registry, suggest
 from tlbench.values import is_int
@@ -75,6 +76,9 @@ class Strategy:
     canonical: Callable[[Any, Arch], Any] | None = None  # (argument, arch) -> the one spelling of its behaviour
     paths: Callable[[Any], list[str]] = lambda arg: []  # module paths the argument names
     example: Any = None  # a valid argument on ResNet18, for the registry's tests and the messages' readers
+    # Only the head trains: no backward pass through the base (the cost model counts a step as 2x forward, not 3x).
+    only_head: bool = False
+    doc: str = ""  # what trains, in words, for the grid file reference (docs/grid-file.md)
 
     @property
     def is_word(self) -> bool:
@@ -129,6 +133,27 @@ def canonical(freeze: Any, arch: Arch) -> Any:
     return strategy.canonical(arg, arch) if strategy.canonical else freeze
 
 
+KEY = "train.freeze"  # the trial config key whose value is a strategy
+
+
+def canonical_in(freeze: Any, config: Mapping[str, Any]) -> Any:
+    """`freeze`'s one spelling in a trial config, on the arch the config names: what the grid hashes and what
+    a table row's `where` is matched by. An arch no registry knows keeps it as written (the config's check says so)."""
+    arch = spelling_context(config)
+    return canonical(freeze, archs.get(arch)) if archs.is_known(arch) else freeze
+
+
+def spelling_context(config: Mapping[str, Any]) -> str:
+    """What of a config, besides the strategy, its canonical spelling depends on: equal contexts, equal spellings."""
+    return config["model"]["arch"]
+
+
+def only_head_trains(freeze: Any) -> bool:
+    """Whether only the task head trains, every epoch, for a canonical spelling (`canonical_in`)."""
+    strategy, _ = split(freeze)
+    return strategy.only_head
+
+
 def module_paths(freeze: Any) -> list[str]:
     strategy, arg = split(freeze)
     return strategy.paths(arg)
@@ -154,10 +179,12 @@ def plan(freeze: Any, network: Network) -> FreezePlan:
 
 # -- the strategies ------------------------------------------------------------------------------
 
-STRATEGIES.register(Strategy("head", lambda arg, net: FreezePlan([(0, under([net.head]))])))
-STRATEGIES.register(Strategy("none", lambda arg, net: FreezePlan([(0, _always)])))
+STRATEGIES.register(Strategy("head", lambda arg, net: FreezePlan([(0, under([net.head]))]), only_head=True,
+                             doc="only the new head trains"))  # fmt: skip
+STRATEGIES.register(Strategy("none", lambda arg, net: FreezePlan([(0, _always)]), doc="every parameter trains (full fine-tuning)"))
 # BatchNorm-only fine-tuning: the head and every BatchNorm's affine parameters train.
-STRATEGIES.register(Strategy("bn", lambda arg, net: FreezePlan([(0, under([net.head, *net.batchnorms]))])))
+STRATEGIES.register(Strategy("bn", lambda arg, net: FreezePlan([(0, under([net.head, *net.batchnorms]))]),
+                             doc="the head and every BatchNorm's affine parameters train"))  # fmt: skip
 
 
 def _is_count(arg: Any) -> bool:
@@ -188,7 +215,9 @@ def _last_plan(n_last: int, net: Network) -> FreezePlan:
 
 STRATEGIES.register(Strategy(
     "last", _last_plan, shape="l", check=lambda n_last: None if _is_count(n_last) else "{last: l} with an integer l >= 0",
-    check_arch=_last_on_arch, canonical=_last_canonical, example=3))  # fmt: skip
+    check_arch=_last_on_arch, canonical=_last_canonical, example=3,
+    doc="002's \"last l layers\": the head and the last l children of the network's root before it (a ResNet's conv1, bn1, "
+        "relu, maxpool, layer1..layer4, avgpool); l=0 and l=1 both train only a ResNet's head"))  # fmt: skip
 
 
 def _paths_check(kind: str) -> Callable[[Any], str | None]:
@@ -200,7 +229,8 @@ def _paths_check(kind: str) -> Callable[[Any], str | None]:
 
 
 STRATEGIES.register(Strategy("trainable", lambda paths, net: FreezePlan([(0, under([net.head, *paths]))]),
-                             shape="[module paths]", check=_paths_check("trainable"), paths=list, example=["layer4"]))  # fmt: skip
+                             shape="[module paths]", check=_paths_check("trainable"), paths=list, example=["layer4"],
+                             doc="the head and these modules train, everything else is frozen"))  # fmt: skip
 
 
 def _frozen_plan(paths: list[str], net: Network) -> FreezePlan:
@@ -209,7 +239,7 @@ def _frozen_plan(paths: list[str], net: Network) -> FreezePlan:
 
 
 STRATEGIES.register(Strategy("frozen", _frozen_plan, shape="[module paths]", check=_paths_check("frozen"), paths=list,
-                             example=["conv1", "layer1"]))  # fmt: skip
+                             example=["conv1", "layer1"], doc="everything but these modules trains (the head always does)"))  # fmt: skip
 
 
 def _gradual_check(arg: Any) -> str | None:
@@ -249,4 +279,6 @@ def _gradual_on_arch(arg: dict[str, Any], arch: Arch) -> tuple[str, str] | None:
 
 STRATEGIES.register(Strategy(
     "gradual", _gradual_plan, shape="{every: k, blocks: [...], first: e}", check=_gradual_check, check_arch=_gradual_on_arch,
-    canonical=_gradual_canonical, paths=lambda arg: list(arg.get("blocks") or []), example={"every": 1, "first": 0}))  # fmt: skip
+    canonical=_gradual_canonical, paths=lambda arg: list(arg.get("blocks") or []), example={"every": 1, "first": 0},
+    doc="gradual unfreezing: the head, then one more block every k epochs (blocks head side first, default the arch's), the "
+        "first at 0-based epoch e (default k); every BatchNorm keeps its ImageNet statistics"))  # fmt: skip

@@ -112,9 +112,3 @@ def describe(commit: str | None, dirty: bool | None) -> str:
     if commit is None:
         return "no git commit"
     return commit[:12] + (" (dirty)" if dirty else "")
-
-
-COLUMNS: dict[str, str] = {
-    "git_commit": "str", "git_dirty": "bool", "python_version": "str", "numpy_version": "str", "pandas_version": "str",
-    "ray_version": "str", "cuda_version": "str", "cudnn_version": "str", "accelerator": "str", "packages_sha256": "str",
-}  # fmt: skip

@@ -3,8 +3,9 @@ r"""Results on disk: one Parquet file per trial, written whole or not at all.
     <results>/trials/<trial_id>.parquet   one row: config columns + metrics
     <results>/epochs/<trial_id>.parquet   one row per epoch
 
-Every trial file has the same columns and types (`TRIAL_SCHEMA`), so
-`pandas.read_parquet("<results>/trials")` reads them as one table.
+Every trial file has the same columns and types (`TRIAL_SCHEMA`, from the
+declarations in columns.py), so `pandas.read_parquet("<results>/trials")`
+reads them as one table.
 
 Each folder also keeps `_index.parquet`: the rows of every readable file with
 the file's name, size and mtime, so that a command reads one file, not
@@ -49,48 +50,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tlbench.grid.schema import FIELDS, arrow_kind
-from tlbench.results import provenance
+from tlbench.results import columns
+from tlbench.results.columns import DONE as DONE  # the statuses live with the status column; imported from here too
+from tlbench.results.columns import FAILED as FAILED
 from tlbench.results.regular_files import folder_problem, open_regular, read_regular_text
 
-ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string(), "json": pa.string()}
-
-# Result columns beside the config, by type. JSON columns hold nested values as text.
-RESULT_COLUMNS: dict[str, str] = {
-    "trial_id": "str", "experiment": "str", "experiments": "json", "report": "str", "variant": "str", "axes": "json",
-    "profile": "str", "status": "str", "error": "str", "traceback": "str",
-    "train_acc": "float", "train_loss": "float", "val_acc": "float", "val_loss": "float", "best_val_acc": "float",
-    "best_epoch": "int", "test_acc": "float", "test_loss": "float", "best_test_acc": "float", "best_test_epoch": "int",
-    "precision_macro": "float", "recall_macro": "float", "f1_macro": "float",
-    "precision_weighted": "float", "recall_weighted": "float", "f1_weighted": "float",
-    "confusion": "json", "per_class": "json", "probe_scores": "json", "lr_chosen": "float", "misclassified": "json",
-    "epochs_run": "int", "resumed_from_epoch": "int", "n_train": "int", "n_val": "int", "n_test": "int",
-    "wall_s": "float", "train_s": "float", "epoch_s_mean": "float", "images_per_s": "float", "peak_mem_mb": "float",
-    "trainable_params": "int", "total_params": "int", "device": "str", "precision_used": "str", "feature_cache": "str", "compiled": "bool",
-    "node_id": "str", "hostname": "str", "torch_version": "str", "torchvision_version": "str",
-    "grid_sha256": "str", "finished_at": "str", **provenance.COLUMNS,
-    # GPU placement: the ids Ray gave the trial (JSON list of strings), the card's total memory (CUDA trials), and
-    # when this attempt started (ISO, ms, like finished_at): overlaps with its `gpu_share` can be checked.
-    "gpu_ids": "json", "gpu_memory_mb": "float", "started_at": "str",
-    # how the trial ran: precision auto's decision (autotune.py), its own memory peak, the GPU fraction it asked for, its worker
-    "memory_format_used": "str", "auto_choice": "str", "autotune_images_per_s": "json", "autotune_s": "float", "autotune_skipped": "str",
-    "peak_mem_source": "str", "gpu_share": "float", "pid": "int",
-    # the train accuracy of the best-val epoch (000's summary may be best-epoch); the loader's warnings (data.Splits)
-    "train_acc_at_best_val": "float", "data_warning": "str",
-}  # fmt: skip
-CONFIG_COLUMNS = {key: arrow_kind(field) for key, field in FIELDS.items()}
-CONFIG_COLUMNS["seed"] = "int"
+# The columns and their types: one home, columns.py. Result columns (kind by name), then the config's.
+RESULT_COLUMNS: dict[str, str] = {c.name: c.kind for c in columns.TRIAL_COLUMNS}
+CONFIG_COLUMNS = columns.config_columns()
 JSON_CONFIG_COLUMNS = tuple(name for name, kind in CONFIG_COLUMNS.items() if kind == "json")  # config_cell's
-TRIAL_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in {**RESULT_COLUMNS, **CONFIG_COLUMNS}.items()])
-
-EPOCH_COLUMNS = {
-    "trial_id": "str", "experiment": "str", "seed": "int", "epoch": "int", "train_loss": "float", "train_acc": "float",
-    "val_loss": "float", "val_acc": "float", "lr": "float", "seconds": "float", "trainable_params": "int",
-    "test_loss": "float", "test_acc": "float",  # train.test_every_epoch only; null otherwise
-}  # fmt: skip
-EPOCH_SCHEMA = pa.schema([(name, ARROW[kind]) for name, kind in EPOCH_COLUMNS.items()])
-
-DONE = ("ok", "diverged")  # statuses a rerun does not redo
-FAILED = ("error", "oom")  # statuses that count as failures (an oom trial reruns with twice its GPU share)
+TRIAL_SCHEMA = columns.trial_schema()
+EPOCH_COLUMNS = {c.name: c.kind for c in columns.STORED_EPOCH_COLUMNS}
+EPOCH_SCHEMA = columns.epoch_schema()
 
 INDEX_FILE = "_index.parquet"
 # The index's own columns beside the rows: which file a row came from, and that file's size and mtime then.

@@ -19,6 +19,7 @@ from typing import Any
 
 from tlbench.grid import TrialSpec
 from tlbench.results import provenance
+from tlbench.results.columns import EpochReport, EpochRow, TrialRow
 from tlbench.results.store import flatten_config
 from tlbench.trial.checkpoint import Checkpointer
 from tlbench.trial.config import TrialConfig
@@ -26,10 +27,12 @@ from tlbench.trial.config import TrialConfig
 TRACEBACK_LINES = 12  # of the failing trial's traceback, kept in its row
 
 
-def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+def trial_row(spec: TrialSpec, status: str, summary: dict[str, Any], context: dict[str, Any]) -> TrialRow:
     """The result row: who the trial is, what it was, what it gave, where it ran, with which code and software.
 
-    The git state comes from the driver (`context`: the grid file's repository); the rest is this worker's."""
+    `summary`: run_trial's (a TrialSummary), or a failed trial's error, traceback and wall_s. The git state
+    comes from the driver (`context`: the grid file's repository); the rest is this worker's. Its columns are
+    declared in results/columns.py (tests/results/test_columns.py checks a real trial's row against them)."""
     import torch
     import torchvision
 
@@ -67,8 +70,8 @@ def execute(
     checkpointer: Checkpointer | None = None,
     speed: dict[str, bool] | None = None,
     gpu_share: float = 0.0,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    on_epoch: Callable[[EpochReport], None] | None = None,
+) -> tuple[TrialRow, list[EpochRow]]:
     """`speed`: run_trial's options that change speed, not results (feature_cache, compile); `gpu_share`: the
     fraction of a GPU the trial was given, recorded in its row (a CUDA out-of-memory within it is status `oom`);
     `on_epoch`: run_trial's."""
@@ -88,5 +91,5 @@ def execute(
         )
         summary = {"error": message, "traceback": tail, "wall_s": time.perf_counter() - started}
         return trial_row(spec, status, summary, context), []
-    epochs = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]
+    epochs: list[EpochRow] = [{"trial_id": spec.trial_id, "experiment": spec.experiment, "seed": spec.seed, **e} for e in outcome.epochs]
     return trial_row(spec, outcome.status, outcome.summary, context), epochs

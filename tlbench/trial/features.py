@@ -57,6 +57,7 @@ import torchvision
 from torch import fx, nn
 from torchvision.models.feature_extraction import NodePathTracer
 
+from tlbench.registries.augmentations import AUGMENTATIONS
 from tlbench.results.regular_files import map_npy
 from tlbench.trial import networks as models
 from tlbench.trial import pipeline
@@ -164,7 +165,7 @@ def _config_reason(plan: FreezePlan, train: TrainConfig) -> str | None:
     """Why the trial's config alone rules the cache out, if it does."""
     if len(plan.stages) > 1:
         return "gradual unfreezing moves the cut every stage"
-    if train.augment not in ("none", "hflip"):
+    if not AUGMENTATIONS[train.augment].cacheable:
         return "random crops, rotations and colour jitter change the input every epoch"
     if train.train_mode_epochs is not None:
         return "frozen BatchNorm layers re-estimate their statistics (train.train_mode_epochs)"

@@ -15,8 +15,8 @@ import functools
 from collections.abc import Iterator
 
 import torch
-from torchvision.transforms import v2
 
+from tlbench.registries.augmentations import AUGMENTATIONS
 from tlbench.trial.data import ImageSet
 
 MEAN_STD = {
@@ -94,29 +94,8 @@ class PinnedStager:
 
 
 def augment(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """uint8 [B, 3, S, S] -> augmented uint8, each image its own draw."""
-    if kind == "none":
-        return images
-    if kind == "hflip":
-        flip = torch.rand(len(images), generator=generator) < 0.5
-        return torch.where(to_device(flip, images.device)[:, None, None, None], images.flip(-1), images)
-    transform = random_transform(kind, images.shape[-1])
-    # v2 draws from torch's global generator: fork it from ours so a seed fixes it.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        return torch.stack([transform(img) for img in images])
-
-
-def random_transform(kind: str, size: int) -> v2.Compose:
-    """strong: 002's code (new_main.py:18-25), RandomResizedCrop then flip, rotation 20, colour jitter 0.2;
-    flip_rotate_jitter: the same without the crop, what 002's text names."""
-    crop = [v2.RandomResizedCrop(size, antialias=True)] if kind == "strong" else []
-    return v2.Compose([
-        *crop,
-        v2.RandomHorizontalFlip(),
-        v2.RandomRotation(20),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-    ])  # fmt: skip
+    """uint8 [B, 3, S, S] -> augmented uint8, each image its own draw: the word's entry in the augmentation registry."""
+    return AUGMENTATIONS[kind].apply(images, generator, to_device)
 
 
 @functools.cache
