@@ -32,6 +32,7 @@ import torch
 
 from tlbench.registries.losses import CLASS_WEIGHTS, LOSSES, Criterion
 from tlbench.registries.optimizers import OPTIMIZERS
+from tlbench.results.columns import EpochMetrics, TrialSummary
 from tlbench.trial import data, memory, metrics, pipeline, quirks
 from tlbench.trial import networks as models
 from tlbench.trial.checkpoint import Checkpointer, TrainingState, capture, fits, resume
@@ -214,7 +215,7 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], train:
 class EpochRun:
     """What `run_epoch` gives `fit`: the epoch's row, and what the training state adds up."""
 
-    row: dict[str, Any]  # epoch, train_loss/acc, val_loss/acc, lr, seconds, trainable_params (+ test_loss/acc)
+    row: EpochMetrics  # epoch, train_loss/acc, val_loss/acc, lr, seconds, trainable_params (+ test_loss/acc)
     seconds: float  # in training steps
     images: int  # trained on
     diverged: bool
@@ -235,7 +236,7 @@ def run_epoch(
     val_loss, val_preds = (
         evaluate(trial, val_set, quirks.validation_augment(train), trial.gen) if len(val_set) else (float("nan"), np.zeros(0))
     )
-    row = {
+    row: EpochMetrics = {
         "epoch": epoch + 1,
         "train_loss": stats["loss"],
         "train_acc": stats["acc"],
@@ -344,8 +345,9 @@ def lr_probe(trial: Trial, initial_state: dict[str, Any]) -> dict[str, float]:
 # -- summarise --------------------------------------------------------------------
 
 
-def summarise(trial: Trial, fitted: Fitted) -> dict[str, Any]:
-    """The trial's summary row: the test split's metrics, the last and best epochs, sizes, timings and the device."""
+def summarise(trial: Trial, fitted: Fitted) -> TrialSummary:
+    """The trial's summary row: the test split's metrics, the last and best epochs, sizes, timings and the device
+    (its columns are declared in tlbench/results/columns.py; tests/results/test_columns.py checks a real one)."""
     network, splits, state = trial.network, trial.splits, fitted.state
     epochs = state.epochs
     test_loss, test_preds = evaluate(trial, splits.test)
