@@ -100,6 +100,23 @@ def test_a_decision_is_measured_once_then_read_back_by_its_key(tmp_path):
     assert len(list(tmp_path.glob("*.json"))) == 5 and not list(tmp_path.glob("*.tmp"))
 
 
+def test_trials_that_measure_together_train_with_the_first_decision_kept(tmp_path):
+    """Two trials of one shape start at once: both miss the cache and measure. The one that finishes second must
+    train with the first one's decision, not its own: else two seeds of one config train in two precisions."""
+    cache = autotune.DecisionCache(tmp_path)
+    key = autotune.cache_key(IDENTITY)
+    first_kept = autotune.Decision(BF16_CL, "measured", {"bf16+channels_last": 90.0})
+
+    def measure_while_another_trial_keeps_its_decision(make_step, options, batch, device):
+        assert cache.put(key, first_kept, IDENTITY, options) is first_kept  # the other trial, finishing first
+        return {FP32: 100.0, FP32_CL: 150.0, BF16: 40.0, BF16_CL: 60.0}  # ours would pick fp32+channels_last
+
+    ours = autotune.decide(CPU, IDENTITY, cache, make_step=None, batch=32, measure=measure_while_another_trial_keeps_its_decision)
+    assert (ours.candidate, ours.how) == (BF16_CL, "cached")
+    assert json.loads(cache.path(key).read_text())["choice"] == "bf16+channels_last"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize("content", [
     "{not json", "[1, 2]", '{"key": "another", "choice": "fp32+contiguous"}', "KEY:fp16+contiguous",
     "KEY:bf16+channels_last", "\udcff", "x" * (autotune.MAX_FILE_BYTES + 1), "FIFO", "LINK",

@@ -22,6 +22,7 @@ and its optimizer, on synthetic inputs drawn from a generator of its own, inside
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -175,8 +176,13 @@ class DecisionCache:
             return None
         return Decision(candidate, "cached", rates, skipped=skipped)
 
-    def put(self, key: str, decision: Decision, identity: dict[str, Any]) -> None:
-        """Best effort: a decision that cannot be kept is measured again next time."""
+    def put(self, key: str, decision: Decision, identity: dict[str, Any], allowed: list[Candidate]) -> Decision:
+        """Keep the first decision made for a key, and return the one the key now holds.
+
+        Trials of one shape that start together all measure, and measurements differ: where each kept its own
+        (or the last writer's won), two trials of one config could train in two precisions on a first run. So a
+        decision is created, never replaced, and a trial that finds another's kept first trains with that one.
+        Best effort: a decision that cannot be kept is measured again next time."""
         text = json.dumps(
             {
                 "key": key,
@@ -191,11 +197,22 @@ class DecisionCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path(key))
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                try:
+                    os.link(tmp, self.path(key))  # creates the key's file, or fails where it exists
+                except FileExistsError:
+                    kept = self.get(key, allowed)
+                    if kept is not None:
+                        return kept
+                    os.replace(tmp, self.path(key))  # what is there is unreadable (get said why): ours replaces it
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         except OSError as exc:
             warnings.warn(f"cannot keep the precision decision in {self.folder}: {exc}", stacklevel=2)
+        return decision
 
 
 Step = Callable[[], None]
@@ -242,7 +259,7 @@ def decide(
     batch: int,
     measure: Callable[..., dict[Candidate, float]] = measure,
 ) -> Decision:
-    """The cached decision for this identity, else measured now and cached."""
+    """The cached decision for this identity, else measured now and kept (or the one another trial kept first)."""
     options, skipped = candidates(device)
     key = cache_key(identity)
     cached = cache.get(key, options)
@@ -252,8 +269,7 @@ def decide(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rates = measure(make_step, options, batch, device)
     decision = Decision(fastest(rates), "measured", {c.name: round(r, 2) for c, r in rates.items()}, time.perf_counter() - tick, skipped)
-    cache.put(key, decision, identity)
-    return decision
+    return cache.put(key, decision, identity, options)
 
 
 def training_step(
