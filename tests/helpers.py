@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tlbench.grid.config import check_resolved, merge
 from tlbench.grid.schema import defaults
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.results.store import Store
 from tlbench.trial.config import DatasetConfig, TrialConfig
 from tlbench.trial.execute import trial_row
@@ -102,7 +102,7 @@ def dataset_cfg(**overrides) -> DatasetConfig:
     return DatasetConfig.from_dict(cfg)
 
 
-def plant(claims: Claims, trial_id: str, age_s: float = 0, **holder) -> None:
+def plant(claims: Leases, trial_id: str, age_s: float = 0, **holder) -> None:
     claims.folder.mkdir(parents=True, exist_ok=True)
     path = claims.path(trial_id)
     path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": None, "driver": "x", **holder}))
@@ -114,7 +114,7 @@ def callback(tmp_path):
     from tlbench.plan.progress import Progress
 
     counts: dict[str, int] = {}
-    return StoreResults(Store(tmp_path), Claims(tmp_path), Progress([], devices=1, live=False), counts), counts
+    return StoreResults(Store(tmp_path), Leases(tmp_path), Progress([], devices=1, live=False), counts), counts
 
 
 def tune_result(row, epochs=()):

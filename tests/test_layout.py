@@ -1,15 +1,6 @@
 """The package's layout rules, folder by folder, checked on the source (no imports run; tests/test_imports.py
-checks in a fresh interpreter that the driver's folders load neither torch nor Ray).
-
-    tlbench/grid/        the grid file: load, check, expand; the `grid` command line; run's preflight
-    tlbench/registries/  the words a grid file may use and their meaning: datasets, archs, freeze strategies, ...
-    tlbench/plan/        the driver's decisions and views: cost, makespan, GPU shares, progress, status, leases
-    tlbench/results/     what a run writes and how it is read back
-    tlbench/report/      `python -m tlbench.report`
-    tlbench/on_ray/      everything that touches Ray
-    tlbench/trial/       one trial in a worker: data, network, training
-    tlbench/bench/       `python -m tlbench.bench`
-"""
+checks in a fresh interpreter that the driver's folders load neither torch nor Ray). What each folder holds is
+said once, in its __init__.py; the README's code map names the folders."""
 
 from __future__ import annotations
 

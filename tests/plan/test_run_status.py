@@ -10,7 +10,7 @@ import os
 from helpers import TINY_GRID, fake_row
 
 from tlbench.grid import Grid, cli
-from tlbench.plan.leases import Claims, process_start
+from tlbench.plan.leases import Leases, process_start
 from tlbench.plan.status import _when
 from tlbench.results.store import Store
 
@@ -46,7 +46,7 @@ def test_counts_errors_claims_and_the_newest_finished_trial_per_experiment(write
     store.write(failed, [])
     claims = results / "claims"
     claims.mkdir()
-    me = {"host": Claims(results).me["host"], "pid": os.getpid(), "started": process_start(os.getpid()), "driver": "d" * 32}
+    me = {"host": Leases(results).me["host"], "pid": os.getpid(), "started": process_start(os.getpid()), "driver": "d" * 32}
     (claims / f"{tiny[3].trial_id}.lock").write_text(json.dumps(me))  # a live driver runs it
     (claims / f"{other[1].trial_id}.lock").write_text(json.dumps({**me, "pid": 2**22 + 7, "started": "1"}))  # its driver is gone
 

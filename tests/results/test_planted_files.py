@@ -10,7 +10,7 @@ import pytest
 from helpers import TINY_GRID, fake_row, finishes, unblock
 
 from tlbench.grid import Grid
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.results.store import Store
 from tlbench.trial import checkpoint
 
@@ -36,7 +36,7 @@ def test_a_fifo_kept_row_is_reported_not_read(tmp_path, trials):
 
 
 def test_a_fifo_claim_is_no_holder_and_does_not_block_taking(tmp_path):
-    claims = Claims(tmp_path)
+    claims = Leases(tmp_path)
     claims.folder.mkdir(parents=True)
     os.mkfifo(claims.path("t1"))
     try:
@@ -170,7 +170,7 @@ def test_a_closed_stderr_does_not_raise_into_tune(tmp_path, monkeypatch):
 def test_a_claim_of_pid_1_goes_stale_by_age(tmp_path):
     from helpers import plant
 
-    claims = Claims(tmp_path)
+    claims = Leases(tmp_path)
     plant(claims, "t1", 0, pid=1)
     assert claims.take("t1") is False  # fresh: a driver that is its container's first process may hold it
     plant(claims, "t1", 3600, pid=1)
@@ -180,7 +180,7 @@ def test_a_claim_of_pid_1_goes_stale_by_age(tmp_path):
 def test_a_claim_of_a_live_pid_without_its_start_time_goes_stale_by_age(tmp_path):
     from helpers import plant
 
-    claims = Claims(tmp_path)
+    claims = Leases(tmp_path)
     plant(claims, "t1", 3600, pid=os.getpid(), started=None)
     assert claims.take("t1") is True
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.report import build as report
 
 REPORT_FILES = ["index.md", "index.html", "tables/t-tiny.csv", "tables/claims.csv", "figures/reported-vs-reproduced.png",
@@ -35,7 +35,7 @@ def test_a_report_replaces_links_planted_at_its_files_and_leaves_their_targets(g
 
 
 def test_a_claims_heartbeat_does_not_touch_the_target_of_a_link_swapped_in(tmp_path):
-    claims = Claims(tmp_path / "claims", heartbeat_s=0.01)
+    claims = Leases(tmp_path / "claims", heartbeat_s=0.01)
     assert claims.take("t1")
     target = tmp_path / "precious"
     target.write_text("keep")

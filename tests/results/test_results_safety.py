@@ -21,7 +21,7 @@ from PIL import Image
 
 from tlbench.grid import Grid
 from tlbench.grid import cli as grid_cli
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.report import build as report
 from tlbench.results.store import TRIAL_SCHEMA, Store
 
@@ -170,7 +170,7 @@ def dead_pid() -> int:
 
 
 def test_a_claim_is_held_by_one_driver_until_freed(tmp_path):
-    first, second = Claims(tmp_path), Claims(tmp_path)
+    first, second = Leases(tmp_path), Leases(tmp_path)
     assert first.take("t1") and not second.take("t1")  # this process is alive: its claim stands
     assert first.holder("t1")["driver"] == first.me["driver"]
     first.release("t1")
@@ -189,7 +189,7 @@ def test_a_claim_is_held_by_one_driver_until_freed(tmp_path):
     ({"host": "elsewhere"}, 3600, True),  # another host, silent for an hour
 ])  # fmt: skip
 def test_a_stale_claim_is_taken_over_a_live_one_is_not(tmp_path, holder, age_s, stale):
-    claims = Claims(tmp_path)
+    claims = Leases(tmp_path)
     if holder.get("pid") == "dead":
         holder = {"pid": dead_pid()}
     plant(claims, "t1", age_s, **holder)
@@ -198,7 +198,7 @@ def test_a_stale_claim_is_taken_over_a_live_one_is_not(tmp_path, holder, age_s, 
 
 
 def test_a_live_driver_keeps_its_claims_fresh(tmp_path):
-    claims = Claims(tmp_path, heartbeat_s=0.05)
+    claims = Leases(tmp_path, heartbeat_s=0.05)
     assert claims.take("t1")
     os.utime(claims.path("t1"), (0, 0))
     time.sleep(0.5)

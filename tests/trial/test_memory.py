@@ -59,7 +59,7 @@ def test_a_trial_caps_its_share_before_building_anything_and_records_it(monkeypa
     calls, order = [], []
     monkeypatch.setattr(train.memory, "cap_gpu_share", lambda device, share: (calls.append((device.type, share)), order.append("cap")))
     build = models.build
-    monkeypatch.setattr(train.models, "build", lambda *a, **k: (order.append("build"), build(*a, **k))[1])
+    monkeypatch.setattr(train.networks, "build", lambda *a, **k: (order.append("build"), build(*a, **k))[1])
     config = resolved(precision="fp32", image_size=16, dataset={"n_train": 40, "n_test": 20})
     row, _ = execute.execute(spec_of(config), tmp_path, {}, gpu_share=0.25)
     assert row["status"] == "ok" and row["gpu_share"] == 0.25 and row["pid"] == os.getpid()

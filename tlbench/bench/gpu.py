@@ -15,7 +15,7 @@ after every line, so a run cut short still leaves what it measured:
   gpu_train_images_per_s_compiled    with --compile only: the ResNet18 case with torch.compile (minutes to compile)
 
 Without CUDA it prints `gpu none (no CUDA device)` and exits 0. It uses only `run_trial` and a config built like
-bench.py's `trial_config`, random weights and no Ray, so the same file run against an older tlbench measures that.
+bench/workload.py's `trial_config`, random weights and no Ray, so the same file run against an older tlbench measures that.
 Sized for about 2 minutes on an H100/H200 (4 with --compile).
 """
 

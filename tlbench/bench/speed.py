@@ -303,7 +303,7 @@ def bench_ray_overhead(few: int, many: int) -> None:
     from tlbench.grid import TrialSpec, trial_id
     from tlbench.grid.config import merge
     from tlbench.grid.schema import defaults
-    from tlbench.on_ray import driver as scheduler
+    from tlbench.on_ray import driver
 
     root = Path(tempfile.mkdtemp(prefix="tlbench-ray-bench-"))
     try:
@@ -311,23 +311,23 @@ def bench_ray_overhead(few: int, many: int) -> None:
             "epochs": 1, "image_size": 16, "dataset": {"name": "synthetic", "n_classes": 2, "n_train": 16, "n_test": 8},
             "model": {"arch": "tlbench.tiny:small_cnn", "weights": "none"}, "train": {"freeze": "none"},
         })  # fmt: skip
-        scheduler.connect(None)
+        driver.connect(None)
         walls = {}
         for count in (few, many):
             specs = []
             for i in range(count):
                 config = {**copy.deepcopy(base), "seed": 1000 * count + i}
                 specs.append(TrialSpec(trial_id(config), "bench", "bench", config["seed"], {}, config, ("bench",)))
-            options = scheduler.RunOptions(results=root / f"r{count}", data=root, checkpoints=False)
+            options = driver.RunOptions(results=root / f"r{count}", data=root, checkpoints=False)
             tick = time.perf_counter()
-            scheduler.run(specs, options)
+            driver.run(specs, options)
             walls[count] = time.perf_counter() - tick
         import pandas as pd
 
         own = pd.read_parquet(root / f"r{many}" / "trials")["wall_s"].mean()
         # Trials that run side by side: one per CPU, and on a GPU machine no more than the GPU shares allow.
-        resources = scheduler.cluster_resources()
-        share = scheduler.gpu_share(specs[0], options, resources.get("GPU", 0.0))
+        resources = driver.cluster_resources()
+        share = driver.gpu_share(specs[0], options, resources.get("GPU", 0.0))
         lanes = max(1, int(resources.get("CPU", 1) // options.cpus_per_trial))
         if share > 0:
             lanes = min(lanes, int(resources["GPU"] / share))
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", action="store_true", help="only: grid run / list / report times at 1,000 and 10,000 finished trials")
     parser.add_argument("--gpu", action="store_true", help="only: the GPU bench (tlbench/bench/gpu.py); says so and exits 0 without CUDA")
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--gpu" in argv:  # its options (--json, --packed, --compile, --quick) are bench_gpu's
+    if "--gpu" in argv:  # its options (--json, --packed, --compile, --quick) are bench/gpu.py's
         from tlbench.bench.gpu import main as gpu_main
 
         return gpu_main([arg for arg in argv if arg != "--gpu"])

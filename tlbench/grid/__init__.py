@@ -1,4 +1,5 @@
-"""The grid: a grid file loaded, validated and expanded into trials. Pure Python: no torch, no Ray.
+"""The grid: a grid file loaded, validated and expanded into trials. No torch, no Ray at import
+(preflight.py imports torch inside `grid run`'s last checks).
 
     from tlbench.grid import Grid
     trials = Grid.load("grid/reports.yaml").expand(profile="smoke")   # [TrialSpec], each with its id and config

@@ -237,11 +237,11 @@ def check_loggers(args: argparse.Namespace) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Safe while a run goes on in another terminal: it claims and moves nothing (at most it refreshes the results index)."""
-    from tlbench.plan.leases import Claims
+    from tlbench.plan.leases import Leases
     from tlbench.plan.status import collect, render
 
     _, trials = load_trials(args)
-    experiments, bad = collect(trials, Store(Path(args.results)), Claims(Path(args.results)))
+    experiments, bad = collect(trials, Store(Path(args.results)), Leases(Path(args.results)))
     for path, problem in bad:
         print(f"warning: unreadable result {path}: {problem} (its trial counts as pending)", file=sys.stderr)
     print(f"results {args.results}, profile {args.profile}:")

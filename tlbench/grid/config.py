@@ -15,6 +15,7 @@ from tlbench.grid.document import GridError, KeyPath, YamlDoc
 from tlbench.grid.schema import FIELDS, REQUIRED, SECTIONS, SEED_MAX, Field
 from tlbench.registries import archs, freezing
 from tlbench.registries.datasets import DATASETS, target_of
+from tlbench.registries.losses import LOSSES
 from tlbench.registries.registry import expected_one_of, suggest
 from tlbench.values import is_int, is_number
 
@@ -209,8 +210,11 @@ def check_resolved(config: dict[str, Any]) -> list[tuple[str, str]]:
     groups = dinfo.groups.get(target) or (dinfo.classes(target, n_classes) if dinfo.class_names else None)
     if imbalance is not None and groups is not None and imbalance["minority"] not in groups:
         problems.append(("dataset.imbalance.minority", expected_one_of(imbalance["minority"], sorted(set(groups)))))
-    if train["loss"] == "bce" and n_classes not in (0, 2):
-        problems.append(("train.loss", f"cross_entropy: bce needs a binary target, {data['name']}/{target} has {n_classes} classes"))
+    if n_classes:  # 0: the classes are known only once the data loads, where the loss checks again
+        try:
+            LOSSES[train["loss"]].outputs(n_classes)  # the loss registry says which class counts it takes
+        except ValueError as exc:
+            problems.append(("train.loss", f"cross_entropy: {exc} ({data['name']}/{target}): bce needs a binary target"))
     if model["hidden"] == [] and model["dropout"] > 0:
         problems.append(("model.dropout", "0 when model.hidden is empty (there is no new hidden layer to drop)"))
     return problems

@@ -9,7 +9,7 @@ retried (`--max-failures`) from its last epoch, and a rerun after the driver
 died picks up, from the same storage, every checkpoint its trials left.
 
 Trials reach Tune through `ClaimingSearcher`, one at a time as resources free
-up, each only once this driver holds its claim (`trial_claims.py`): two drivers on
+up, each only once this driver holds its claim (`plan/leases.py`): two drivers on
 one results folder split the grid. `StoreResults` writes rows and never raises.
 """
 
@@ -41,7 +41,7 @@ from tlbench.grid import GridError, TrialSpec
 from tlbench.on_ray import loggers
 from tlbench.on_ray.storage import check_shared, location
 from tlbench.plan import shares
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.plan.makespan import (  # longest_first: the order `grid plan`'s makespan assumes
     arch_gpu_share,
     cpu_seconds,
@@ -181,7 +181,7 @@ class StoreResults(tune.Callback):
     goes on; a results disk that refuses writes (full, read-only) sets
     `disk_error`, and `ClaimingSearcher` then starts no further trial."""
 
-    def __init__(self, store: Store, claims: Claims, progress: Progress, counts: dict[str, int]):
+    def __init__(self, store: Store, claims: Leases, progress: Progress, counts: dict[str, int]):
         self.store, self.claims, self.progress, self.counts = store, claims, progress, counts
         self.disk_error: str | None = None
 
@@ -279,7 +279,7 @@ class ClaimingSearcher(Searcher):
     finishes rather than wait for them, because a waiting Tune keeps its reused
     actors, and with them the CPUs and GPUs the other driver needs to run them."""
 
-    def __init__(self, points: list[dict[str, Any]], claims: Claims, store: Store, results: StoreResults):
+    def __init__(self, points: list[dict[str, Any]], claims: Leases, store: Store, results: StoreResults):
         super().__init__()
         self.queue, self.elsewhere = list(points), []
         self.claims, self.store, self.results = claims, store, results
@@ -481,7 +481,7 @@ def run(pending: list[TrialSpec], options: RunOptions) -> RunOutcome:
         "checkpoints": options.checkpoints,
         "speed": dict(options.speed),
     }
-    store, claims = Store(options.results), Claims(options.results)
+    store, claims = Store(options.results), Leases(options.results)
     results = StoreResults(store, claims, progress_of(points, options, cluster_gpus), counts)
     searcher = ClaimingSearcher(points, claims, store, results)
 

@@ -1,4 +1,7 @@
-"""Trial claims: which driver runs which trial, so two drivers on one results folder split the work.
+"""Trial leases: which driver runs which trial, so two drivers on one results folder split the work.
+
+(Each lease is a "claim" file under results/claims/, a name kept because folders already hold them;
+the report's claims, tested on seeds, are another thing: tlbench/report/claims.py.)
 
     <results>/claims/<trial_id>.lock   {"host", "pid", "started", "driver"}
 
@@ -61,8 +64,8 @@ def pid_running(pid: int) -> bool:
     return True
 
 
-class Claims:
-    """The claims of one driver on one results folder."""
+class Leases:
+    """The leases (claim files) of one driver on one results folder."""
 
     def __init__(self, results: Path, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S):
         self.folder = Path(results) / "claims"

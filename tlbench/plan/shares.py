@@ -6,7 +6,7 @@ that needs more ends as `oom` instead of taking its neighbours' memory. A
 rerun asks twice the share the `oom` row ran with, at most a whole GPU.
 `grid plan` sets the peaks measured so far beside the shares asked.
 
-No torch and no Ray: the driver (`scheduler.py`) and `grid plan` both use it.
+No torch and no Ray: the driver (`on_ray/driver.py`) and `grid plan` both use it.
 """
 
 from __future__ import annotations

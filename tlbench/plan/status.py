@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tlbench.grid import TrialSpec
-from tlbench.plan.leases import Claims
+from tlbench.plan.leases import Leases
 from tlbench.results.store import FAILED, Store
 
 COLUMNS = ("done", "diverged", "errored", "running", "pending")
@@ -38,7 +38,7 @@ class ExperimentStatus:
         return sum(self.counts[c] for c in COLUMNS)
 
 
-def collect(trials: list[TrialSpec], store: Store, claims: Claims) -> tuple[list[ExperimentStatus], list[tuple[Path, str]]]:
+def collect(trials: list[TrialSpec], store: Store, claims: Leases) -> tuple[list[ExperimentStatus], list[tuple[Path, str]]]:
     """Per experiment (in grid order), its trials counted by state; and the result files that could not be read."""
     table, bad = store.read(columns=["trial_id", "status", "error", "finished_at"])
     rows = {r["trial_id"]: r for r in table.to_pylist()}

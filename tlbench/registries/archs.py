@@ -10,7 +10,7 @@ Three kinds of entry:
 - a custom network, `package.module:function`, whose function returns (module, head path).
 
 What is not here because it is found, not stored: the head of a torchvision model
-(`models.find_head`, recorded in the JSON) and the frozen-feature cache's cut, traced from the
+(`networks.find_head`, recorded in the JSON) and the frozen-feature cache's cut, traced from the
 network (`features.find_cut`). Adding a torchvision model needs nothing; adding a hand-tuned entry
 is one `ARCHS.register(Arch(...))` below, checked by `tests/registries/test_registries.py`.
 """

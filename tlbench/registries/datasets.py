@@ -5,7 +5,7 @@
 
 An entry holds the dataset's targets and their classes, whether it ships a test split, the class
 priors and groups its synthetic twin and `dataset.imbalance` use, the pool sizes the cost model
-counts, and the loader that reads its on-disk format into `sources.Pool`s. Adding a dataset is one
+counts, and the loader that reads its on-disk format into `pools.Pool`s. Adding a dataset is one
 decorated loader here plus its fake in `tests/fake_datasets.py`; `tests/registries/test_registries.py` gives
 every entry the same checks. Torch-free (numpy; torchvision only inside a loader, to download), so
 the driver validates grid files against it.

@@ -6,11 +6,11 @@ One entry per word or mapping key holds everything about a strategy: the check o
 grid load), its rules against an arch (a cross-key check), its one canonical spelling (so equal
 behaviours hash to one trial id), the module paths it names (checked against the network before a
 run) and its plan: from the network's names alone (`Network`), which parameters train from which
-epoch on. `models.py` applies a plan to a torch module. Torch-free: the driver validates with it.
+epoch on. `trial/networks.py` applies a plan to a torch module. Torch-free: the driver validates with it.
 
 Adding a strategy is one `STRATEGIES.register(Strategy(...))` here, with an `example` argument:
 `tests/registries/test_registries.py` checks every strategy's check, canonical spelling and plan on ResNet18,
-and `tests/trial/test_models.py` checks, case by case, that exactly the planned parameters get gradients.
+and `tests/trial/test_trial/networks.py` checks, case by case, that exactly the planned parameters get gradients.
 """
 
 from __future__ import annotations

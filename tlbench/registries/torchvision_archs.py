@@ -7,7 +7,7 @@ The file is data, not code: `archs.py` reads it with `json`, so `grid list` / `p
 torch. `tests/trial/test_models.py` regenerates it and compares, so it cannot drift from the pinned
 torchvision. Per arch:
 
-- `head`, `classifier`: from `models.find_head` on the network (parameters on the meta device).
+- `head`, `classifier`: from `networks.find_head` on the network (parameters on the meta device).
 - `gflops_224`: forward GFLOPs per image at 224 px, 2 per multiply-add as `cost.py` counts
   (torchvision's `_ops` counts multiply-adds: x2), scaled from its weights' crop size where that is
   not 224 (EfficientNet-B7 is published at 600 px).
@@ -63,7 +63,12 @@ def _crop(weights: Any) -> int:
     return int(weights.transforms.keywords.get("crop_size", 224))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tlbench.registries.torchvision_archs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.parse_args(argv)  # no options: --help explains, anything else is a usage error, before anything is written
     PATH.write_text(json.dumps(generate(), indent=1, sort_keys=True) + "\n")
     print(f"wrote {PATH}")
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from tlbench.results.columns import EpochMetrics
 from tlbench.results.regular_files import open_regular
 from tlbench.trial.config import TrialConfig
 from tlbench.values import plain
@@ -166,7 +167,7 @@ def problem(state: Any) -> str | None:
     return f"wrong structure at {', '.join(wrong)}" if wrong else None
 
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "trainable_params")  # train.run_epoch's rows
+EPOCH_KEYS = tuple(sorted(EpochMetrics.__required_keys__))  # train.run_epoch's rows: the columns every epoch has
 
 
 def _number(value: Any) -> bool:

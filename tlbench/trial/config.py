@@ -127,7 +127,7 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrialConfig:
-        """The typed config of a resolved one (grid/model.py: every key present). An unknown or missing key raises
+        """The typed config of a resolved one (grid/grid_file.py: every key present). An unknown or missing key raises
         TrialConfigError naming it; the values were checked when the grid loaded (grid/config.py)."""
         return _section(cls, config, "")
 

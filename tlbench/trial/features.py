@@ -17,7 +17,7 @@ name, which a custom arch keeps when its code or weights change.
   nothing before it trains (in this trial's first stage) or is random
   (dropout, as a module or a function, stochastic depth, random ops). The
   network is traced in the modes its first epoch runs in: frozen BatchNorm is
-  in eval mode (`models.set_train_mode`), so deterministic. A trial that cannot
+  in eval mode (`networks.set_train_mode`), so deterministic. A trial that cannot
   cut says what stops it (the op, and where the cut before it fails).
 - fx bakes `self.training` into a graph at trace time, so the network is traced
   twice, in train and in eval mode: the prefix must be the same in both, and
@@ -59,8 +59,7 @@ from torchvision.models.feature_extraction import NodePathTracer
 
 from tlbench.registries.augmentations import AUGMENTATIONS
 from tlbench.results.regular_files import map_npy
-from tlbench.trial import networks as models
-from tlbench.trial import pipeline
+from tlbench.trial import networks, pipeline
 from tlbench.trial.config import TrainConfig, TrialConfig
 from tlbench.trial.data import CACHE_DIR, DataError, ImageSet
 from tlbench.trial.networks import Built, FreezePlan
@@ -105,7 +104,7 @@ class Cut:
 class Suffix(nn.Module):
     """The graph after the cut, in the mode the whole network is in.
 
-    `models.set_train_mode` and `evaluate` set the network's mode; its
+    `networks.set_train_mode` and `evaluate` set the network's mode; its
     submodules are shared with these graphs, and the network's own flag picks
     the train or the eval graph (fx baked `self.training` into each)."""
 
@@ -192,10 +191,10 @@ def _modes_kept(network: nn.Module) -> Iterator[None]:
 
 @contextmanager
 def _first_stage_modes(built: Built, plan: FreezePlan) -> Iterator[None]:
-    """The network in the modes its first training epoch runs in (train, frozen BatchNorm in eval: `models.set_train_mode`)."""
+    """The network in the modes its first training epoch runs in (train, frozen BatchNorm in eval: `networks.set_train_mode`)."""
     with _modes_kept(built.module):
-        models.apply_stage(built, plan, 0)  # set_train_mode reads what trains from requires_grad
-        models.set_train_mode(built, plan, 0)
+        networks.apply_stage(built, plan, 0)  # set_train_mode reads what trains from requires_grad
+        networks.set_train_mode(built, plan, 0)
         yield
 
 

@@ -25,20 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from tlbench.trial import data
-from tlbench.trial import networks as models
+from tlbench.trial import data, networks
 from tlbench.trial.config import TrainConfig
 
 
-def freeze_plan(built: models.Built, train: TrainConfig) -> models.FreezePlan:
+def freeze_plan(built: networks.Built, train: TrainConfig) -> networks.FreezePlan:
     """What trains from which epoch (train.freeze, registries/freezing.py), with the mode of frozen BatchNorm layers
     `set_train_mode` applies: train.frozen_bn eval (our default) keeps their ImageNet statistics; train, plain PyTorch
     model.train(), re-estimates them on the new data: 004's code is unknown, and the choice can move its "last layer
     only" row (EXPERIMENTS.md, 004 "frozen BatchNorm's mode"; grid/reports.yaml r004-c-freeze-bn-train)."""
-    return models.freeze_plan(train.freeze, built, train.frozen_bn)
+    return networks.freeze_plan(train.freeze, built, train.frozen_bn)
 
 
-def set_train_mode(built: models.Built, plan: models.FreezePlan, epoch: int, train: TrainConfig) -> None:
+def set_train_mode(built: networks.Built, plan: networks.FreezePlan, epoch: int, train: TrainConfig) -> None:
     """The module modes an epoch trains in (networks.set_train_mode).
 
     train.train_mode_epochs k: the whole network in train mode for the first k epochs, frozen BatchNorm included,
@@ -46,14 +45,14 @@ def set_train_mode(built: models.Built, plan: models.FreezePlan, epoch: int, tra
     model.eval() in the per-epoch validation is never undone: k = 1), and 003's approach 2 (its code: model.eval() at
     every epoch's evaluation, 003 report line 276, and no model.train() after it). Otherwise train mode, with frozen
     BatchNorm in the mode `freeze_plan` gave the plan (train.frozen_bn: 004's open choice)."""
-    models.set_train_mode(built, plan, epoch, train.train_mode_epochs)
+    networks.set_train_mode(built, plan, epoch, train.train_mode_epochs)
 
 
-def lr_groups(built: models.Built, train: TrainConfig, lr: float) -> list[dict[str, Any]]:
+def lr_groups(built: networks.Built, train: TrainConfig, lr: float) -> list[dict[str, Any]]:
     """The optimizer's parameter groups (networks.param_groups). train.head_lr: the head at its own lr, the block
     nearest it at `lr`, each further one times train.block_lr_decay: 002's intent for "different lr per layer"
     (new_main.py:226-227 layer_lrs [1e-2, 1e-3, 1e-4, 1e-5] for layer4..layer1, :252 fc at 1e-3)."""
-    return models.param_groups(built, lr, train.block_lr_decay, train.head_lr)
+    return networks.param_groups(built, lr, train.block_lr_decay, train.head_lr)
 
 
 def rebuilds_optimizer(train: TrainConfig) -> bool:

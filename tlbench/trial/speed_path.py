@@ -29,8 +29,7 @@ import torch
 from torch import nn
 
 from tlbench.registries.losses import LOSSES
-from tlbench.trial import autotune, data, features, memory, pipeline, quirks
-from tlbench.trial import networks as models
+from tlbench.trial import autotune, data, features, memory, networks, pipeline, quirks
 from tlbench.trial.config import TrialConfig
 from tlbench.values import plain
 
@@ -55,13 +54,13 @@ class TrainedNetwork:
 
 
 def speed_path(
-    built: models.Built,
-    plan: models.FreezePlan,
+    built: networks.Built,
+    plan: networks.FreezePlan,
     config: TrialConfig,
     splits: data.Splits,
     device: torch.device,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    make_optimizer: Callable[[models.Built], torch.optim.Optimizer],
+    make_optimizer: Callable[[networks.Built], torch.optim.Optimizer],
     data_root: Path,
     feature_cache: bool = False,
     compile: bool = False,
@@ -105,13 +104,13 @@ def speed_path(
 
 
 def choose_precision(
-    built: models.Built,
-    plan: models.FreezePlan,
+    built: networks.Built,
+    plan: networks.FreezePlan,
     config: TrialConfig,
     splits: data.Splits,
     device: torch.device,
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    make_optimizer: Callable[[models.Built], torch.optim.Optimizer],
+    make_optimizer: Callable[[networks.Built], torch.optim.Optimizer],
     cut: features.Cut | None,
     data_root: Path,
     memory_format: str | None,
@@ -133,12 +132,12 @@ def choose_precision(
     batch = max(2, min(train.batch_size, len(splits.train)))  # BatchNorm cannot train on one image
     identity = {
         "arch": config.model.arch, "hidden": list(config.model.hidden), "outputs": LOSSES[train.loss].outputs(n_classes),
-        "freeze": plain(train.freeze), "net_params": models.count_params(net), "input": list(input_shape), "batch": batch,
+        "freeze": plain(train.freeze), "net_params": networks.count_params(net), "input": list(input_shape), "batch": batch,
         "optimizer": train.optimizer, "device": device_name(device), "torch": torch.__version__,
     }  # fmt: skip
 
-    def prepare(clone: models.Built) -> None:
-        models.apply_stage(clone, plan, 0)
+    def prepare(clone: networks.Built) -> None:
+        networks.apply_stage(clone, plan, 0)
         quirks.set_train_mode(clone, plan, 0, train)
 
     make_step = autotune.training_step(built, net, prepare, make_optimizer, criterion, input_shape, n_classes, batch, device)

@@ -33,8 +33,7 @@ import torch
 from tlbench.registries.losses import CLASS_WEIGHTS, LOSSES, Criterion
 from tlbench.registries.optimizers import OPTIMIZERS
 from tlbench.results.columns import EpochMetrics, TrialSummary
-from tlbench.trial import data, memory, metrics, pipeline, quirks
-from tlbench.trial import networks as models
+from tlbench.trial import data, memory, metrics, networks, pipeline, quirks
 from tlbench.trial.checkpoint import Checkpointer, TrainingState, capture, fits, resume
 from tlbench.trial.config import TrainConfig, TrialConfig
 from tlbench.trial.speed_path import TrainedNetwork, device_name, speed_path
@@ -89,8 +88,8 @@ class Trial:
 
     config: TrialConfig
     splits: data.Splits
-    built: models.Built  # the whole network: what evaluation's modes, checkpoints and parameter counts see
-    plan: models.FreezePlan
+    built: networks.Built  # the whole network: what evaluation's modes, checkpoints and parameter counts see
+    plan: networks.FreezePlan
     criterion: Criterion  # the loss of a batch, and how logits become predicted classes
     network: TrainedNetwork  # what a step runs (the whole network, or the cached cut's suffix), on what, how
     gen: torch.Generator  # the trial's generator: batch order, augmentation draws
@@ -113,7 +112,7 @@ def build(
     gen = seed_everything(config.seed)
     splits = data.load(config.dataset, config.image_size, data_root, config.seed)
     train, n_classes = config.train, len(splits.classes)
-    built = models.build(config.model, LOSSES[train.loss].outputs(n_classes))
+    built = networks.build(config.model, LOSSES[train.loss].outputs(n_classes))
     plan = quirks.freeze_plan(built, train)
     criterion = make_criterion(train, splits.train.labels, n_classes, device)
     network = speed_path(
@@ -129,7 +128,7 @@ def make_criterion(train: TrainConfig, labels: torch.Tensor, n_classes: int, dev
     return LOSSES[train.loss].build(None if weights is None else weights.to(device))
 
 
-def make_optimizer(built: models.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(built: networks.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """train.optimizer (registries/optimizers.py) over the network's lr groups, at `lr`."""
     return OPTIMIZERS[train.optimizer].build(quirks.lr_groups(built, train, lr), lr, train)
 
@@ -155,7 +154,7 @@ def fit(trial: Trial, checkpointer: Checkpointer | None, on_epoch: Callable[[dic
     resumed_from_epoch = state.epochs_run
     status = "ok"
     for epoch in range(state.epochs_run, config.epochs):
-        trainable = models.apply_stage(built, trial.plan, epoch)
+        trainable = networks.apply_stage(built, trial.plan, epoch)
         if quirks.rebuilds_optimizer(train):
             optimizer = make_optimizer(built, train, state.lr)
         set_epoch_lr(optimizer, base_lrs, train, epoch)
@@ -330,7 +329,7 @@ def lr_probe(trial: Trial, initial_state: dict[str, Any]) -> dict[str, float]:
     scores: dict[str, float] = {}
     for lr in train.probe_lrs:
         trial.built.module.load_state_dict(initial_state)
-        models.apply_stage(trial.built, trial.plan, 0)
+        networks.apply_stage(trial.built, trial.plan, 0)
         optimizer = make_optimizer(trial.built, train, lr)
         steps_left = train.probe_steps
         while steps_left > 0:  # the steps may span more than one pass over small data
@@ -366,7 +365,7 @@ def summarise(trial: Trial, fitted: Fitted) -> TrialSummary:
         "train_s": state.train_seconds, "epoch_s_mean": state.train_seconds / len(epochs),
         "images_per_s": state.images_seen / state.train_seconds if state.train_seconds else float("nan"),
         "resumed_from_epoch": fitted.resumed_from_epoch,
-        "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": models.count_params(trial.built.module),
+        "trainable_params": max(e["trainable_params"] for e in epochs), "total_params": networks.count_params(trial.built.module),
         "device": device_name(network.device), **network.decision.row(), "feature_cache": network.feature_cache,
         "compiled": trial.compiled,
     })  # fmt: skip
