@@ -49,6 +49,24 @@ def test_a_command_keeps_its_status_output_hooks_and_threads_but_skips_teardown(
     assert not marks[0].exists(), "the interpreter tore down its objects: native teardown was not skipped"
 
 
+def test_an_executor_left_open_does_not_hang_the_exit(tmp_path):
+    """A thread pool nobody shut down: its idle workers wait on their queue until threading's exit hook wakes them.
+    Joining them without that hook would hang every command that used one."""
+    script = textwrap.dedent(
+        """
+        from concurrent.futures import ThreadPoolExecutor
+        from tlbench.process_exit import run_command
+        pool = ThreadPoolExecutor(2)
+        def main():
+            pool.submit(print, "done")
+            return 0
+        run_command(main)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "done\n", proc.stderr
+
+
 @pytest.mark.parametrize(
     "code, status, stderr",
     [("return None", 0, ""), ("raise SystemExit('no grid')", 1, "no grid"), ("raise ValueError('boom')", 1, "ValueError: boom")],

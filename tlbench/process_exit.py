@@ -47,9 +47,16 @@ def status_of(code: object) -> int:
 
 
 def exit_process(code: int) -> NoReturn:
-    for thread in threading.enumerate():  # what interpreter shutdown waits for first
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # First what interpreter shutdown does first: threading's own exit hooks (they wake idle thread-pool workers,
+    # which would otherwise wait forever), then a join of every non-daemon thread. `threading._shutdown` is the very
+    # function CPython calls there; the loop below is its fallback where a Python lacks it.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None and threading.current_thread() is threading.main_thread():
+        shutdown()
+    else:
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()  # Ray's shutdown, logging's flush, multiprocessing's cleanup
     for stream in (sys.stdout, sys.stderr):
         try:
