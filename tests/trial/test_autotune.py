@@ -117,6 +117,19 @@ def test_trials_that_measure_together_train_with_the_first_decision_kept(tmp_pat
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_decision_is_kept_on_a_file_system_without_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(autotune.os, "link", no_links)
+    cache = autotune.DecisionCache(tmp_path)
+    measure, calls = counting_measure({FP32: 100.0, FP32_CL: 150.0, BF16: 40.0, BF16_CL: 60.0})
+    first = autotune.decide(CPU, IDENTITY, cache, make_step=None, batch=32, measure=measure)
+    again = autotune.decide(CPU, IDENTITY, cache, make_step=None, batch=32, measure=measure)
+    assert (first.how, again.how, again.candidate, len(calls)) == ("measured", "cached", first.candidate, 1)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 @pytest.mark.parametrize("content", [
     "{not json", "[1, 2]", '{"key": "another", "choice": "fp32+contiguous"}', "KEY:fp16+contiguous",
     "KEY:bf16+channels_last", "\udcff", "x" * (autotune.MAX_FILE_BYTES + 1), "FIFO", "LINK",

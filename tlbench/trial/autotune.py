@@ -207,6 +207,8 @@ class DecisionCache:
                     if kept is not None:
                         return kept
                     os.replace(tmp, self.path(key))  # what is there is unreadable (get said why): ours replaces it
+                except OSError:  # a file system without hard links: kept all the same, the last writer winning
+                    os.replace(tmp, self.path(key))
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
