@@ -100,6 +100,34 @@ def test_a_decision_is_measured_once_then_read_back_by_its_key(tmp_path):
     assert len(list(tmp_path.glob("*.json"))) == 5 and not list(tmp_path.glob("*.tmp"))
 
 
+def test_where_a_feature_cache_is_built_the_choice_weighs_the_build_beside_the_steps(tmp_path):
+    """Head-only, the steps of a Linear head cost little and the prefix's build most: the precision that builds
+    fastest should win unless the steps outweigh it. A step alone would choose fp32 here."""
+    steps = {FP32: 1000.0, FP32_CL: 1000.0, BF16: 800.0, BF16_CL: 800.0}
+    builds = {FP32: 100.0, FP32_CL: 120.0, BF16: 200.0, BF16_CL: 300.0}
+    measured = []
+
+    def measure(make_step, options, batch, device, timed_steps=autotune.TIMED_STEPS):
+        measured.append((make_step, batch, timed_steps))
+        return dict(builds if make_step == "build" else steps)
+
+    def decide(folder, images, trained_images):
+        build = autotune.Build("build", 16, images, trained_images)
+        return autotune.decide(CPU, IDENTITY, autotune.DecisionCache(folder), "step", 32, measure=measure, build=build)
+
+    # 1,000 images built, 1,000 trained: fp32 takes 1 + 10 s, bf16 + channels_last 1.25 + 3.3 s
+    decision = decide(tmp_path / "a", 1000, 1000)
+    assert decision.candidate == BF16_CL and decision.how == "measured"
+    assert measured == [("step", 32, autotune.TIMED_STEPS), ("build", 16, autotune.BUILD_TIMING["timed_steps"])]
+    assert decision.images_per_s["fp32+contiguous"] == 1000.0 and decision.images_per_s["build bf16+channels_last"] == 300.0
+    # ten million images trained against a build of ten: the steps decide (fp32; its layouts tie, the build breaks it)
+    assert decide(tmp_path / "b", 10, 10_000_000).candidate == FP32_CL
+    # the weights are part of the key: the same shape with another build is measured, not read back
+    saved = [json.loads(f.read_text())["identity"] for f in (tmp_path / "a").glob("*.json")]
+    assert saved == [{**IDENTITY, "build_images": 1000, "trained_images": 1000}]
+    assert autotune.Build("build", 16, 1, 1).effective_rates({FP32: 10.0}, {}) == {FP32: 0.0}  # the build not timed: cannot win
+
+
 def test_trials_that_measure_together_train_with_the_first_decision_kept(tmp_path):
     """Two trials of one shape start at once: both miss the cache and measure. The one that finishes second must
     train with the first one's decision, not its own: else two seeds of one config train in two precisions."""
@@ -190,4 +218,25 @@ def test_auto_measures_the_part_after_the_feature_cache(tmp_path):
     outcome = run_trial(config, tmp_path)
     assert outcome.summary["feature_cache"].startswith("built") and outcome.summary["auto_choice"] == "measured"
     (decision,) = (tmp_path / ".tlbench-cache" / "autotune").glob("*.json")
-    assert json.loads(decision.read_text())["identity"]["input"] == [64]  # small_cnn's features before its head
+    saved = json.loads(decision.read_text())
+    assert saved["identity"]["input"] == [64]  # small_cnn's features before its head
+    # ... with the build weighed in: its pools (train with val, 64; test, 32) once each, beside its epochs' steps
+    trained = outcome.summary["epochs_run"] * outcome.summary["n_train"]
+    assert (saved["identity"]["build_images"], saved["identity"]["trained_images"]) == (96, trained)
+    assert {f"build {name}" for name in saved["images_per_s"] if not name.startswith("build")} <= set(saved["images_per_s"])
+
+
+def test_auto_with_a_feature_cache_gives_the_results_of_its_decision_run_fixed(tmp_path, monkeypatch):
+    """The cache is built in the decided precision and layout: the decision run fixed finds the very features auto
+    built (a hit), so it gives the same numbers. (The build once ran channels_last under auto whatever the
+    decision's layout: a fixed contiguous run then missed, and built features of its own.)"""
+    config = typed(precision="auto", image_size=16, dataset={"n_train": 64, "n_test": 32}, train={"freeze": "head"})
+    for chosen in (FP32, FP32_CL):
+        root = tmp_path / chosen.name
+        monkeypatch.setattr(autotune, "fastest", lambda rates, chosen=chosen: chosen)
+        auto = run_trial(config, root)
+        assert (auto.summary["precision_used"], auto.summary["memory_format_used"]) == (chosen.precision, chosen.memory_format)
+        fixed = run_trial(changed(config, precision=chosen.precision), root, memory_format=chosen.memory_format)
+        assert auto.summary["feature_cache"].startswith("built") and fixed.summary["feature_cache"].startswith("hit"), chosen
+        for key in ("test_acc", "test_loss", "train_loss", "confusion"):
+            assert fixed.summary[key] == auto.summary[key], key

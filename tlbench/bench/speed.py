@@ -1,7 +1,9 @@
 """`python -m tlbench.bench`: tlbench's speed against the plain way, side by side in one run.
 
 Prints `name value` lines:
-  feature_cache_speedup_cold   head-only ResNet18, 10 epochs: uncached / cached (cache built inside the run)
+  feature_cache_speedup_cold   head-only ResNet18, 10 epochs: uncached / cached (cache built inside the run); each
+                               side's `precision: auto` decision is made before, in a one-epoch run, and printed
+                               (feature_cache_uncached_autotune_s / _cached_autotune_s: once per shape and node)
   feature_cache_speedup_warm   the same with the cache already built (a second lr or seed of an experiment)
   feature_cache_speedup_cold_traced / _warm_traced   the same on head-only RegNetY-400MF: not a chain of
                                modules nor one of the reports' archs, so only the cut found on its traced graph
@@ -71,7 +73,12 @@ def bench_feature_cache(root: Path, size: int, epochs: int, arch: str = "resnet1
     from tlbench.trial.train import run_trial
 
     config = trial_config(size, epochs, "head", 32, model={"arch": arch})
-    run_trial(TrialConfig.from_dict({**config, "epochs": 1}), root, feature_cache=False)  # decode the JPEGs once, for both sides
+    # Each side once first: the JPEGs decoded once for both, and each side's `precision: auto` decision made (once
+    # per shape and node, then kept), so neither timing below holds a measurement the other lacks. Uncached, one
+    # epoch decides; cached, the decision weighs the build against all the epochs' steps, so it runs them all.
+    for cache, epochs_first in ((False, 1), (True, epochs)):
+        primed = run_trial(TrialConfig.from_dict({**config, "epochs": epochs_first}), root, feature_cache=cache)
+        emit(f"feature_cache_{'traced_' if traced else ''}{'cached' if cache else 'uncached'}_autotune_s", primed.summary["autotune_s"])
     timings = {}
     for name, cache in (("uncached", False), ("cold", True), ("warm", True)):
         if name == "cold":

@@ -8,7 +8,10 @@ emulated, several times slower than fp32. A fixed rule loses somewhere. So for
 optimizer step, after a warm-up) of each candidate -- fp32 / bf16 (where the
 device has it) x contiguous / channels_last -- on its own device, on what it
 will actually train (the whole network, or what follows the feature cache's cut)
-at its own input shape and batch, and keeps the fastest.
+at its own input shape and batch, and keeps the fastest. Where the feature
+cache's prefix runs once over the pools instead, that build is part of what the
+precision decides (its features are computed in it), so its inference is timed
+too and the choice minimises the trial's whole cost: build plus steps (`Build`).
 
 The decision is kept on the node, one small JSON file per (model, what trains,
 head, input shape, batch, optimizer, device) under `<data>/.tlbench-cache/autotune/`,
@@ -44,6 +47,9 @@ from tlbench.results.regular_files import read_regular_text
 
 WARMUP_STEPS = {"cpu": 1, "cuda": 2}  # the first steps pay for allocation and kernel selection (cudnn.benchmark)
 TIMED_STEPS = 2  # per candidate; the fastest counts (on a shared machine, interference only ever adds time)
+# The build's inference is timed on a smaller batch, once after its warm-up: a prefix's forward at the trial's batch
+# costs a tenth of a second on a CPU (ResNet18 at 112 px, fp32), and the choice needs its ratios, not its seconds.
+BUILD_TIMING = {"batch": 16, "timed_steps": 1}
 GIVE_UP_FACTOR = 3.0  # a candidate whose first timed step is this much slower than the best so far cannot win
 BF16_MIN_MATMUL_RATIO = 1.0  # a CPU whose bf16 matmul is slower than fp32's emulates it: bf16 cannot win there
 MAX_FILE_BYTES = 64 * 1024  # a decision is a few hundred bytes; anything larger is not one
@@ -133,6 +139,32 @@ def candidates(device: torch.device) -> tuple[list[Candidate], str | None]:
             skipped = f"bf16: its matmul runs at {ratio:.2f}x fp32's on this CPU (emulated)"
     precisions = ["fp32"] if skipped else ["fp32", "bf16"]
     return [Candidate(p, cl) for p in precisions for cl in (False, True)], skipped
+
+
+@dataclass(frozen=True)
+class Build:
+    """The feature cache's build where a trial caches a prefix: what `decide` weighs beside the training steps.
+
+    Head-only, the build is most of a trial's work (a Linear head's step costs microseconds), and the precision
+    decided is the one the features are computed in: timing the steps alone chose fp32 for ResNet18's head while
+    its build ran 3.3x faster in bf16 + channels_last on an AMX CPU. Counted whether or not the features are on disk
+    yet, so a decision never depends on what an earlier trial left behind."""
+
+    make_step: Callable[[Candidate], Step]  # one batch of the prefix's inference, per candidate
+    batch: int  # the images in that batch
+    images: int  # images the build runs the prefix over (each pool once per view)
+    trained_images: int  # images the trial's steps train on (epochs x training set)
+
+    def effective_rates(self, steps: dict[Candidate, float], builds: dict[Candidate, float]) -> dict[Candidate, float]:
+        """Trained images per second of the whole trial, build included, per candidate."""
+
+        def seconds(candidate: Candidate) -> float:
+            step, build = steps.get(candidate, math.nan), builds.get(candidate, math.nan)
+            if not (step > 0 and build > 0):  # not timed, or gave up: cannot win
+                return math.inf
+            return self.trained_images / step + self.images / build
+
+        return {c: (self.trained_images / seconds(c) if seconds(c) > 0 else math.inf) for c in steps}
 
 
 def fastest(rates: dict[Candidate, float]) -> Candidate:
@@ -226,6 +258,7 @@ def measure(
     batch: int,
     device: torch.device,
     clock: Callable[[], float] = time.perf_counter,
+    timed_steps: int = TIMED_STEPS,
 ) -> dict[Candidate, float]:
     """Images/s of each candidate: warm-up steps, then the fastest of a few timed ones.
 
@@ -239,7 +272,7 @@ def measure(
             step()
         _sync(device)
         times = []
-        for _ in range(TIMED_STEPS):
+        for _ in range(timed_steps):
             tick = clock()
             step()
             _sync(device)
@@ -260,9 +293,15 @@ def decide(
     make_step: Callable[[Candidate], Step],
     batch: int,
     measure: Callable[..., dict[Candidate, float]] = measure,
+    build: Build | None = None,
 ) -> Decision:
-    """The cached decision for this identity, else measured now and kept (or the one another trial kept first)."""
+    """The cached decision for this identity, else measured now and kept (or the one another trial kept first).
+
+    With a `build`, its prefix's inference is timed too, and the candidate that makes build plus steps fastest
+    wins; the decision's rates then also hold the build's images/s, as `build <candidate>`."""
     options, skipped = candidates(device)
+    if build is not None:  # the weights are part of the choice: another split size may choose otherwise
+        identity = {**identity, "build_images": build.images, "trained_images": build.trained_images}
     key = cache_key(identity)
     cached = cache.get(key, options)
     if cached is not None:
@@ -270,7 +309,12 @@ def decide(
     tick = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         rates = measure(make_step, options, batch, device)
-    decision = Decision(fastest(rates), "measured", {c.name: round(r, 2) for c, r in rates.items()}, time.perf_counter() - tick, skipped)
+        builds = {}
+        if build is not None:
+            builds = measure(build.make_step, options, build.batch, device, timed_steps=BUILD_TIMING["timed_steps"])
+    chosen = fastest(build.effective_rates(rates, builds) if build is not None else rates)
+    timed = {c.name: round(r, 2) for c, r in rates.items()} | {f"build {c.name}": round(r, 2) for c, r in builds.items()}
+    decision = Decision(chosen, "measured", timed, time.perf_counter() - tick, skipped)
     return cache.put(key, decision, identity, options)
 
 
@@ -312,6 +356,26 @@ def training_step(
             optimizer.zero_grad(set_to_none=True)
             value.backward()
             optimizer.step()
+
+        return step
+
+    return make
+
+
+def inference_step(prefix: nn.Module, input_shape: tuple[int, ...], batch: int, device: torch.device) -> Callable[[Candidate], Step]:
+    """make_step for `measure`: one batch of a copy of the feature cache's prefix in inference, as its build runs it."""
+
+    def make(candidate: Candidate) -> Step:
+        memory_format = torch.channels_last if candidate.channels_last else torch.contiguous_format
+        prefix_copy = copy.deepcopy(prefix).eval().to(device=device, memory_format=memory_format)
+        x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
+        if candidate.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        @torch.no_grad()
+        def step() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=candidate.precision == "bf16"):
+                prefix_copy(x)
 
         return step
 

@@ -388,8 +388,6 @@ class FeatureInputs:
         """`sets`: the trial's train, val and test sets, in that order."""
         self.device = device
         train = config.train
-        # A flipped view only of pools that train (train, and val where lr_probe trains on it): the test pool is only evaluated.
-        training_pools = {images.pool_key for images in sets[:2]} if train.augment == "hflip" else set()
         prefix = cut.prefix.eval()  # shares the network's modules: the next epoch's set_train_mode sets them again
         # What the features are a function of: the prefix (its code, modules, weights), the pixels (the pool's key), how
         # pixels become inputs, and the numerics -- not the arch's name, which a custom arch keeps when its code changes.
@@ -401,11 +399,9 @@ class FeatureInputs:
         }  # fmt: skip
         self.features: dict[str, dict[str, torch.Tensor]] = {}
         self.built_now = False
-        for images in sets:
-            if images.pool_key in self.features:
-                continue
+        for images, views in cached_views(sets, train.augment):
             self.features[images.pool_key] = {}
-            for view in ("plain", "flip") if images.pool_key in training_pools else ("plain",):
+            for view in views:
                 pool = {"pool": images.pool_key, "pool_shape": list(images.pool.shape), "view": view}
                 key = hashlib.sha256(json.dumps({**identity, **pool}, sort_keys=True).encode()).hexdigest()[:24]
                 path = root / CACHE_DIR / "features" / f"{key}.npy"
@@ -441,6 +437,20 @@ class FeatureInputs:
             for view, tensor in views.items():
                 views[view] = tensor.to(self.device)
         return f"features on card ({needed / 2**20:.0f} MB)"
+
+
+def cached_views(sets: list[ImageSet], augment: str) -> list[tuple[ImageSet, tuple[str, ...]]]:
+    """Each distinct pool of the trial's train, val and test sets (in that order), with the views its cache holds:
+    a flipped one too only for pools that train (train, and val where lr_probe trains on it), as the test pool
+    is only evaluated."""
+    training_pools = {images.pool_key for images in sets[:2]} if augment == "hflip" else set()
+    pools = {images.pool_key: images for images in sets}  # the first set of each pool, in order
+    return [(images, ("plain", "flip") if key in training_pools else ("plain",)) for key, images in pools.items()]
+
+
+def build_images(sets: list[ImageSet], augment: str) -> int:
+    """How many images the cache's build runs the prefix over: each pool once per view."""
+    return sum(len(images.pool) * len(views) for images, views in cached_views(sets, augment))
 
 
 def fingerprint(prefix: fx.GraphModule) -> str:

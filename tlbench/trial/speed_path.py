@@ -89,11 +89,8 @@ def speed_path(
         inputs: pipeline.PixelInputs | features.FeatureInputs = pipeline.PixelInputs(device, train.normalize, channels_last)
         net = built.module
     else:
-        # The decision above timed what follows the cut (a Linear head does not care about layouts); the build runs
-        # the convolutions before it, batched, in inference: channels_last, which on this project's CPU built
-        # ResNet18's cache in 6.5 s against 9.3 contiguous (GoogLeNet 9.5 vs 15.5).
-        build_channels_last = channels_last or config.precision == "auto"
-        inputs = features.FeatureInputs(cut, sets, config, data_root, device, precision, autocast, build_channels_last)
+        # The build runs the prefix in the decision's precision and layout: `auto` timed the build's inference too.
+        inputs = features.FeatureInputs(cut, sets, config, data_root, device, precision, autocast, channels_last)
         cache = f"{'built' if inputs.built_now else 'hit'} (cut before {cut.name})"
         net = cut.suffix
     budget = memory.data_budget_bytes(device, gpu_share)
@@ -116,7 +113,8 @@ def choose_precision(
     memory_format: str | None,
 ) -> autotune.Decision:
     """A fixed precision as configured (`memory_format` forces its layout); `auto`: the fastest candidate measured
-    on what a step runs -- the whole network, or what follows the cached cut."""
+    on what a step runs -- the whole network, or what follows the cached cut, with the cut's build weighed in
+    (autotune.Build: the prefix's inference over each pool and view, beside epochs x the training set's steps)."""
     train, size = config.train, config.image_size
     if config.precision != "auto":
         decision = autotune.fixed(config.precision, device)
@@ -141,8 +139,18 @@ def choose_precision(
         quirks.set_train_mode(clone, plan, 0, train)
 
     make_step = autotune.training_step(built, net, prepare, make_optimizer, criterion, input_shape, n_classes, batch, device)
+    build = None
+    if cut is not None:
+        sets = [splits.train, splits.val, splits.test]
+        build_batch = min(batch, autotune.BUILD_TIMING["batch"])
+        build = autotune.Build(
+            autotune.inference_step(cut.prefix, (3, size, size), build_batch, device),
+            build_batch,
+            features.build_images(sets, train.augment),
+            max(1, config.epochs * len(splits.train)),
+        )
     cache = autotune.DecisionCache(data_root / data.CACHE_DIR / "autotune")
-    return autotune.decide(device, identity, cache, make_step, batch)
+    return autotune.decide(device, identity, cache, make_step, batch, build=build)
 
 
 def autocast_for(precision: str, device: torch.device) -> Autocast:
