@@ -18,7 +18,7 @@ from tlbench.trial.host_reads import HostReads
 def build_trial(tmp_path, **sections):
     config = typed(precision="fp32", train={"augment": "hflip", **sections.pop("train", {})}, **sections)
     trial = train.build(config, tmp_path, torch.device("cpu"), feature_cache=False, compile=False, memory_format=None)
-    optimizer = train.make_optimizer(trial.built, config.train, config.train.lr)
+    optimizer = train.make_optimizer(trial.built, trial.plan, config.train, config.train.lr)
     return trial, optimizer
 
 

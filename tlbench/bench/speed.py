@@ -178,8 +178,9 @@ def bench_input_pipeline(root: Path, size: int, batch: int) -> int:
     gen = torch.Generator().manual_seed(0)
     tick, count = time.perf_counter(), 0
     for _ in range(3):
-        for positions in pipeline.batches(pipeline.epoch_order(splits.train.labels, "uniform", gen), batch):
-            inputs.batch(splits.train, positions, "hflip", gen)
+        rows, labels = inputs.epoch(splits.train, pipeline.epoch_order(splits.train.labels, "uniform", gen))
+        for part in pipeline.batches(len(rows), batch):
+            inputs.batch_of(splits.train, rows[part], labels[part], "hflip", gen)
             count += 1
     ours = count / (time.perf_counter() - tick)
     emit("input_pipeline_tlbench_batches_per_s", ours)
@@ -295,7 +296,7 @@ def bench_sync_free(root: Path) -> None:
 
     config = TrialConfig.from_dict(step_overhead_config(8))
     trial = build(config, root, torch.device("cpu"), False, False, None)
-    optimizer = make_optimizer(trial.built, config.train, config.train.lr)
+    optimizer = make_optimizer(trial.built, trial.plan, config.train, config.train.lr)
     counts = []
     for steps in (2, 6):
         with HostReads() as reads:

@@ -52,6 +52,10 @@ class FreezePlan:
                 current = predicate
         return current
 
+    def ever_trains(self, name: str) -> bool:
+        """Whether the parameter of this name trains at some stage: one that never does never gets a gradient."""
+        return any(predicate(name) for _, predicate in self.stages)
+
 
 def under(prefixes: list[str] | tuple[str, ...]) -> Predicate:
     return lambda name: any(name == p or name.startswith(p + ".") for p in prefixes)

@@ -414,16 +414,24 @@ class FeatureInputs:
                     features = _built(path, shape)
                 self.features[images.pool_key][view] = features
 
+    def epoch(self, images: ImageSet, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pool rows and labels of `order` (pipeline.epoch_rows), the rows where the features are."""
+        return pipeline.epoch_rows(images, order, self.features[images.pool_key]["plain"].device, self.device)
+
     def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and labels of these positions of the set."""
+        return self.batch_of(images, *self.epoch(images, positions), aug, gen)
+
+    def batch_of(
+        self, images: ImageSet, rows: torch.Tensor, labels: torch.Tensor, aug: str, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cached features of these pool rows (a slice of `epoch`'s), flipped where drawn, and their labels."""
         views = self.features[images.pool_key]
-        index = images.index.index_select(0, positions)
-        where = views["plain"].device  # the card, where `place` put the features, or the host
-        index = pipeline.to_device(index, where)
-        x = views["plain"].index_select(0, index)
+        x = views["plain"].index_select(0, rows)  # on the card, where `place` put the features, or the host
         if aug == "hflip":  # the same draw as pipeline.augment's, so the pixel path and this one agree
-            flip = pipeline.to_device(torch.rand(len(index), generator=gen) < 0.5, where)
-            x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), views["flip"].index_select(0, index), x)
-        return pipeline.to_device(x, self.device), pipeline.to_device(images.labels.index_select(0, positions), self.device)
+            flip = pipeline.to_device(torch.rand(len(rows), generator=gen) < 0.5, rows.device)
+            x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), views["flip"].index_select(0, rows), x)
+        return pipeline.to_device(x, self.device), labels
 
     def place(self, budget_bytes: int) -> str:
         """Copy the features to the card once where they fit in `budget_bytes`: a step then copies nothing."""

@@ -36,18 +36,28 @@ def epoch_order(labels: torch.Tensor, sampler: str, generator: torch.Generator) 
     return torch.multinomial(weights, n, replacement=True, generator=generator)
 
 
-def batches(order: torch.Tensor, batch_size: int, max_steps: int | None = None, training: bool = False) -> Iterator[torch.Tensor]:
-    """Consecutive slices of `order`. In training, a last batch of one image is left out:
+def batches(n: int, batch_size: int, max_steps: int | None = None, training: bool = False) -> Iterator[slice]:
+    """Consecutive slices of an epoch's `n` positions. In training, a last batch of one image is left out:
     BatchNorm cannot normalise a single sample (and it would be one noisy step anyway)."""
     steps = 0
-    for start in range(0, len(order), batch_size):
+    for start in range(0, n, batch_size):
         if max_steps is not None and steps >= max_steps:
             return
-        batch = order[start : start + batch_size]
-        if training and len(batch) == 1 and len(order) > 1:
+        stop = min(start + batch_size, n)
+        if training and stop - start == 1 and n > 1:
             return
         steps += 1
-        yield batch
+        yield slice(start, stop)
+
+
+def epoch_rows(images: ImageSet, order: torch.Tensor, rows_on: torch.device, labels_on: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pool rows and labels of the set's positions `order`, in that order: the rows where the batches are
+    gathered from (the card, where the pool or the features are placed, or the host), the labels on the device.
+    Each goes in one copy for a whole epoch: a batch then takes slices of them, views that copy nothing, where a
+    copy per batch cost every step two index_selects, two pinned buffers and two launches."""
+    # index_select, not [order]: the same values at a twentieth of advanced indexing's cost on a small batch
+    rows = to_device(images.index.index_select(0, order), rows_on)
+    return rows, to_device(images.labels.index_select(0, order), labels_on)
 
 
 def to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -131,19 +141,28 @@ class PixelInputs:
             self.on_card[key] = (pool, pool.to(self.device))
         return f"on card ({needed / 2**20:.0f} MB)"
 
-    def pixels(self, images: ImageSet, positions: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels of these positions on the device, at the pool's stored size."""
-        # index_select, not pool[index]: the same pixels at a twentieth of advanced indexing's cost on a small batch
-        index = images.index.index_select(0, positions)
+    def epoch(self, images: ImageSet, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pool rows and labels of `order` (epoch_rows), the rows on the card where the pool is placed there."""
+        placed = id(images.pool) in self.on_card
+        return epoch_rows(images, order, self.device if placed else torch.device("cpu"), self.device)
+
+    def pixels(self, images: ImageSet, rows: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels of these pool rows on the device, at the pool's stored size."""
         placed = self.on_card.get(id(images.pool))
         if placed is not None:
-            return placed[1].index_select(0, to_device(index, self.device))
+            return placed[1].index_select(0, rows)
         if self.device.type != "cuda":
-            return to_device(images.pool.index_select(0, index), self.device)
+            return to_device(images.pool.index_select(0, rows), self.device)
         self.stager = self.stager or PinnedStager(self.device)
-        return self.stager.gather(images.pool, index)
+        return self.stager.gather(images.pool, rows)
 
     def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = augment(images.resized(self.pixels(images, positions)), aug, gen)
-        y = to_device(images.labels.index_select(0, positions), self.device)
-        return normalize(x, self.norm, self.channels_last), y
+        """The inputs and labels of these positions of the set."""
+        return self.batch_of(images, *self.epoch(images, positions), aug, gen)
+
+    def batch_of(
+        self, images: ImageSet, rows: torch.Tensor, labels: torch.Tensor, aug: str, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of these pool rows (a slice of `epoch`'s), augmented and normalised, and their labels."""
+        x = augment(images.resized(self.pixels(images, rows)), aug, gen)
+        return normalize(x, self.norm, self.channels_last), labels

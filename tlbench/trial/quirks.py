@@ -48,11 +48,12 @@ def set_train_mode(built: networks.Built, plan: networks.FreezePlan, epoch: int,
     networks.set_train_mode(built, plan, epoch, train.train_mode_epochs)
 
 
-def lr_groups(built: networks.Built, train: TrainConfig, lr: float) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups (networks.param_groups). train.head_lr: the head at its own lr, the block
-    nearest it at `lr`, each further one times train.block_lr_decay: 002's intent for "different lr per layer"
-    (new_main.py:226-227 layer_lrs [1e-2, 1e-3, 1e-4, 1e-5] for layer4..layer1, :252 fc at 1e-3)."""
-    return networks.param_groups(built, lr, train.block_lr_decay, train.head_lr)
+def lr_groups(built: networks.Built, plan: networks.FreezePlan, train: TrainConfig, lr: float) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups (networks.param_groups), of the parameters the plan ever trains. train.head_lr:
+    the head at its own lr, the block nearest it at `lr`, each further one times train.block_lr_decay: 002's intent
+    for "different lr per layer" (new_main.py:226-227 layer_lrs [1e-2, 1e-3, 1e-4, 1e-5] for layer4..layer1, :252 fc
+    at 1e-3)."""
+    return networks.param_groups(built, lr, train.block_lr_decay, train.head_lr, plan.ever_trains)
 
 
 def rebuilds_optimizer(train: TrainConfig) -> bool:

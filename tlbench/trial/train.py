@@ -116,7 +116,7 @@ def build(
     plan = quirks.freeze_plan(built, train)
     criterion = make_criterion(train, splits.train.labels, n_classes, device)
     network = speed_path(
-        built, plan, config, splits, device, criterion.loss, lambda b: make_optimizer(b, train, train.lr),
+        built, plan, config, splits, device, criterion.loss, lambda b: make_optimizer(b, plan, train, train.lr),
         Path(data_root), feature_cache, compile, memory_format, gpu_share,
     )  # fmt: skip
     return Trial(config, splits, built, plan, criterion, network, gen, compile)
@@ -128,9 +128,10 @@ def make_criterion(train: TrainConfig, labels: torch.Tensor, n_classes: int, dev
     return LOSSES[train.loss].build(None if weights is None else weights.to(device))
 
 
-def make_optimizer(built: networks.Built, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """train.optimizer (registries/optimizers.py) over the network's lr groups, at `lr`."""
-    return OPTIMIZERS[train.optimizer].build(quirks.lr_groups(built, train, lr), lr, train)
+def make_optimizer(built: networks.Built, plan: networks.FreezePlan, train: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """train.optimizer (registries/optimizers.py) over the network's lr groups, at `lr`: the parameters the plan
+    trains at some stage."""
+    return OPTIMIZERS[train.optimizer].build(quirks.lr_groups(built, plan, train, lr), lr, train)
 
 
 # -- fit ------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def fit(trial: Trial, checkpointer: Checkpointer | None, on_epoch: Callable[[dic
     for epoch in range(state.epochs_run, config.epochs):
         trainable = networks.apply_stage(built, trial.plan, epoch)
         if quirks.rebuilds_optimizer(train):
-            optimizer = make_optimizer(built, train, state.lr)
+            optimizer = make_optimizer(built, trial.plan, train, state.lr)
         set_epoch_lr(optimizer, base_lrs, train, epoch)
         ran = run_epoch(trial, optimizer, epoch, train_set, val_set, trainable)
         state.record(ran.row, ran.seconds, ran.images)
@@ -182,7 +183,7 @@ def start(trial: Trial) -> Started:
         state.probe_scores = lr_probe(trial, initial_state)
         state.lr = quirks.probe_choice(state.probe_scores)
         trial.built.module.load_state_dict(initial_state)
-    optimizer = make_optimizer(trial.built, train, state.lr)
+    optimizer = make_optimizer(trial.built, trial.plan, train, state.lr)
     return state, optimizer, [g["lr"] for g in optimizer.param_groups]
 
 
@@ -193,7 +194,7 @@ def resume_saved(trial: Trial, checkpointer: Checkpointer | None) -> Started | N
     if saved is None:
         return None
     # The optimizer at the saved lr, its schedule's base lrs, then the state: or none of it (epoch 0).
-    optimizer = make_optimizer(trial.built, trial.config.train, saved["progress"]["lr"])
+    optimizer = make_optimizer(trial.built, trial.plan, trial.config.train, saved["progress"]["lr"])
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     state = resume(saved, trial.built.module, optimizer, trial.gen)
     return None if state is None else (state, optimizer, base_lrs)
@@ -259,9 +260,10 @@ def train_steps(trial: Trial, optimizer: torch.optim.Optimizer, images: data.Ima
     train, network = trial.config.train, trial.network
     quirks.set_train_mode(trial.built, trial.plan, epoch, train)
     order = pipeline.epoch_order(images.labels, train.sampler, trial.gen)
+    rows, labels = network.inputs.epoch(images, order)  # to the card once: a step copies nothing there
     steps = Steps()
-    for positions in pipeline.batches(order, train.batch_size, max_steps, training=True):
-        x, y = network.inputs.batch(images, positions, train.augment, trial.gen)
+    for batch in pipeline.batches(len(order), train.batch_size, max_steps, training=True):
+        x, y = network.inputs.batch_of(images, rows[batch], labels[batch], train.augment, trial.gen)
         with network.autocast():
             logits = network.net(x)
         loss = trial.criterion.loss(logits, y)
@@ -279,9 +281,10 @@ def evaluate(trial: Trial, images: data.ImageSet, augment: str = "none", gen: to
     trial.built.module.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=network.device)
     preds = []
-    order = torch.arange(len(images))
-    for positions in pipeline.batches(order, max(trial.config.train.batch_size, 256)):
-        x, y = network.inputs.batch(images, positions, augment, gen if gen is not None else torch.Generator())
+    rows, labels = network.inputs.epoch(images, torch.arange(len(images)))
+    gen = gen if gen is not None else torch.Generator()
+    for batch in pipeline.batches(len(images), max(trial.config.train.batch_size, 256)):
+        x, y = network.inputs.batch_of(images, rows[batch], labels[batch], augment, gen)
         with network.autocast():
             logits = network.net(x)
         loss_sum += criterion.loss(logits, y).double() * len(y)
@@ -330,7 +333,7 @@ def lr_probe(trial: Trial, initial_state: dict[str, Any]) -> dict[str, float]:
     for lr in train.probe_lrs:
         trial.built.module.load_state_dict(initial_state)
         networks.apply_stage(trial.built, trial.plan, 0)
-        optimizer = make_optimizer(trial.built, train, lr)
+        optimizer = make_optimizer(trial.built, trial.plan, train, lr)
         steps_left = train.probe_steps
         while steps_left > 0:  # the steps may span more than one pass over small data
             batches_per_epoch = math.ceil(len(splits.train) / train.batch_size)
