@@ -112,7 +112,7 @@ def test_where_a_feature_cache_is_built_the_choice_weighs_the_build_beside_the_s
         return dict(builds if make_step == "build" else steps)
 
     def decide(folder, images, trained_images):
-        build = autotune.Build("build", 16, images, trained_images)
+        build = autotune.Build("build", 16, (3, 64, 64), images, trained_images)
         return autotune.decide(CPU, IDENTITY, autotune.DecisionCache(folder), "step", 32, measure=measure, build=build)
 
     # 1,000 images built, 1,000 trained: fp32 takes 1 + 10 s, bf16 + channels_last 1.25 + 3.3 s
@@ -124,8 +124,10 @@ def test_where_a_feature_cache_is_built_the_choice_weighs_the_build_beside_the_s
     assert decide(tmp_path / "b", 10, 10_000_000).candidate == FP32_CL
     # the weights are part of the key: the same shape with another build is measured, not read back
     saved = [json.loads(f.read_text())["identity"] for f in (tmp_path / "a").glob("*.json")]
-    assert saved == [{**IDENTITY, "build_images": 1000, "trained_images": 1000}]
-    assert autotune.Build("build", 16, 1, 1).effective_rates({FP32: 10.0}, {}) == {FP32: 0.0}  # the build not timed: cannot win
+    assert saved == [{**IDENTITY, "build_input": [3, 64, 64], "build_images": 1000, "trained_images": 1000}]
+    assert autotune.Build("build", 16, (3, 64, 64), 1, 1).effective_rates({FP32: 10.0}, {}) == {
+        FP32: 0.0
+    }  # the build not timed: cannot win
 
 
 def test_trials_that_measure_together_train_with_the_first_decision_kept(tmp_path):
@@ -223,6 +225,7 @@ def test_auto_measures_the_part_after_the_feature_cache(tmp_path):
     # ... with the build weighed in: its pools (train with val, 64; test, 32) once each, beside its epochs' steps
     trained = outcome.summary["epochs_run"] * outcome.summary["n_train"]
     assert (saved["identity"]["build_images"], saved["identity"]["trained_images"]) == (96, trained)
+    assert saved["identity"]["build_input"] == [3, 16, 16]  # the cut's shape is the same at every image size
     assert {f"build {name}" for name in saved["images_per_s"] if not name.startswith("build")} <= set(saved["images_per_s"])
 
 

@@ -2,7 +2,7 @@
 
 Prints `name value` lines:
   feature_cache_speedup_cold   head-only ResNet18, 10 epochs: uncached / cached (cache built inside the run); each
-                               side's `precision: auto` decision is made before, in a one-epoch run, and printed
+                               side's `precision: auto` decision is made before, in a run of its own, and printed
                                (feature_cache_uncached_autotune_s / _cached_autotune_s: once per shape and node)
   feature_cache_speedup_warm   the same with the cache already built (a second lr or seed of an experiment)
   feature_cache_speedup_cold_traced / _warm_traced   the same on head-only RegNetY-400MF: not a chain of

@@ -143,7 +143,7 @@ TRIAL_COLUMNS: tuple[Column, ...] = (
     # how the trial ran: precision auto's decision (autotune.py), its own memory peak, the GPU fraction it asked for, its worker
     Column("memory_format_used", "str", "the memory format it trained in (contiguous | channels_last)", "summary"),
     Column("auto_choice", "str", "how the precision was chosen: measured | cached | fixed", "summary"),
-    Column("autotune_images_per_s", "json", "images/s per candidate precision timed (null: none timed)", "summary", nullable=True),
+    Column("autotune_images_per_s", "json", "training images/s per candidate precision timed, and where a feature cache is built its prefix's as 'build <candidate>' (null: none timed)", "summary", nullable=True),
     Column("autotune_s", "float", "seconds this trial spent timing candidates", "summary"),
     Column("autotune_skipped", "str", "candidates not timed, and why (null: none skipped)", "summary", nullable=True),
     Column("peak_mem_source", "str", "what peak_mem_mb measured: the CUDA allocator's peak, or an RSS high-water mark", "summary"),

@@ -14,7 +14,8 @@ precision decides (its features are computed in it), so its inference is timed
 too and the choice minimises the trial's whole cost: build plus steps (`Build`).
 
 The decision is kept on the node, one small JSON file per (model, what trains,
-head, input shape, batch, optimizer, device) under `<data>/.tlbench-cache/autotune/`,
+head, input shape, batch, optimizer, device; with a cache's build, also the image
+size and the images built and trained) under `<data>/.tlbench-cache/autotune/`,
 so a grid measures each shape once; a file that is not a decision (garbled,
 planted, of a device without bf16) is ignored with a warning and measured again.
 
@@ -152,6 +153,7 @@ class Build:
 
     make_step: Callable[[Candidate], Step]  # one batch of the prefix's inference, per candidate
     batch: int  # the images in that batch
+    input_shape: tuple[int, ...]  # one image the prefix takes: (3, image_size, image_size)
     images: int  # images the build runs the prefix over (each pool once per view)
     trained_images: int  # images the trial's steps train on (epochs x training set)
 
@@ -160,7 +162,7 @@ class Build:
 
         def seconds(candidate: Candidate) -> float:
             step, build = steps.get(candidate, math.nan), builds.get(candidate, math.nan)
-            if not (step > 0 and build > 0):  # not timed, or gave up: cannot win
+            if not (step > 0 and build > 0):  # not timed (a candidate that gave up has its first step's rate)
                 return math.inf
             return self.trained_images / step + self.images / build
 
@@ -300,8 +302,13 @@ def decide(
     With a `build`, its prefix's inference is timed too, and the candidate that makes build plus steps fastest
     wins; the decision's rates then also hold the build's images/s, as `build <candidate>`."""
     options, skipped = candidates(device)
-    if build is not None:  # the weights are part of the choice: another split size may choose otherwise
-        identity = {**identity, "build_images": build.images, "trained_images": build.trained_images}
+    if build is not None:  # part of the choice: another image size, split size or epoch count may choose otherwise
+        identity = {
+            **identity,
+            "build_input": list(build.input_shape),
+            "build_images": build.images,
+            "trained_images": build.trained_images,
+        }
     key = cache_key(identity)
     cached = cache.get(key, options)
     if cached is not None:

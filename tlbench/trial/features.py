@@ -452,7 +452,7 @@ def cached_views(sets: list[ImageSet], augment: str) -> list[tuple[ImageSet, tup
     a flipped one too only for pools that train (train, and val where lr_probe trains on it), as the test pool
     is only evaluated."""
     training_pools = {images.pool_key for images in sets[:2]} if augment == "hflip" else set()
-    pools = {images.pool_key: images for images in sets}  # the first set of each pool, in order
+    pools = {images.pool_key: images for images in sets}  # sets of one key share its pool; in first-seen order
     return [(images, ("plain", "flip") if key in training_pools else ("plain",)) for key, images in pools.items()]
 
 

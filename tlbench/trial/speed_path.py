@@ -143,11 +143,14 @@ def choose_precision(
     if cut is not None:
         sets = [splits.train, splits.val, splits.test]
         build_batch = min(batch, autotune.BUILD_TIMING["batch"])
+        # An estimate: lr_probe's extra steps (001) are left out
+        per_epoch = len(splits.train) if train.max_steps is None else min(len(splits.train), train.max_steps * train.batch_size)
         build = autotune.Build(
             autotune.inference_step(cut.prefix, (3, size, size), build_batch, device),
             build_batch,
+            (3, size, size),
             features.build_images(sets, train.augment),
-            max(1, config.epochs * len(splits.train)),
+            max(1, config.epochs * per_epoch),
         )
     cache = autotune.DecisionCache(data_root / data.CACHE_DIR / "autotune")
     return autotune.decide(device, identity, cache, make_step, batch, build=build)
