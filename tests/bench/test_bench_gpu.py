@@ -52,12 +52,17 @@ def test_the_whole_harness_runs_on_the_cpu_at_a_small_size(tmp_path, monkeypatch
     config_for = bench_gpu.config_for
     monkeypatch.setattr(bench_gpu, "config_for", lambda case, epochs=bench_gpu.EPOCHS: {**config_for(case, epochs), "precision": "fp32"})
     lines = bench_gpu.Lines(tmp_path / "out.json")
-    bench_gpu.measure(tmp_path, lines, quick=True, packed=[2], compile=False)
+    bench_gpu.measure(tmp_path, lines, quick=True, packed=[2], compile=False, profile_to=tmp_path / "out.json")
     values = json.loads((tmp_path / "out.json").read_text())
     assert not [name for name in values if name.endswith("_error")], values
     for suffix in ("", "_head"):
         for name in ("gpu_reference_images_per_s", "gpu_train_images_per_s", "gpu_train_vs_reference"):
             assert values[f"{name}{suffix}"] > 0, name + suffix
     assert values["gpu_train_feature_cache_head"].startswith("built")
+    # --profile: one epoch's ops by host time per case, the optimizer's step among them
+    assert values["gpu_profile_head"] == str(tmp_path / "out-profile_head.txt")
+    for name in ("out-profile_resnet18.txt", "out-profile_head.txt"):
+        table = (tmp_path / name).read_text()
+        assert "Self CPU" in table and "Optimizer.step#Adam.step" in table, name
     assert values["gpu_packed_throughput_2"] > 0 and len(json.loads(values["gpu_packed_per_trial_images_per_s_2"])) == 2
     assert 0 < values["train_flops_fraction"] < 1

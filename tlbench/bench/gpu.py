@@ -13,6 +13,9 @@ after every line, so a run cut short still leaves what it measured:
                                      as Ray's fractional GPUs run them: their summed images/s over one trial alone
   train_flops_fraction               ResNet18's training FLOP/s over the card's matmul peak at the precision it used
   gpu_train_images_per_s_compiled    with --compile only: the ResNet18 case with torch.compile (minutes to compile)
+  gpu_profile[_case]                 with --profile only: the file beside the JSON that holds torch.profiler's table of
+                                     one training epoch of the case (after a first), by host time: where a step that
+                                     trails its reference spends it, from the same one-shot run
 
 Without CUDA it prints `gpu none (no CUDA device)` and exits 0. It uses only `run_trial` and a config built like
 bench/workload.py's `trial_config`, random weights and no Ray, so the same file run against an older tlbench measures that.
@@ -136,7 +139,31 @@ def reference_rate(case: Case, warmup: int, steps: int) -> float:
     return timed(step, case.batch, warmup, steps)
 
 
-def bench_case(case: Case, root: Path, lines: Lines, quick: bool) -> tuple[float, dict[str, Any]]:
+def profile_epoch(case: Case, root: Path, out: Path) -> Path:
+    """torch.profiler over the second epoch of a two-epoch trial of the case (the first pays for kernel choice): its
+    ops by host time, with the card's, as a text table at `out`."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from tlbench.trial.config import TrialConfig
+    from tlbench.trial.train import run_trial
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    profiler = profile(activities=activities)
+
+    def on_epoch(row: dict[str, Any]) -> None:  # on at the first epoch's end, off at the second's
+        if row["epoch"] == 1:
+            synchronize()
+            profiler.start()
+        elif row["epoch"] == 2:
+            synchronize()
+            profiler.stop()
+
+    run_trial(TrialConfig.from_dict(config_for(case, epochs=2)), root, on_epoch=on_epoch)
+    out.write_text(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=40))
+    return out
+
+
+def bench_case(case: Case, root: Path, lines: Lines, quick: bool, profile_to: Path | None = None) -> tuple[float, dict[str, Any]]:
     reference = reference_rate(case, *REFERENCE_STEPS["quick" if quick else "full"])
     lines.emit(f"gpu_reference_images_per_s{case.suffix}", reference)
     ours, summary = tlbench_rate(case, root)
@@ -145,6 +172,9 @@ def bench_case(case: Case, root: Path, lines: Lines, quick: bool) -> tuple[float
     if case.freeze == "head":
         lines.emit(f"gpu_train_feature_cache{case.suffix}", str(summary.get("feature_cache")))
     lines.emit(f"gpu_train_vs_reference{case.suffix}", ours / reference)
+    if profile_to is not None:
+        name = f"{profile_to.stem}-profile{case.suffix or '_resnet18'}.txt"
+        lines.emit(f"gpu_profile{case.suffix}", str(profile_epoch(case, root, profile_to.with_name(name))))
     return ours, summary
 
 
@@ -210,7 +240,7 @@ def guarded(lines: Lines, name: str, what: Any) -> Any:
         return None
 
 
-def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: bool) -> None:
+def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: bool, profile_to: Path | None = None) -> None:
     """Every line after the device's: the cases, packed trials, the FLOPs fraction (and the compiled case)."""
     from tlbench.bench.workload import training_flops_per_image, write_jpegs
     from tlbench.plan.cost import peak_matmul_gflops
@@ -218,7 +248,7 @@ def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: b
     started = time.perf_counter()
     write_jpegs(root, PER_CLASS["quick" if quick else "full"], 10, SIDE)
     results = {
-        case.suffix: guarded(lines, f"gpu_case{case.suffix or '_resnet18'}", lambda c=case: bench_case(c, root, lines, quick))
+        case.suffix: guarded(lines, f"gpu_case{case.suffix or '_resnet18'}", lambda c=case: bench_case(c, root, lines, quick, profile_to))
         for case in CASES
     }
     lines.emit("gpu_cases_s", time.perf_counter() - started)
@@ -243,7 +273,7 @@ def measure(root: Path, lines: Lines, quick: bool, packed: list[int], compile: b
                 lines.emit("gpu_compiled_vs_eager", rate / single)
 
 
-def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool) -> int:
+def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool, profile: bool = False) -> int:
     lines = Lines(json_path)
     if not torch.cuda.is_available():
         lines.emit("gpu", "none (no CUDA device)")
@@ -253,7 +283,7 @@ def run(quick: bool, json_path: Path | None, packed: list[int], compile: bool) -
     lines.emit("gpu_torch", torch.__version__)
     root = Path(tempfile.mkdtemp(prefix="tlbench-gpu-bench-"))
     try:
-        measure(root, lines, quick, packed, compile)
+        measure(root, lines, quick, packed, compile, json_path if profile and json_path is not None else None)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     lines.emit("gpu_bench_s", time.perf_counter() - started)
@@ -268,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default="gpu-bench.json", help="where to write the lines as JSON (default %(default)s)")
     parser.add_argument("--packed", default="4", help="comma-separated trial counts to pack on the card (default %(default)s)")
     parser.add_argument("--compile", action="store_true", help="also time the ResNet18 case under torch.compile")
+    parser.add_argument("--profile", action="store_true", help="also profile one epoch of each case, a table beside the JSON")
     parser.add_argument("--packed-worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.packed_worker:
@@ -275,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         packed_worker(config_file, root, float(share), out, ready, go)
         return 0
     packed = [int(n) for n in str(args.packed).split(",") if n.strip()]
-    return run(args.quick, Path(args.json), packed, args.compile)
+    return run(args.quick, Path(args.json), packed, args.compile, args.profile)
 
 
 if __name__ == "__main__":

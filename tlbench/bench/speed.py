@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", action="store_true", help="only: grid run / list / report times at 1,000 and 10,000 finished trials")
     parser.add_argument("--gpu", action="store_true", help="only: the GPU bench (tlbench/bench/gpu.py); says so and exits 0 without CUDA")
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--gpu" in argv:  # its options (--json, --packed, --compile, --quick) are bench/gpu.py's
+    if "--gpu" in argv:  # its options (--json, --packed, --compile, --profile, --quick) are bench/gpu.py's
         from tlbench.bench.gpu import main as gpu_main
 
         return gpu_main([arg for arg in argv if arg != "--gpu"])
