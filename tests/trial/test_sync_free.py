@@ -85,3 +85,26 @@ def test_a_non_finite_loss_read_at_the_epochs_end_still_makes_it_diverged(tmp_pa
     steps.add(torch.tensor(float("inf")), logits, labels)
     stats = train.epoch_stats(trial.criterion, steps)
     assert stats["diverged"] and stats["images"] == 4 and stats["loss"] == float("inf") and stats["acc"] != stats["acc"]
+
+
+def test_an_epoch_moves_its_rows_and_labels_once_and_a_step_takes_slices(tmp_path, monkeypatch):
+    """On a card each move is a pinned buffer and a launch: once per epoch, not once per step (or per batch of an
+    evaluation); a split with nothing in it moves nothing."""
+    from tlbench.trial import pipeline
+
+    trial, optimizer = build_trial(tmp_path, dataset={"n_test": 600})
+    moved = []
+    epoch_rows = pipeline.epoch_rows
+
+    def counted(images, order, rows_on, labels_on):
+        moved.append(len(order))
+        return epoch_rows(images, order, rows_on, labels_on)
+
+    monkeypatch.setattr(pipeline, "epoch_rows", counted)
+    steps = train.train_steps(trial, optimizer, trial.splits.train, 0, 4)
+    assert moved == [len(trial.splits.train)] and len(steps.sizes) == 4
+    train.evaluate(trial, trial.splits.test)  # three batches of 256
+    assert moved[1:] == [600]
+    empty = trial.splits.test.subset([])
+    loss, preds = train.evaluate(trial, empty)
+    assert moved[2:] == [] and loss != loss and len(preds) == 0

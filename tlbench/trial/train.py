@@ -279,6 +279,8 @@ def evaluate(trial: Trial, images: data.ImageSet, augment: str = "none", gen: to
     """(mean loss, predictions) over a whole split, in eval mode (augmented where a config says so); read back once."""
     network, criterion = trial.network, trial.criterion
     trial.built.module.eval()
+    if not len(images):  # nothing to score: no mean loss, no predictions
+        return float("nan"), np.zeros(0, dtype=np.int64)
     loss_sum = torch.zeros((), dtype=torch.float64, device=network.device)
     preds = []
     rows, labels = network.inputs.epoch(images, torch.arange(len(images)))
@@ -289,8 +291,6 @@ def evaluate(trial: Trial, images: data.ImageSet, augment: str = "none", gen: to
             logits = network.net(x)
         loss_sum += criterion.loss(logits, y).double() * len(y)
         preds.append(criterion.predict(logits))
-    if not preds:  # nothing to score: no mean loss, no predictions
-        return float("nan"), np.zeros(0, dtype=np.int64)
     return loss_sum.item() / len(images), torch.cat(preds).cpu().numpy()
 
 
