@@ -160,13 +160,13 @@ class Build:
     def effective_rates(self, steps: dict[Candidate, float], builds: dict[Candidate, float]) -> dict[Candidate, float]:
         """Trained images per second of the whole trial, build included, per candidate."""
 
-        def seconds(candidate: Candidate) -> float:
+        def rate(candidate: Candidate) -> float:
             step, build = steps.get(candidate, math.nan), builds.get(candidate, math.nan)
             if not (step > 0 and build > 0):  # not timed (a candidate that gave up has its first step's rate)
-                return math.inf
-            return self.trained_images / step + self.images / build
+                return 0.0
+            return self.trained_images / (self.trained_images / step + self.images / build)
 
-        return {c: (self.trained_images / seconds(c) if seconds(c) > 0 else math.inf) for c in steps}
+        return {c: rate(c) for c in steps}
 
 
 def fastest(rates: dict[Candidate, float]) -> Candidate:
