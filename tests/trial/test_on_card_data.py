@@ -64,7 +64,7 @@ def test_a_batch_gathered_where_the_pool_lives_equals_the_host_path(tmp_path):
     inputs = pipeline.PixelInputs(torch.device("cpu"), "imagenet", channels_last=False)
     inputs.on_card[id(kept.pool)] = (kept.pool, kept.pool.clone())  # as `place` leaves it on a card
     positions = torch.tensor([4, 0, 7])
-    x, y = inputs.batch(kept, positions, "none", torch.Generator())
+    x, y = inputs.batch_of(kept, *inputs.epoch(kept, positions), "none", torch.Generator())
     expected = pipeline.normalize(kept.images(positions), "imagenet", False)
     assert torch.equal(x, expected) and torch.equal(y, kept.labels[positions])
     assert inputs.place([kept], 2**30) == "host"  # on the CPU the host is the device: nothing is copied

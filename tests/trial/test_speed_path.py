@@ -26,7 +26,8 @@ def test_with_the_cache_the_loop_steps_the_suffix_on_features_and_says_so(tmp_pa
     assert isinstance(network.inputs, features.FeatureInputs) and network.feature_cache == "built (cut before fc)"
     suffix_params = {id(p) for p in network.net.parameters()}
     assert suffix_params <= {id(p) for p in trial.built.module.parameters()}  # the suffix shares the network's modules
-    x, _ = network.inputs.batch(trial.splits.train, torch.arange(4), "none", torch.Generator())
+    rows, labels = network.inputs.epoch(trial.splits.train, torch.arange(4))
+    x, _ = network.inputs.batch_of(trial.splits.train, rows, labels, "none", torch.Generator())
     with network.autocast():
         assert network.net(x).shape == (4, 3)
 

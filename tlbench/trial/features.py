@@ -418,10 +418,6 @@ class FeatureInputs:
         """The pool rows and labels of `order` (pipeline.epoch_rows), the rows where the features are."""
         return pipeline.epoch_rows(images, order, self.features[images.pool_key]["plain"].device, self.device)
 
-    def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inputs and labels of these positions of the set."""
-        return self.batch_of(images, *self.epoch(images, positions), aug, gen)
-
     def batch_of(
         self, images: ImageSet, rows: torch.Tensor, labels: torch.Tensor, aug: str, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:

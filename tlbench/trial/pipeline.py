@@ -156,10 +156,6 @@ class PixelInputs:
         self.stager = self.stager or PinnedStager(self.device)
         return self.stager.gather(images.pool, rows)
 
-    def batch(self, images: ImageSet, positions: torch.Tensor, aug: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inputs and labels of these positions of the set."""
-        return self.batch_of(images, *self.epoch(images, positions), aug, gen)
-
     def batch_of(
         self, images: ImageSet, rows: torch.Tensor, labels: torch.Tensor, aug: str, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ Three choices that change a trial's speed, never its numbers, made before anythi
 - torch.compile of what the loop steps, where the caller asks.
 
 The answer, `TrainedNetwork`, says which network the loop steps (`net`: the whole network, or the cut's suffix),
-where its batches come from (`inputs`: pixels or cached features, with the same batch interface), and the autocast
+where its batches come from (`inputs`: pixels or cached features, with the same interface: `epoch` then `batch_of`), and the autocast
 its forward pass runs under. The whole network (`built.module`) is still what evaluation's mode switch, the
 checkpoint and the parameter count see: the suffix shares its modules.
 """
